@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one test command of the README: set up what the tests need, then lint, type-check, test.
+#   ./ci/test.sh              everything
+#   ./ci/test.sh -k purge     extra arguments go to pytest
+# With CI=true a missing service fails the run instead of skipping tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+log() { printf '== %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtual environment in $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+log "installing kqueue with its test extras"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+"$VENV/bin/python" -m pip install --quiet -e ".[test]"
+
+# beanstalkd: the real broker the tests spawn on free ports.
+if ! command -v beanstalkd >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing beanstalkd with apt-get"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq beanstalkd >/dev/null
+  else
+    log "beanstalkd missing and cannot install it (not root or no apt-get)"
+  fi
+fi
+# The Debian package may start a system beanstalkd on 11300; the tests never use it.
+
+ci/services.sh
+
+log "ruff"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+log "mypy --strict"
+"$VENV/bin/mypy"
+log "pytest"
+"$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,1 @@
+"""pytest plugin of fakebeanstalk (fixtures land with the fakebeanstalk issue)."""

@@ -1,0 +1,1 @@
+"""kqueue: a reliable real-time job queue on beanstalkd."""

@@ -1,0 +1,90 @@
+"""Every error kqueue raises, in one tree rooted at :class:`KQueueError`.
+
+::
+
+    KQueueError
+    ├── ConfigurationError          bad settings; a missing optional extra
+    ├── ValidationError (ValueError) bad input, rejected before anything is written
+    │   ├── InvalidJobTypeError     a job type name beanstalkd cannot take
+    │   ├── PayloadError            a payload the codec cannot encode or decode
+    │   └── JobTooBigError          an inline payload over the server's max job size
+    ├── BrokerError                 beanstalkd failed or answered unexpectedly
+    │   ├── BrokerConnectionError   cannot connect, or the connection dropped
+    │   ├── BrokerTimeoutError      no reply within the command timeout
+    │   ├── BrokerDrainingError     the server is in drain mode and refuses puts
+    │   ├── BrokerServerError       OUT_OF_MEMORY, INTERNAL_ERROR
+    │   └── BrokerProtocolError     a reply that does not fit the command
+    ├── StoreError                  the bulk store failed (the cause is kept)
+    │   ├── StoreConnectionError    the store cannot be reached
+    │   └── RecordTooLargeError     a record over the store's own limit
+    └── JobNotFoundError            the job is not (or no longer) in beanstalkd
+
+Errors of lower layers (sockets, redis-py, SQLAlchemy) are translated where those layers are
+called and chained with ``raise ... from exc``, so ``except KQueueError`` catches them all.
+"""
+
+from __future__ import annotations
+
+
+class KQueueError(Exception):
+    """Root of every error raised by kqueue."""
+
+
+class ConfigurationError(KQueueError):
+    """A setting is invalid, or an optional extra is not installed."""
+
+
+class ValidationError(KQueueError, ValueError):
+    """Bad input: rejected before anything is written anywhere."""
+
+
+class InvalidJobTypeError(ValidationError):
+    """A job type name that cannot be a beanstalkd tube name."""
+
+
+class PayloadError(ValidationError):
+    """A payload the codec cannot encode, or a body it cannot decode."""
+
+
+class JobTooBigError(ValidationError):
+    """An inline job body larger than the beanstalkd server accepts."""
+
+
+class BrokerError(KQueueError):
+    """beanstalkd failed, or answered something the command does not allow."""
+
+
+class BrokerConnectionError(BrokerError):
+    """beanstalkd cannot be reached, or the connection dropped."""
+
+
+class BrokerTimeoutError(BrokerError):
+    """beanstalkd did not answer within the command timeout."""
+
+
+class BrokerDrainingError(BrokerError):
+    """beanstalkd is in drain mode: it refuses new jobs."""
+
+
+class BrokerServerError(BrokerError):
+    """beanstalkd reported an internal failure (OUT_OF_MEMORY, INTERNAL_ERROR)."""
+
+
+class BrokerProtocolError(BrokerError):
+    """A reply that does not fit the command sent (a bug here or in the server)."""
+
+
+class StoreError(KQueueError):
+    """The bulk store failed; the driver's exception is kept as ``__cause__``."""
+
+
+class StoreConnectionError(StoreError):
+    """The bulk store cannot be reached."""
+
+
+class RecordTooLargeError(StoreError):
+    """A record larger than the store's own limit; nothing was written."""
+
+
+class JobNotFoundError(KQueueError):
+    """The job is not (or no longer) held by beanstalkd."""

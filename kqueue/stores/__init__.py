@@ -1,0 +1,1 @@
+"""Bulk stores: where job payloads live durably before beanstalkd sees a reference."""

@@ -1,0 +1,119 @@
+"""The bulk store contract: what a write-ahead store must do for the queue and for recovery.
+
+A :class:`JobRecord` is written durably before beanstalkd sees a reference to it; the store is
+the source of truth. Every store implements :class:`Store` and passes the shared contract suite
+(tests/contract); :class:`~kqueue.stores.memory.MemoryStore` is the reference implementation.
+
+Rules every implementation follows:
+
+- ``put``/``put_many`` return only once the records are durable (as durable as the backend is).
+  A key that already exists raises :class:`~kqueue.errors.StoreError` and writes nothing.
+- Methods that address one record by key return ``False``/``None`` when it does not exist;
+  they never raise for a missing record.
+- ``swap_reference`` is a compare-and-set: it changes the broker reference only when the current
+  one equals ``expected``. It is what lets several sweepers run at once without double puts.
+- ``scan`` returns records in ascending key order, at most ``limit`` of them, strictly after
+  ``after``: recovery pages through a large store in bounded memory.
+- Driver errors become :class:`~kqueue.errors.StoreError` (or a child) with the cause chained;
+  credentials never appear in messages or reprs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+RecordState = Literal["enqueued", "buried"]
+"""``enqueued``: beanstalkd should hold the job (ready, delayed or reserved); ``buried``: it
+was buried as a dead letter after its retry budget."""
+
+
+@dataclass(frozen=True)
+class BrokerRef:
+    """Where beanstalkd holds a job: the server's ``id`` (from stats) and the job id.
+
+    A beanstalkd restarted without a binlog reuses job ids from 1, so a job id alone never
+    identifies a job: the server id tells one process lifetime from the next.
+    """
+
+    server_id: str
+    job_id: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as the store keeps it.
+
+    ``ref`` is ``None`` until the reference has been put into beanstalkd (a pending record:
+    the producer may have died between the two writes, and recovery will deliver it).
+    Times are Unix seconds (float).
+    """
+
+    key: str
+    job_type: str
+    payload: bytes
+    codec: str
+    priority: int
+    delay: float
+    ttr: int
+    created_at: float
+    attempts: int = 0
+    last_error: str | None = None
+    ref: BrokerRef | None = None
+    state: RecordState = "enqueued"
+    updated_at: float = 0.0
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A durable home for job records. See the module docstring for the rules."""
+
+    def put(self, record: JobRecord) -> None:
+        """Write a new record durably."""
+
+    def put_many(self, records: Sequence[JobRecord]) -> None:
+        """Write several new records in one round trip, all or none."""
+
+    def get(self, key: str) -> JobRecord | None:
+        """The record with this key, or None."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        """The records that exist among ``keys``, by key, in one round trip."""
+
+    def delete(self, key: str) -> bool:
+        """Remove a record; True if it existed."""
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove several records in one round trip; the number that existed."""
+
+    def swap_reference(
+        self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float
+    ) -> bool:
+        """Set the broker reference to ``new`` if it currently equals ``expected``.
+
+        Also sets ``state`` to ``enqueued`` and ``updated_at`` to ``now``. False when the record
+        is gone or its reference differs (another producer or sweeper got there first).
+        """
+
+    def record_attempt(
+        self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
+    ) -> bool:
+        """Store the attempt count, last error and state after a failure; False if gone."""
+
+    def scan(
+        self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
+    ) -> list[JobRecord]:
+        """Up to ``limit`` records with key > ``after`` in ascending key order."""
+
+    def count(self, job_type: str | None = None) -> int:
+        """How many records are stored (of one job type, or all)."""
+
+    def set_suspended(self, job_type: str, suspended: bool) -> None:
+        """Remember that a job type is suspended (or no longer), across broker restarts."""
+
+    def suspended(self) -> set[str]:
+        """The job types currently marked suspended."""
+
+    def close(self) -> None:
+        """Release connections; the store may not be used afterwards."""
