@@ -228,3 +228,8 @@ def mask_stats(reply: bytes, keys: Iterable[str] = VOLATILE_STATS_KEYS) -> bytes
         key, sep, _ = line.partition(b": ")
         out.append(key + sep + b"*" if sep and key.decode() in masked else line)
     return b"OK *\r\n" + b"\n".join(out) + b"\r\n"
+
+
+def ok_reply(body: bytes) -> bytes:
+    """The exact bytes of an ``OK <n>`` reply carrying ``body``."""
+    return b"OK %d\r\n%s\r\n" % (len(body), body)
