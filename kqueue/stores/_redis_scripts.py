@@ -1,0 +1,95 @@
+"""Lua scripts of :class:`~kqueue.stores.redis.RedisStore`: each runs atomically in Redis.
+
+A record is a hash at ``<prefix>r:<key>``; ``<prefix>idx`` is a sorted set of every key (all
+scores 0, so ZRANGEBYLEX pages in key order) and ``<prefix>t:<job_type>`` the same per job type.
+The scripts keep a hash and its two index entries in step. ``None`` travels as a ``'0'`` flag
+followed by an empty value, so that an empty string stays distinct from a missing value.
+"""
+
+from __future__ import annotations
+
+PUT_MANY = """
+-- KEYS: index, then per record: hash key, type index key
+-- ARGV: record count, then per record: key, field/value count, field, value, ...
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[2 * i]) == 1 then
+    return i
+  end
+end
+local pos = 2
+for i = 1, n do
+  local key = ARGV[pos]
+  local nargs = tonumber(ARGV[pos + 1])
+  redis.call('HSET', KEYS[2 * i], unpack(ARGV, pos + 2, pos + 1 + nargs))
+  redis.call('ZADD', KEYS[1], 0, key)
+  redis.call('ZADD', KEYS[2 * i + 1], 0, key)
+  pos = pos + 2 + nargs
+end
+return 0
+"""
+
+DELETE_MANY = """
+-- KEYS: index, then the hash keys; ARGV: type index prefix, then the record keys (ARGV[i]
+-- belongs to KEYS[i]). The type index key is read from the hash, so it is built here.
+local removed = 0
+for i = 2, #KEYS do
+  local job_type = redis.call('HGET', KEYS[i], 'job_type')
+  if job_type then
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', ARGV[1] .. job_type, ARGV[i])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+SWAP_REFERENCE = """
+-- KEYS: hash key
+-- ARGV: expected flag, expected server, expected job, new flag, new server, new job, now
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local current = redis.call('HMGET', KEYS[1], 'ref_server', 'ref_job')
+if ARGV[1] == '0' then
+  if current[1] then
+    return 0
+  end
+elseif current[1] ~= ARGV[2] or current[2] ~= ARGV[3] then
+  return 0
+end
+if ARGV[4] == '0' then
+  redis.call('HDEL', KEYS[1], 'ref_server', 'ref_job')
+else
+  redis.call('HSET', KEYS[1], 'ref_server', ARGV[5], 'ref_job', ARGV[6])
+end
+redis.call('HSET', KEYS[1], 'state', 'enqueued', 'updated_at', ARGV[7])
+return 1
+"""
+
+RECORD_ATTEMPT = """
+-- KEYS: hash key; ARGV: attempts, error flag, last error, state, now
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if ARGV[2] == '0' then
+  redis.call('HDEL', KEYS[1], 'last_error')
+else
+  redis.call('HSET', KEYS[1], 'last_error', ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'attempts', ARGV[1], 'state', ARGV[4], 'updated_at', ARGV[5])
+return 1
+"""
+
+SCAN = """
+-- KEYS: index to page through; ARGV: lexical lower bound, limit, record hash key prefix
+-- Returns key, HGETALL reply, key, HGETALL reply, ...
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, key in ipairs(keys) do
+  out[#out + 1] = key
+  out[#out + 1] = redis.call('HGETALL', ARGV[3] .. key)
+end
+return out
+"""

@@ -1,0 +1,172 @@
+"""Tables of :class:`~kqueue.stores.sql.SQLStore` and their idempotent creation.
+
+Keys and job types compare byte-wise on every backend (``C`` collation on PostgreSQL,
+``utf8mb4_bin`` on MySQL/MariaDB, SQLite's default), so scans come back in the same order as
+Python's ``sorted()`` and ``"a"`` and ``"A"`` stay two keys.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from kqueue.stores.base import BrokerRef, JobRecord
+
+SCHEMA_VERSION = 1
+"""Version of the table layout, kept in the meta table under ``schema_version``."""
+
+_MYSQL = ("mysql", "mariadb")
+
+
+def _binary_string(length: int) -> sa.types.TypeEngine[str]:
+    """A VARCHAR that sorts and compares by code point on every backend."""
+    return (
+        sa.String(length)
+        .with_variant(sa.String(length, collation="C"), "postgresql")
+        .with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL)
+    )
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The three tables of a store: records, suspended job types, schema metadata."""
+
+    metadata: sa.MetaData
+    records: sa.Table
+    suspended: sa.Table
+    meta: sa.Table
+
+
+def build_tables(prefix: str) -> Tables:
+    """Describe the tables, named ``<prefix>records``, ``<prefix>suspended``, ``<prefix>meta``."""
+    metadata = sa.MetaData()
+    records = sa.Table(
+        f"{prefix}records",
+        metadata,
+        sa.Column("key", _binary_string(255), primary_key=True),
+        sa.Column("job_type", _binary_string(200), nullable=False),
+        sa.Column(
+            "payload", sa.LargeBinary().with_variant(mysql.LONGBLOB(), *_MYSQL), nullable=False
+        ),
+        sa.Column("codec", sa.String(64), nullable=False),
+        sa.Column("priority", sa.BigInteger, nullable=False),
+        sa.Column("delay", sa.Double, nullable=False),
+        sa.Column("ttr", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("last_error", sa.Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)),
+        sa.Column("ref_server", sa.String(255)),
+        sa.Column("ref_job", sa.BigInteger),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
+        sa.Index(f"{prefix}records_type_key", "job_type", "key"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    suspended = sa.Table(
+        f"{prefix}suspended",
+        metadata,
+        sa.Column("job_type", _binary_string(200), primary_key=True),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    meta = sa.Table(
+        f"{prefix}meta",
+        metadata,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(255), nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return Tables(metadata, records, suspended, meta)
+
+
+def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 5) -> int:
+    """Create missing tables and the version row; return the stored schema version.
+
+    Safe when several processes start at once: a CREATE that loses the race to another process
+    fails, and the next attempt finds the table there.
+    """
+    for attempt in range(attempts):
+        try:
+            tables.metadata.create_all(engine, checkfirst=True)
+            break
+        except sa.exc.DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    meta = tables.meta
+    query = sa.select(meta.c.value).where(meta.c.name == "schema_version")
+    with engine.connect() as conn:
+        found = conn.execute(query).scalar()
+    if found is None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.insert(meta).values(name="schema_version", value=str(SCHEMA_VERSION))
+                )
+        except sa.exc.IntegrityError:
+            pass  # another process wrote it first
+        with engine.connect() as conn:
+            found = conn.execute(query).scalar()
+    return int(found) if found is not None else SCHEMA_VERSION
+
+
+def record_row(record: JobRecord) -> dict[str, Any]:
+    """The column values of a record."""
+    return {
+        "key": record.key,
+        "job_type": record.job_type,
+        "payload": record.payload,
+        "codec": record.codec,
+        "priority": record.priority,
+        "delay": float(record.delay),
+        "ttr": record.ttr,
+        "created_at": float(record.created_at),
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+        "ref_server": None if record.ref is None else record.ref.server_id,
+        "ref_job": None if record.ref is None else record.ref.job_id,
+        "state": record.state,
+        "updated_at": float(record.updated_at),
+    }
+
+
+def row_record(row: Any) -> JobRecord:
+    """Rebuild a record from a result row."""
+    values = row._mapping
+    ref = None
+    if values["ref_server"] is not None:
+        ref = BrokerRef(server_id=values["ref_server"], job_id=int(values["ref_job"]))
+    return JobRecord(
+        key=values["key"],
+        job_type=values["job_type"],
+        payload=bytes(values["payload"]),
+        codec=values["codec"],
+        priority=int(values["priority"]),
+        delay=float(values["delay"]),
+        ttr=int(values["ttr"]),
+        created_at=float(values["created_at"]),
+        attempts=int(values["attempts"]),
+        last_error=values["last_error"],
+        ref=ref,
+        state="buried" if values["state"] == "buried" else "enqueued",
+        updated_at=float(values["updated_at"]),
+    )
+
+
+def too_large(orig: BaseException | None) -> bool:
+    """Whether a DB-API error says a value was over the backend's size limit."""
+    if orig is None:
+        return False
+    code = orig.args[0] if orig.args else None
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    return (
+        code in (1153, 1301)  # MySQL: packet bigger than max_allowed_packet
+        or sqlstate.startswith("54")  # PostgreSQL: program_limit_exceeded
+        or "too big" in str(orig)  # SQLite: string or blob too big
+    )

@@ -1,0 +1,181 @@
+"""The in-process reference store: every rule of the contract, no durability.
+
+Useful for tests and for a single process that accepts losing its jobs on exit. Other stores
+are checked against the same contract suite and must behave exactly like this one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import threading
+from collections.abc import Iterable, Sequence
+
+from kqueue.errors import StoreError
+from kqueue.stores._common import ClosingStore
+from kqueue.stores.base import BrokerRef, JobRecord, RecordState
+
+
+class _SortedKeys:
+    """A sorted list of keys with O(log n) lookup, for ordered scans."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def add(self, key: str) -> None:
+        bisect.insort(self.keys, key)
+
+    def remove(self, key: str) -> None:
+        index = bisect.bisect_left(self.keys, key)
+        if index < len(self.keys) and self.keys[index] == key:
+            del self.keys[index]
+
+    def page(self, after: str | None, limit: int) -> list[str]:
+        start = 0 if after is None else bisect.bisect_right(self.keys, after)
+        return self.keys[start : start + limit]
+
+
+class MemoryStore(ClosingStore):
+    """A thread-safe store that keeps records in a dict; lost when the process exits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, JobRecord] = {}
+        self._all = _SortedKeys()
+        self._by_type: dict[str, _SortedKeys] = {}
+        self._suspended: set[str] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(records={len(self._records)})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("MemoryStore is closed")
+
+    def _insert(self, record: JobRecord) -> None:
+        self._records[record.key] = record
+        self._all.add(record.key)
+        self._by_type.setdefault(record.job_type, _SortedKeys()).add(record.key)
+
+    def _remove(self, key: str) -> bool:
+        record = self._records.pop(key, None)
+        if record is None:
+            return False
+        self._all.remove(key)
+        type_index = self._by_type[record.job_type]
+        type_index.remove(key)
+        if not type_index.keys:
+            del self._by_type[record.job_type]
+        return True
+
+    def put(self, record: JobRecord) -> None:
+        """Write a new record; :class:`StoreError` if the key exists."""
+        self.put_many([record])
+
+    def put_many(self, records: Sequence[JobRecord]) -> None:
+        """Write several new records, all or none."""
+        with self._lock:
+            self._check_open()
+            seen: set[str] = set()
+            for record in records:
+                if record.key in self._records or record.key in seen:
+                    raise StoreError(f"a record with key {record.key!r} already exists")
+                seen.add(record.key)
+            for record in records:
+                self._insert(record)
+
+    def get(self, key: str) -> JobRecord | None:
+        """The record with this key, or None."""
+        with self._lock:
+            self._check_open()
+            return self._records.get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        """The records that exist among ``keys``, by key."""
+        with self._lock:
+            self._check_open()
+            return {key: self._records[key] for key in keys if key in self._records}
+
+    def delete(self, key: str) -> bool:
+        """Remove a record; True if it existed."""
+        return self.delete_many([key]) == 1
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove several records; the number that existed."""
+        with self._lock:
+            self._check_open()
+            return sum(1 for key in set(keys) if self._remove(key))
+
+    def swap_reference(
+        self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float
+    ) -> bool:
+        """Compare-and-set the broker reference; see :meth:`Store.swap_reference`."""
+        with self._lock:
+            self._check_open()
+            record = self._records.get(key)
+            if record is None or record.ref != expected:
+                return False
+            self._records[key] = dataclasses.replace(
+                record, ref=new, state="enqueued", updated_at=now
+            )
+            return True
+
+    def record_attempt(
+        self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
+    ) -> bool:
+        """Store the attempt count, last error and state; False if the record is gone."""
+        with self._lock:
+            self._check_open()
+            record = self._records.get(key)
+            if record is None:
+                return False
+            self._records[key] = dataclasses.replace(
+                record, attempts=attempts, last_error=last_error, state=state, updated_at=now
+            )
+            return True
+
+    def scan(
+        self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
+    ) -> list[JobRecord]:
+        """Up to ``limit`` records with key > ``after`` in ascending key order."""
+        with self._lock:
+            self._check_open()
+            if limit <= 0:
+                return []
+            index = self._all if job_type is None else self._by_type.get(job_type)
+            if index is None:
+                return []
+            return [self._records[key] for key in index.page(after, limit)]
+
+    def count(self, job_type: str | None = None) -> int:
+        """How many records are stored (of one job type, or all)."""
+        with self._lock:
+            self._check_open()
+            if job_type is None:
+                return len(self._records)
+            index = self._by_type.get(job_type)
+            return 0 if index is None else len(index.keys)
+
+    def set_suspended(self, job_type: str, suspended: bool) -> None:
+        """Mark a job type suspended (or no longer)."""
+        with self._lock:
+            self._check_open()
+            if suspended:
+                self._suspended.add(job_type)
+            else:
+                self._suspended.discard(job_type)
+
+    def suspended(self) -> set[str]:
+        """The job types currently marked suspended."""
+        with self._lock:
+            self._check_open()
+            return set(self._suspended)
+
+    def close(self) -> None:
+        """Forget every record; the store may not be used afterwards."""
+        with self._lock:
+            self._closed = True
+            self._records.clear()
+            self._all = _SortedKeys()
+            self._by_type.clear()

@@ -1,0 +1,311 @@
+"""A store on Redis (redis-py): one hash per record, sorted-set indexes, Lua for atomicity.
+
+Layout under a key prefix (default ``kq:``): ``<prefix>r:<key>`` is the record hash (payload as
+raw bytes), ``<prefix>idx`` and ``<prefix>t:<job_type>`` are sorted sets of keys with score 0
+(ZRANGEBYLEX pages through them in key order), ``<prefix>suspended`` is a set of job types.
+Every write that touches a record and its indexes runs as one Lua script, so it is atomic; no
+command scans the keyspace. Durability is Redis's own (AOF with ``appendfsync`` as configured).
+Several logical stores may share one Redis database through different prefixes; Redis Cluster
+is not supported (scripts address keys of several hash slots).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
+from kqueue.stores import _redis_scripts as scripts
+from kqueue.stores._common import ClosingStore
+from kqueue.stores.base import BrokerRef, JobRecord, RecordState
+from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, url_scheme
+
+if TYPE_CHECKING:
+    import redis as redis_module
+
+DEFAULT_MAX_RECORD_BYTES = 512 * 1024 * 1024
+"""Redis's default ``proto-max-bulk-len``: no single value may be larger."""
+
+MAX_BATCH_BYTES = 1024 * 1024 * 1024 - 64 * 1024 * 1024
+"""A little under Redis's default ``client-query-buffer-limit`` (1 GiB) for one command."""
+
+
+def _encode_record(record: JobRecord) -> list[str | bytes | int | float]:
+    """The hash fields of a record, as a flat field/value list (optional fields left out)."""
+    fields: list[str | bytes | int | float] = [
+        "job_type", record.job_type,
+        "payload", record.payload,
+        "codec", record.codec,
+        "priority", record.priority,
+        "delay", repr(float(record.delay)),
+        "ttr", record.ttr,
+        "created_at", repr(float(record.created_at)),
+        "attempts", record.attempts,
+        "state", record.state,
+        "updated_at", repr(float(record.updated_at)),
+    ]  # fmt: skip
+    if record.last_error is not None:
+        fields += ["last_error", record.last_error.encode("utf-8", "backslashreplace")]
+    if record.ref is not None:
+        fields += ["ref_server", record.ref.server_id, "ref_job", record.ref.job_id]
+    return fields
+
+
+def _decode_record(key: str, fields: dict[bytes, bytes]) -> JobRecord:
+    """Rebuild a record from its hash (as HGETALL returns it)."""
+    text = {name: value.decode() for name, value in fields.items() if name != b"payload"}
+    ref = None
+    if b"ref_server" in text:
+        ref = BrokerRef(server_id=text[b"ref_server"], job_id=int(text[b"ref_job"]))
+    state: RecordState = "buried" if text[b"state"] == "buried" else "enqueued"
+    return JobRecord(
+        key=key,
+        job_type=text[b"job_type"],
+        payload=fields[b"payload"],
+        codec=text[b"codec"],
+        priority=int(text[b"priority"]),
+        delay=float(text[b"delay"]),
+        ttr=int(text[b"ttr"]),
+        created_at=float(text[b"created_at"]),
+        attempts=int(text[b"attempts"]),
+        last_error=text.get(b"last_error"),
+        ref=ref,
+        state=state,
+        updated_at=float(text[b"updated_at"]),
+    )
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _ref_args(ref: BrokerRef | None) -> list[str | int]:
+    return ["0", "", ""] if ref is None else ["1", ref.server_id, ref.job_id]
+
+
+class RedisStore(ClosingStore):
+    """Job records in Redis, addressed by a ``redis://``, ``rediss://`` or ``unix://`` URL.
+
+    The URL may carry a username, password and database number (``redis://:pw@host:6379/2``,
+    ``unix://:pw@/run/redis.sock?db=2``); they never appear in reprs or error messages.
+    ``prefix`` namespaces every key. ``max_record_bytes`` is checked before anything is sent.
+    Connecting is lazy: an unreachable server raises :class:`StoreConnectionError` on first use,
+    after at most ``connect_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "kq:",
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        connect_timeout: float = 5.0,
+        socket_timeout: float | None = 30.0,
+    ) -> None:
+        if url_scheme(url) not in REDIS_SCHEMES:
+            raise ConfigurationError(f"not a Redis URL: {redact_url(url)!r}")
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError as exc:
+            raise ConfigurationError(
+                "RedisStore needs redis-py: pip install kqueue[redis]"
+            ) from exc
+        self._redis = redis
+        self._url = url
+        self._prefix = prefix
+        self.max_record_bytes = max_record_bytes
+        self._index = f"{prefix}idx"
+        self._suspended_key = f"{prefix}suspended"
+        try:
+            # No automatic retries: a retried put whose first reply was lost would report a
+            # duplicate; the queue decides what to retry.
+            self._client: redis_module.Redis[bytes] = redis.Redis.from_url(
+                url,
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except (ValueError, redis.RedisError) as exc:
+            message = scrub(str(exc), url)
+            raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {message}") from exc
+        self._put_many = self._client.register_script(scripts.PUT_MANY)
+        self._delete_many = self._client.register_script(scripts.DELETE_MANY)
+        self._swap = self._client.register_script(scripts.SWAP_REFERENCE)
+        self._attempt = self._client.register_script(scripts.RECORD_ATTEMPT)
+        self._scan = self._client.register_script(scripts.SCAN)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({redact_url(self._url)!r}, prefix={self._prefix!r})"
+
+    @property
+    def client(self) -> redis_module.Redis[bytes]:
+        """The underlying redis-py client (for operations and tests)."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key this store writes."""
+        return self._prefix
+
+    @contextlib.contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        """Turn redis-py errors into the kqueue error tree, with credentials scrubbed."""
+        errors = self._redis.exceptions
+        where = redact_url(self._url)
+        try:
+            yield
+        except (errors.ConnectionError, errors.TimeoutError) as exc:
+            message = scrub(str(exc), self._url)
+            raise StoreConnectionError(
+                f"cannot reach Redis at {where} ({action}): {message}"
+            ) from exc
+        except errors.ResponseError as exc:
+            message = scrub(str(exc), self._url)
+            if "bulk length" in message or "query buffer" in message:
+                raise RecordTooLargeError(f"Redis at {where} refused {action}: {message}") from exc
+            raise StoreError(f"Redis at {where} failed {action}: {message}") from exc
+        except errors.RedisError as exc:
+            message = scrub(str(exc), self._url)
+            raise StoreError(f"Redis at {where} failed {action}: {message}") from exc
+
+    def _record_key(self, key: str) -> str:
+        return f"{self._prefix}r:{key}"
+
+    def _type_index(self, job_type: str) -> str:
+        return f"{self._prefix}t:{job_type}"
+
+    def _check_sizes(self, records: Sequence[JobRecord]) -> None:
+        total = 0
+        for record in records:
+            size = len(record.payload) + len(record.last_error or "")
+            total += size
+            if size > self.max_record_bytes:
+                raise RecordTooLargeError(
+                    f"record {record.key!r} has {size} bytes, over the Redis store's limit "
+                    f"of {self.max_record_bytes}; nothing was written"
+                )
+        if total > MAX_BATCH_BYTES:
+            raise RecordTooLargeError(
+                f"{len(records)} records with {total} bytes exceed one Redis command's limit "
+                f"of {MAX_BATCH_BYTES}; write them in smaller batches (nothing was written)"
+            )
+
+    def put(self, record: JobRecord) -> None:
+        """Write a new record; :class:`StoreError` if the key exists (nothing written)."""
+        self.put_many([record])
+
+    def put_many(self, records: Sequence[JobRecord]) -> None:
+        """Write several new records atomically in one script call, all or none."""
+        if not records:
+            return
+        keys = [record.key for record in records]
+        if len(set(keys)) != len(keys):
+            raise StoreError("put_many got the same key twice; nothing was written")
+        self._check_sizes(records)
+        script_keys: list[str] = [self._index]
+        args: list[str | bytes | int | float] = [len(records)]
+        for record in records:
+            script_keys += [self._record_key(record.key), self._type_index(record.job_type)]
+            fields = _encode_record(record)
+            args += [record.key, len(fields), *fields]
+        with self._translate("put"):
+            duplicate = int(self._put_many(keys=script_keys, args=args))
+        if duplicate:
+            key = records[duplicate - 1].key
+            raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+
+    def get(self, key: str) -> JobRecord | None:
+        """The record with this key, or None."""
+        with self._translate("get"):
+            fields: dict[bytes, bytes] = self._client.hgetall(self._record_key(key))
+        return _decode_record(key, fields) if fields else None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        """The records that exist among ``keys``, by key, in one pipelined round trip."""
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        with self._translate("get_many"):
+            pipe = self._client.pipeline(transaction=False)
+            for key in unique:
+                pipe.hgetall(self._record_key(key))
+            replies: list[dict[bytes, bytes]] = pipe.execute()
+        return {key: _decode_record(key, f) for key, f in zip(unique, replies, strict=True) if f}
+
+    def delete(self, key: str) -> bool:
+        """Remove a record and its index entries; True if it existed."""
+        return self.delete_many([key]) == 1
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove several records atomically in one script call; the number that existed."""
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return 0
+        script_keys = [self._index, *(self._record_key(key) for key in unique)]
+        with self._translate("delete"):
+            return int(self._delete_many(keys=script_keys, args=[self._prefix + "t:", "", *unique]))
+
+    def swap_reference(
+        self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float
+    ) -> bool:
+        """Compare-and-set the broker reference in one script; see :meth:`Store.swap_reference`."""
+        args = [*_ref_args(expected), *_ref_args(new), repr(float(now))]
+        with self._translate("swap_reference"):
+            return int(self._swap(keys=[self._record_key(key)], args=args)) == 1
+
+    def record_attempt(
+        self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
+    ) -> bool:
+        """Store the attempt count, last error and state; False if the record is gone."""
+        error: list[str | bytes] = (
+            ["0", ""]
+            if last_error is None
+            else ["1", last_error.encode("utf-8", "backslashreplace")]
+        )
+        args = [attempts, *error, state, repr(float(now))]
+        with self._translate("record_attempt"):
+            return int(self._attempt(keys=[self._record_key(key)], args=args)) == 1
+
+    def scan(
+        self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
+    ) -> list[JobRecord]:
+        """Up to ``limit`` records with key > ``after`` in ascending key order, in one call."""
+        if limit <= 0:
+            return []
+        index = self._index if job_type is None else self._type_index(job_type)
+        lower = "-" if after is None else "(" + after
+        with self._translate("scan"):
+            reply: list[Any] = self._scan(keys=[index], args=[lower, limit, self._prefix + "r:"])
+        records = []
+        for raw_key, flat in zip(reply[::2], reply[1::2], strict=True):
+            if flat:  # an index entry without its hash would be a bug; skip rather than crash
+                records.append(_decode_record(raw_key.decode(), _pairs(flat)))
+        return records
+
+    def count(self, job_type: str | None = None) -> int:
+        """How many records are stored (of one job type, or all)."""
+        index = self._index if job_type is None else self._type_index(job_type)
+        with self._translate("count"):
+            return int(self._client.zcard(index))
+
+    def set_suspended(self, job_type: str, suspended: bool) -> None:
+        """Mark a job type suspended (or no longer) in a Redis set."""
+        with self._translate("set_suspended"):
+            if suspended:
+                self._client.sadd(self._suspended_key, job_type)
+            else:
+                self._client.srem(self._suspended_key, job_type)
+
+    def suspended(self) -> set[str]:
+        """The job types currently marked suspended."""
+        with self._translate("suspended"):
+            members: set[bytes] = self._client.smembers(self._suspended_key)
+        return {member.decode() for member in members}
+
+    def close(self) -> None:
+        """Close the connection pool; the store may not be used afterwards."""
+        with self._translate("close"):
+            self._client.close()

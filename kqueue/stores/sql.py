@@ -1,0 +1,357 @@
+"""A store on SQL databases through SQLAlchemy Core: SQLite, PostgreSQL, MariaDB/MySQL.
+
+One row per record (key as primary key, payload as raw binary: BYTEA, BLOB, LONGBLOB), an index
+on ``(job_type, key)`` for per-type scans, a table of suspended job types and a meta table with
+the schema version. _sql_schema.Tables are created on first use. SQLite runs in WAL mode with a busy
+timeout, so several processes can share one file. ``swap_reference`` is a single conditional
+UPDATE, so concurrent sweepers cannot both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
+from kqueue.stores._common import ClosingStore
+from kqueue.stores.base import BrokerRef, JobRecord, RecordState
+from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
+
+try:  # optional extra: SQLStore() names it when missing; importing this module never fails
+    import sqlalchemy as sa
+
+    from kqueue.stores import _sql_schema
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    _MISSING_SQLALCHEMY: ImportError | None = exc
+else:
+    _MISSING_SQLALCHEMY = None
+
+_DEFAULT_DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+_EXTRA_OF_DRIVER = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}
+_CHUNK = 500  # keys per IN (...) list
+_MYSQL_ESCAPED = b"\x00\n\r\\'\"\x1a"  # bytes PyMySQL doubles when it inlines a payload
+_BIG_BACKEND_LIMIT = 1_000_000_000  # SQLite's SQLITE_MAX_LENGTH; PostgreSQL's bytea is 1 GB
+
+
+class SQLStore(ClosingStore):
+    """Job records in a SQL database named by a SQLAlchemy URL.
+
+    ``sqlite:///path/to/file``, ``postgresql://`` (psycopg 3 unless a driver is named),
+    ``mysql://`` / ``mariadb://`` (PyMySQL unless a driver is named). Passwords in the URL never
+    appear in reprs or error messages. ``table_prefix`` names the tables. ``max_record_bytes``
+    caps one record (default: what the backend takes, ``max_allowed_packet`` on MySQL);
+    larger records raise :class:`RecordTooLargeError` before anything is sent.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table_prefix: str = "kqueue_",
+        max_record_bytes: int | None = None,
+        connect_timeout: float = 5.0,
+        busy_timeout: float = 10.0,
+    ) -> None:
+        if url_scheme(url) not in SQL_SCHEMES:
+            raise ConfigurationError(f"not a SQL URL: {redact_url(url)!r}")
+        if _MISSING_SQLALCHEMY is not None:
+            raise ConfigurationError(
+                "SQLStore needs SQLAlchemy: pip install kqueue[sql]"
+            ) from _MISSING_SQLALCHEMY
+        self._url = url
+        self._where = redact_url(url)
+        self._schema_lock = threading.Lock()
+        self._schema_version: int | None = None
+        self._limit = max_record_bytes
+        self._tables: _sql_schema.Tables = _sql_schema.build_tables(table_prefix)
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigurationError(f"invalid SQL URL {self._where!r}") from exc
+        parsed = parsed.set(drivername=_DEFAULT_DRIVERS.get(parsed.drivername, parsed.drivername))
+        self._engine: sa.Engine = self._create_engine(parsed, connect_timeout, busy_timeout)
+        self.dialect: str = self._engine.dialect.name
+        """The SQLAlchemy dialect name: ``sqlite``, ``postgresql``, ``mysql`` or ``mariadb``."""
+
+    def _create_engine(self, url: sa.URL, connect_timeout: float, busy_timeout: float) -> sa.Engine:
+        backend, driver = url.get_backend_name(), url.get_driver_name()
+        options: dict[str, Any] = {"hide_parameters": True}
+        if backend == "sqlite":
+            options["connect_args"] = {"timeout": busy_timeout}
+            if url.database in (None, "", ":memory:"):
+                options["poolclass"] = sa.pool.StaticPool
+                options["connect_args"]["check_same_thread"] = False
+        elif backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+            options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
+        elif backend in ("mysql", "mariadb") and driver == "pymysql":
+            options["connect_args"] = {"connect_timeout": connect_timeout}
+            options["pool_recycle"] = 3600
+        try:
+            engine: sa.Engine = sa.create_engine(url, **options)
+        except ImportError as exc:
+            extra = _EXTRA_OF_DRIVER.get(driver, "sql")
+            raise ConfigurationError(
+                f"SQLStore cannot load the {driver} driver for {self._where!r}: "
+                f"pip install kqueue[{extra}]"
+            ) from exc
+        except sa.exc.ArgumentError as exc:  # includes NoSuchModuleError: unknown dialect
+            raise ConfigurationError(f"unsupported SQL URL {self._where!r}: {exc}") from exc
+        if backend == "sqlite":
+            millis = int(busy_timeout * 1000)
+
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute(f"PRAGMA busy_timeout = {millis}")
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.close()
+
+            sa.event.listen(engine, "connect", _pragmas)
+        return engine
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self._where!r})"
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine (for operations and tests)."""
+        return self._engine
+
+    @property
+    def tables(self) -> _sql_schema.Tables:
+        """The SQLAlchemy tables this store uses."""
+        return self._tables
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version recorded in the database (creating the tables if needed)."""
+        self._ensure_schema()
+        assert self._schema_version is not None
+        return self._schema_version
+
+    @contextlib.contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        """Turn SQLAlchemy errors into the kqueue error tree, with credentials scrubbed."""
+        exc_types = sa.exc
+        try:
+            yield
+        except exc_types.DBAPIError as exc:
+            detail = scrub(
+                str(exc.orig).strip().splitlines()[0][:300] if exc.orig else "", self._url
+            )
+            if _sql_schema.too_large(exc.orig):
+                raise RecordTooLargeError(
+                    f"{self._where} refused {action} as too large: {detail}"
+                ) from exc
+            if exc.connection_invalidated or isinstance(exc, exc_types.InterfaceError):
+                raise StoreConnectionError(f"lost {self._where} during {action}: {detail}") from exc
+            raise StoreError(f"{self._where} failed {action}: {detail}") from exc
+        except exc_types.SQLAlchemyError as exc:
+            detail = scrub(str(exc).splitlines()[0][:300], self._url)
+            raise StoreError(f"{self._where} failed {action}: {detail}") from exc
+
+    def _connect(self) -> sa.Connection:
+        try:
+            connection: sa.Connection = self._engine.connect()
+            return connection
+        except sa.exc.DBAPIError as exc:
+            detail = scrub(
+                str(exc.orig).strip().splitlines()[0][:300] if exc.orig else "", self._url
+            )
+            raise StoreConnectionError(f"cannot reach {self._where}: {detail}") from exc
+
+    def _ensure_schema(self) -> None:
+        if self._schema_version is not None:
+            return
+        with self._schema_lock:
+            if self._schema_version is not None:
+                return
+            self._connect().close()  # an unreachable server gets its clear error first
+            with self._translate("creating tables"):
+                version = _sql_schema.create_schema(self._engine, self._tables)
+                if self.dialect in ("mysql", "mariadb") and self._limit is None:
+                    with self._engine.connect() as conn:
+                        packet = conn.execute(sa.text("SELECT @@max_allowed_packet"))
+                        self._limit = int(packet.scalar_one()) - 64 * 1024
+            if version > _sql_schema.SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self._where} has kqueue schema version {version}; this kqueue knows only "
+                    f"up to {_sql_schema.SCHEMA_VERSION}: upgrade kqueue"
+                )
+            self._schema_version = version
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str) -> Iterator[sa.Connection]:
+        """A connection in one transaction, schema ensured, errors translated."""
+        self._ensure_schema()
+        with self._connect() as conn, self._translate(action), conn.begin():
+            yield conn
+
+    def _wire_size(self, record: JobRecord) -> int:
+        size = len(record.payload) + 2 * len(record.last_error or "") + 4096
+        if self.dialect in ("mysql", "mariadb"):
+            size += sum(record.payload.count(byte) for byte in _MYSQL_ESCAPED)
+        return size
+
+    def _check_sizes(self, records: Sequence[JobRecord]) -> None:
+        limit = _BIG_BACKEND_LIMIT if self._limit is None else self._limit
+        for record in records:
+            size = self._wire_size(record)
+            if size > limit:
+                raise RecordTooLargeError(
+                    f"record {record.key!r} needs about {size} bytes, over the limit of {limit} "
+                    f"of {self._where}; nothing was written"
+                )
+
+    def put(self, record: JobRecord) -> None:
+        """Write a new record; :class:`StoreError` if the key exists (nothing written)."""
+        self.put_many([record])
+
+    def put_many(self, records: Sequence[JobRecord]) -> None:
+        """Write several new records in one transaction (executemany), all or none."""
+        if not records:
+            return
+        self._ensure_schema()
+        self._check_sizes(records)
+        try:
+            with self._transaction("put") as conn:
+                conn.execute(
+                    sa.insert(self._tables.records), [_sql_schema.record_row(r) for r in records]
+                )
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sa.exc.IntegrityError):
+                raise StoreError(
+                    f"a record with one of the keys {[r.key for r in records][:5]!r} already "
+                    "exists; nothing was written"
+                ) from exc.__cause__
+            raise
+
+    def get(self, key: str) -> JobRecord | None:
+        """The record with this key, or None."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        """The records that exist among ``keys``, by key (one query per 500 keys)."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, JobRecord] = {}
+        if not unique:
+            return found
+        table = self._tables.records
+        with self._transaction("get") as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                for row in conn.execute(sa.select(table).where(table.c.key.in_(chunk))):
+                    record = _sql_schema.row_record(row)
+                    found[record.key] = record
+        return found
+
+    def delete(self, key: str) -> bool:
+        """Remove a record; True if it existed."""
+        return self.delete_many([key]) == 1
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove several records in one transaction; the number that existed."""
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return 0
+        table = self._tables.records
+        removed = 0
+        with self._transaction("delete") as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                removed += conn.execute(sa.delete(table).where(table.c.key.in_(chunk))).rowcount
+        return removed
+
+    def swap_reference(
+        self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float
+    ) -> bool:
+        """Compare-and-set the reference with one conditional UPDATE (NULL-safe)."""
+        table = self._tables.records
+        condition = [table.c.key == key]
+        if expected is None:
+            condition.append(table.c.ref_server.is_(None))
+        else:
+            condition += [
+                table.c.ref_server == expected.server_id,
+                table.c.ref_job == expected.job_id,
+            ]
+        update = (
+            sa.update(table)
+            .where(*condition)
+            .values(
+                ref_server=None if new is None else new.server_id,
+                ref_job=None if new is None else new.job_id,
+                state="enqueued",
+                updated_at=float(now),
+            )
+        )
+        with self._transaction("swap_reference") as conn:
+            return bool(conn.execute(update).rowcount == 1)
+
+    def record_attempt(
+        self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
+    ) -> bool:
+        """Store the attempt count, last error and state; False if the record is gone."""
+        table = self._tables.records
+        update = (
+            sa.update(table)
+            .where(table.c.key == key)
+            .values(attempts=attempts, last_error=last_error, state=state, updated_at=float(now))
+        )
+        with self._transaction("record_attempt") as conn:
+            return bool(conn.execute(update).rowcount == 1)
+
+    def scan(
+        self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
+    ) -> list[JobRecord]:
+        """Up to ``limit`` records with key > ``after`` in ascending key order."""
+        if limit <= 0:
+            return []
+        table = self._tables.records
+        query = sa.select(table).order_by(table.c.key).limit(limit)
+        if job_type is not None:
+            query = query.where(table.c.job_type == job_type)
+        if after is not None:
+            query = query.where(table.c.key > after)
+        with self._transaction("scan") as conn:
+            return [_sql_schema.row_record(row) for row in conn.execute(query)]
+
+    def count(self, job_type: str | None = None) -> int:
+        """How many records are stored (of one job type, or all)."""
+        table = self._tables.records
+        query = sa.select(sa.func.count()).select_from(table)
+        if job_type is not None:
+            query = query.where(table.c.job_type == job_type)
+        with self._transaction("count") as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def set_suspended(self, job_type: str, suspended: bool) -> None:
+        """Mark a job type suspended (or no longer)."""
+        table = self._tables.suspended
+        if not suspended:
+            with self._transaction("set_suspended") as conn:
+                conn.execute(sa.delete(table).where(table.c.job_type == job_type))
+            return
+        if job_type in self.suspended():
+            return
+        # a concurrent insert of the same row fails; the check below tells
+        with contextlib.suppress(StoreError), self._transaction("set_suspended") as conn:
+            conn.execute(sa.insert(table).values(job_type=job_type))
+        if job_type not in self.suspended():
+            raise StoreError(f"{self._where} failed set_suspended for {job_type!r}")
+
+    def suspended(self) -> set[str]:
+        """The job types currently marked suspended."""
+        table = self._tables.suspended
+        with self._transaction("suspended") as conn:
+            return set(conn.execute(sa.select(table.c.job_type)).scalars())
+
+    def close(self) -> None:
+        """Close every pooled connection; the store may not be used afterwards."""
+        self._engine.dispose()
