@@ -1,1 +1,64 @@
-"""kqueue: a reliable real-time job queue on beanstalkd."""
+"""kqueue: a reliable real-time job queue on beanstalkd.
+
+Payloads are written durably to a bulk store before beanstalkd sees a reference; a recovery
+sweeper re-enqueues what beanstalkd loses; ``fakebeanstalk`` makes tests of timing and failure
+deterministic. Start with :class:`KQueue`.
+"""
+
+from kqueue.errors import (
+    BrokerConnectionError,
+    BrokerDrainingError,
+    BrokerError,
+    BrokerProtocolError,
+    BrokerServerError,
+    BrokerTimeoutError,
+    ConfigurationError,
+    InvalidJobTypeError,
+    JobNotFoundError,
+    JobTooBigError,
+    KQueueError,
+    PayloadError,
+    RecordTooLargeError,
+    StoreConnectionError,
+    StoreError,
+    ValidationError,
+)
+from kqueue.job import PRIO_BULK, PRIO_HIGH, PRIO_LOW, PRIO_NORMAL, PRIO_URGENT, Job
+from kqueue.queue import NOT_SCHEDULED, KQueue, QueueStats
+from kqueue.retry import RetryPolicy
+from kqueue.serialization import Codec, JsonCodec, RawCodec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NOT_SCHEDULED",
+    "PRIO_BULK",
+    "PRIO_HIGH",
+    "PRIO_LOW",
+    "PRIO_NORMAL",
+    "PRIO_URGENT",
+    "BrokerConnectionError",
+    "BrokerDrainingError",
+    "BrokerError",
+    "BrokerProtocolError",
+    "BrokerServerError",
+    "BrokerTimeoutError",
+    "Codec",
+    "ConfigurationError",
+    "InvalidJobTypeError",
+    "Job",
+    "JobNotFoundError",
+    "JobTooBigError",
+    "JsonCodec",
+    "KQueue",
+    "KQueueError",
+    "PayloadError",
+    "QueueStats",
+    "RawCodec",
+    "RecordTooLargeError",
+    "RetryPolicy",
+    "StoreConnectionError",
+    "StoreError",
+    "ValidationError",
+    "__version__",
+]

@@ -1,0 +1,506 @@
+"""The beanstalkd connection layer: one socket, replies matched in order, errors translated.
+
+kqueue speaks the beanstalkd protocol itself rather than through greenstalk because a worker
+must wait for a job with a sub-second deadline and wake at once on ``stop()``: the reply wait is
+a ``poll`` on the socket and a wake-up descriptor, with a timeout on every read. Every socket
+error becomes :class:`~kqueue.errors.BrokerConnectionError` naming the address.
+
+A connection remembers the tube it uses and the tubes it watches and restores them when it
+reconnects, so callers survive a broker restart by simply issuing the next command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from kqueue.errors import (
+    BrokerConnectionError,
+    BrokerDrainingError,
+    BrokerError,
+    BrokerProtocolError,
+    BrokerServerError,
+    BrokerTimeoutError,
+    JobTooBigError,
+)
+
+StatsValue = int | str
+Stats = dict[str, StatsValue]
+
+# Replies that carry a body, and which argument holds the body's size.
+_BODY_SIZE_ARG = {b"RESERVED": 1, b"FOUND": 1, b"OK": 0}
+_ERROR_REPLIES: dict[bytes, type[BrokerError] | type[JobTooBigError]] = {
+    b"OUT_OF_MEMORY": BrokerServerError,
+    b"INTERNAL_ERROR": BrokerServerError,
+    b"BAD_FORMAT": BrokerProtocolError,
+    b"UNKNOWN_COMMAND": BrokerProtocolError,
+    b"EXPECTED_CRLF": BrokerProtocolError,
+    b"JOB_TOO_BIG": JobTooBigError,
+    b"DRAINING": BrokerDrainingError,
+}
+_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_RECV_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One reply line (split into its word and arguments) and its body, if it has one."""
+
+    word: bytes
+    args: tuple[bytes, ...]
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ReservedJob:
+    """A job id and body returned by reserve, reserve-job or peek."""
+
+    id: int
+    body: bytes
+
+
+class DeadlineSoon(BrokerError):
+    """The connection holds a reserved job whose TTR is about to run out (DEADLINE_SOON)."""
+
+
+def parse_yaml_dict(body: bytes) -> Stats:
+    """Parse beanstalkd's flat YAML stats body into a dict; numbers become ints."""
+    result: Stats = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        value = value.strip().strip('"')
+        result[key] = int(value) if value.isdigit() else value
+    return result
+
+
+def parse_yaml_list(body: bytes) -> list[str]:
+    """Parse beanstalkd's YAML list of tube names."""
+    return [line[2:] for line in body.decode("utf-8", "replace").splitlines() if line[:2] == "- "]
+
+
+class BeanstalkConnection:
+    """One beanstalkd connection. Thread-safe: one command at a time."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 11300,
+        *,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._lock = threading.RLock()
+        self._used = "default"
+        self._watched: list[str] = ["default"]
+        self.connects = 0
+        self._server_stats: Stats | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the server, for messages."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        """True while a socket is open (it may still turn out to be dead)."""
+        return self._sock is not None
+
+    def __repr__(self) -> str:
+        state = "open" if self._sock else "closed"
+        return f"<BeanstalkConnection {self.address} {state}>"
+
+    # -- connection life -------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the socket and restore the used and watched tubes."""
+        with self._lock:
+            self.close()
+            try:
+                sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+            except OSError as exc:
+                raise BrokerConnectionError(
+                    f"cannot connect to beanstalkd at {self.address}: {exc}"
+                ) from exc
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            self._sock = sock
+            self._server_stats = None
+            self.connects += 1
+            self._restore_tubes()
+
+    def _restore_tubes(self) -> None:
+        if self._used != "default":
+            self._call(b"use %s" % self._used.encode(), (b"USING",))
+        for tube in self._watched:
+            if tube != "default":
+                self._call(b"watch %s" % tube.encode(), (b"WATCHING",))
+        if "default" not in self._watched:
+            self._call(b"ignore default", (b"WATCHING", b"NOT_IGNORED"))
+
+    def close(self) -> None:
+        """Close the socket; reserved jobs go back to ready at once on the server."""
+        with self._lock:
+            if self._sock is not None:
+                try:
+                    self._sock.close()
+                finally:
+                    self._sock = None
+                    self._buf.clear()
+
+    def _ensure_open(self) -> socket.socket:
+        sock = self._sock
+        if sock is not None and not self._buf and _readable(sock, 0):
+            # The server never speaks unasked: readable while idle means EOF (it restarted).
+            self.close()
+            sock = None
+        if sock is None:
+            self.connect()
+            sock = self._sock
+            assert sock is not None
+        return sock
+
+    def _lost(self, exc: BaseException | str) -> BrokerConnectionError:
+        self.close()
+        return BrokerConnectionError(f"connection to beanstalkd at {self.address} lost: {exc}")
+
+    # -- bytes on the wire -----------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        sock = self._ensure_open()
+        view = memoryview(data)
+        deadline = time.monotonic() + self.command_timeout
+        while view:
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                if not _writable(sock, deadline - time.monotonic()):
+                    self.close()
+                    raise BrokerTimeoutError(
+                        f"beanstalkd at {self.address}: send timed out"
+                    ) from None
+                continue
+            except OSError as exc:
+                raise self._lost(exc) from exc
+            view = view[sent:]
+
+    def _fill(self, deadline: float | None, wakeup: int | None) -> bool:
+        """Read more bytes; False when the deadline passed or ``wakeup`` became readable."""
+        sock = self._sock
+        if sock is None:
+            raise self._lost("closed while waiting for a reply")
+        poller = select.poll()
+        poller.register(sock, _POLL_IN)
+        if wakeup is not None:
+            poller.register(wakeup, select.POLLIN)
+        timeout_ms = None if deadline is None else max(0, (deadline - time.monotonic()) * 1000)
+        events = poller.poll(None if timeout_ms is None else math.ceil(timeout_ms))
+        if not events:
+            return False
+        if not any(fd == sock.fileno() for fd, _ in events):
+            return False
+        try:
+            chunk = sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        if not chunk:
+            raise self._lost("closed by the server")
+        self._buf += chunk
+        return True
+
+    def _parse_reply(self) -> Reply | None:
+        buf = self._buf
+        end = buf.find(b"\r\n")
+        if end < 0:
+            return None
+        word, *rest = bytes(buf[:end]).split(b" ")
+        size_arg = _BODY_SIZE_ARG.get(word)
+        if size_arg is None:
+            del buf[: end + 2]
+            return Reply(word, tuple(rest))
+        try:
+            size = int(rest[size_arg])
+        except (IndexError, ValueError) as exc:
+            raise self._protocol_error(f"malformed reply {bytes(buf[:end])!r}") from exc
+        total = end + 2 + size + 2
+        if len(buf) < total:
+            return None
+        if buf[total - 2 : total] != b"\r\n":
+            raise self._protocol_error("reply body not followed by CRLF")
+        body = bytes(buf[end + 2 : total - 2])
+        del buf[:total]
+        return Reply(word, tuple(rest), body)
+
+    def _protocol_error(self, message: str) -> BrokerProtocolError:
+        self.close()
+        return BrokerProtocolError(f"beanstalkd at {self.address}: {message}")
+
+    def _read_reply(self, deadline: float | None, wakeup: int | None = None) -> Reply | None:
+        while True:
+            reply = self._parse_reply()
+            if reply is not None:
+                return reply
+            if not self._fill(deadline, wakeup):
+                return None
+
+    def _call(
+        self, command: bytes, expected: tuple[bytes, ...], body: bytes | None = None
+    ) -> Reply:
+        """Send one command and return its reply if its word is in ``expected``."""
+        with self._lock:
+            data = command + b"\r\n" if body is None else b"%s\r\n%s\r\n" % (command, body)
+            self._send(data)
+            reply = self._read_reply(time.monotonic() + self.command_timeout)
+            if reply is None:
+                self.close()
+                raise BrokerTimeoutError(
+                    f"beanstalkd at {self.address} did not answer {command.split()[0]!r} "
+                    f"within {self.command_timeout} s"
+                )
+            return self._check(command, reply, expected)
+
+    def _check(self, command: bytes, reply: Reply, expected: tuple[bytes, ...]) -> Reply:
+        if reply.word in expected:
+            return reply
+        error = _ERROR_REPLIES.get(reply.word)
+        name = command.split(b" ", 1)[0].decode(errors="replace")
+        if error is not None:
+            raise error(f"beanstalkd at {self.address} answered {reply.word.decode()} to {name}")
+        raise self._protocol_error(f"unexpected reply {reply.word!r} to {name}")
+
+    # -- producer commands -----------------------------------------------------------------
+
+    def use(self, tube: str) -> None:
+        """Put new jobs into ``tube``."""
+        with self._lock:
+            self._call(b"use %s" % tube.encode(), (b"USING",))
+            self._used = tube
+
+    def put(self, body: bytes, *, priority: int, delay: int, ttr: int) -> int:
+        """Put a job into the used tube; its id."""
+        reply = self._call(b"put %d %d %d %d" % (priority, delay, ttr, len(body)), _PUT_OK, body)
+        if reply.word == b"BURIED":
+            raise BrokerServerError(
+                f"beanstalkd at {self.address} ran out of memory and buried job {reply.args[0]!r}"
+            )
+        return int(reply.args[0])
+
+    # -- worker commands -------------------------------------------------------------------
+
+    def watch(self, tube: str) -> None:
+        """Add ``tube`` to the watch list."""
+        with self._lock:
+            self._call(b"watch %s" % tube.encode(), (b"WATCHING",))
+            if tube not in self._watched:
+                self._watched.append(tube)
+
+    def ignore(self, tube: str) -> bool:
+        """Remove ``tube`` from the watch list; False if it is the last one (NOT_IGNORED)."""
+        with self._lock:
+            reply = self._call(b"ignore %s" % tube.encode(), (b"WATCHING", b"NOT_IGNORED"))
+            if reply.word == b"NOT_IGNORED":
+                return False
+            if tube in self._watched:
+                self._watched.remove(tube)
+            return True
+
+    @property
+    def watched(self) -> list[str]:
+        """The tubes this connection watches (as it will restore them)."""
+        return list(self._watched)
+
+    def reserve(self, timeout: float | None, *, wakeup: int | None = None) -> ReservedJob | None:
+        """Wait up to ``timeout`` seconds (None: forever) for a job of a watched tube.
+
+        None when the time ran out or ``wakeup`` became readable. A wait that ends before the
+        server answered closes the connection, so a job reserved in the meantime is released
+        at once by the server rather than held. Raises :class:`DeadlineSoon`.
+        """
+        with self._lock:
+            if timeout is None:
+                self._send(b"reserve\r\n")
+                deadline = None
+            elif timeout == int(timeout):
+                # A whole number of seconds: the server times out itself; no abandon needed.
+                self._send(b"reserve-with-timeout %d\r\n" % timeout)
+                deadline = time.monotonic() + timeout + self.command_timeout
+            else:
+                self._send(b"reserve-with-timeout %d\r\n" % math.ceil(timeout))
+                deadline = time.monotonic() + timeout
+            reply = self._read_reply(deadline, wakeup)
+            if reply is None:
+                self.close()
+                return None
+            reply = self._check(b"reserve", reply, _RESERVE_OK)
+            if reply.word == b"TIMED_OUT":
+                return None
+            if reply.word == b"DEADLINE_SOON":
+                raise DeadlineSoon(f"a job reserved on {self.address} is near its TTR")
+            assert reply.body is not None
+            return ReservedJob(int(reply.args[0]), reply.body)
+
+    def reserve_job(self, job_id: int) -> ReservedJob | None:
+        """Reserve a ready, delayed or buried job by id (any tube); None if not found."""
+        reply = self._call(b"reserve-job %d" % job_id, (b"RESERVED", b"NOT_FOUND"))
+        if reply.body is None:
+            return None
+        return ReservedJob(int(reply.args[0]), reply.body)
+
+    def delete(self, job_id: int) -> bool:
+        """Delete a job; False if not found (or reserved by another connection)."""
+        return self._call(b"delete %d" % job_id, (b"DELETED", b"NOT_FOUND")).word == b"DELETED"
+
+    def release(self, job_id: int, *, priority: int, delay: int) -> bool:
+        """Release a job reserved by this connection; False if not found."""
+        reply = self._call(
+            b"release %d %d %d" % (job_id, priority, delay), (b"RELEASED", b"BURIED", b"NOT_FOUND")
+        )
+        return reply.word != b"NOT_FOUND"
+
+    def bury(self, job_id: int, *, priority: int) -> bool:
+        """Bury a job reserved by this connection; False if not found."""
+        reply = self._call(b"bury %d %d" % (job_id, priority), (b"BURIED", b"NOT_FOUND"))
+        return reply.word == b"BURIED"
+
+    def touch(self, job_id: int) -> bool:
+        """Give a reserved job its full TTR again; False if not found."""
+        return self._call(b"touch %d" % job_id, (b"TOUCHED", b"NOT_FOUND")).word == b"TOUCHED"
+
+    # -- inspection and admin --------------------------------------------------------------
+
+    def peek(self, job_id: int) -> ReservedJob | None:
+        """A job by id in any state, or None."""
+        return self._peek(b"peek %d" % job_id)
+
+    def peek_ready(self) -> ReservedJob | None:
+        """The next ready job of the used tube, or None."""
+        return self._peek(b"peek-ready")
+
+    def peek_delayed(self) -> ReservedJob | None:
+        """The delayed job of the used tube with the nearest deadline, or None."""
+        return self._peek(b"peek-delayed")
+
+    def peek_buried(self) -> ReservedJob | None:
+        """The oldest buried job of the used tube, or None."""
+        return self._peek(b"peek-buried")
+
+    def _peek(self, command: bytes) -> ReservedJob | None:
+        reply = self._call(command, (b"FOUND", b"NOT_FOUND"))
+        if reply.body is None:
+            return None
+        return ReservedJob(int(reply.args[0]), reply.body)
+
+    def kick(self, bound: int) -> int:
+        """Kick up to ``bound`` buried (else delayed) jobs of the used tube; how many."""
+        return int(self._call(b"kick %d" % bound, (b"KICKED",)).args[0])
+
+    def kick_job(self, job_id: int) -> bool:
+        """Kick one buried or delayed job; False if not found."""
+        return self._call(b"kick-job %d" % job_id, (b"KICKED", b"NOT_FOUND")).word == b"KICKED"
+
+    def stats(self) -> Stats:
+        """Server statistics."""
+        with self._lock:
+            stats = parse_yaml_dict(self._body_of(self._call(b"stats", (b"OK",))))
+            self._server_stats = stats
+            return stats
+
+    def server_stats(self) -> Stats:
+        """Server statistics as of the current connection (fetched once per connect).
+
+        Good for what never changes in one server lifetime: ``id`` and ``max-job-size``.
+        """
+        with self._lock:
+            self._ensure_open()
+            cached = self._server_stats
+            return cached if cached is not None else self.stats()
+
+    def server_id(self) -> str:
+        """The random ``id`` of the server process behind this connection."""
+        return str(self.server_stats()["id"])
+
+    def stats_job(self, job_id: int) -> Stats | None:
+        """Statistics of one job, or None if not found."""
+        reply = self._call(b"stats-job %d" % job_id, (b"OK", b"NOT_FOUND"))
+        return None if reply.body is None else parse_yaml_dict(reply.body)
+
+    def stats_tube(self, tube: str) -> Stats | None:
+        """Statistics of one tube, or None if it does not exist."""
+        reply = self._call(b"stats-tube %s" % tube.encode(), (b"OK", b"NOT_FOUND"))
+        return None if reply.body is None else parse_yaml_dict(reply.body)
+
+    def list_tubes(self) -> list[str]:
+        """Every tube that exists on the server."""
+        return parse_yaml_list(self._body_of(self._call(b"list-tubes", (b"OK",))))
+
+    def pause_tube(self, tube: str, delay: int) -> bool:
+        """Hold back reserves from ``tube`` for ``delay`` seconds (0 lifts it); False if none."""
+        reply = self._call(b"pause-tube %s %d" % (tube.encode(), delay), (b"PAUSED", b"NOT_FOUND"))
+        return reply.word == b"PAUSED"
+
+    def _body_of(self, reply: Reply) -> bytes:
+        if reply.body is None:
+            raise self._protocol_error(f"reply {reply.word!r} has no body")
+        return reply.body
+
+
+_PUT_OK = (b"INSERTED", b"BURIED")
+_RESERVE_OK = (b"RESERVED", b"TIMED_OUT", b"DEADLINE_SOON")
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(sock, _POLL_IN)
+    return bool(poller.poll(max(0, timeout) * 1000))
+
+
+def _writable(sock: socket.socket, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(max(0, timeout) * 1000))
+
+
+class Wakeup:
+    """A pipe that interrupts a waiting reserve from another thread or a signal handler."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    @property
+    def fd(self) -> int:
+        """The descriptor to poll."""
+        return self._read
+
+    def set(self) -> None:
+        """Wake the waiter (safe from signal handlers)."""
+        with contextlib.suppress(BlockingIOError):  # already full of wake-ups
+            os.write(self._write, b"x")
+
+    def clear(self) -> None:
+        """Forget pending wake-ups."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
+
+    def close(self) -> None:
+        """Close both ends."""
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -1,0 +1,112 @@
+"""Purge: delete the waiting jobs of one tube whose payload matches a pattern.
+
+beanstalkd cannot list a tube, so purge walks it with peek and ``reserve-job`` on a connection
+of its own: each ready, delayed and buried job is taken, matched, and either deleted or put back
+as it was (same priority; delayed jobs with their remaining delay rounded up, so never early;
+buried jobs buried again). Jobs reserved by workers are never touched. If anything fails half
+way, closing the connection hands every job it holds back to beanstalkd (as ready).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kqueue.broker import BeanstalkConnection, ReservedJob, Stats
+
+logger = logging.getLogger("kqueue")
+
+Matcher = Callable[[bytes], bool]
+"""Decides from a job body whether the job is purged."""
+
+
+@dataclass
+class PurgeResult:
+    """What a purge did: deleted job bodies, and reserved jobs it had to leave alone."""
+
+    deleted_bodies: list[bytes] = field(default_factory=list)
+    left_reserved: int = 0
+
+
+@dataclass(frozen=True)
+class _Held:
+    state: str
+    priority: int
+    delay: int
+
+
+def purge_tube(conn: BeanstalkConnection, tube: str, matches: Matcher | None) -> PurgeResult:
+    """Delete every ready, delayed and buried job of ``tube`` whose body ``matches`` (None: all)."""
+    result = PurgeResult()
+    conn.use(tube)
+    before = conn.stats_tube(tube)
+    if before is None:
+        return result
+    held: dict[int, _Held] = {}
+    try:
+        budget = 4 * _int(before.get("total-jobs")) + 1000
+        for state, peek in (
+            ("ready", conn.peek_ready),
+            ("delayed", conn.peek_delayed),
+            ("buried", conn.peek_buried),
+        ):
+            budget = _walk(conn, state, peek, matches, held, result, budget)
+        _put_back(conn, held)
+        after = conn.stats_tube(tube) or {}
+        result.left_reserved = _int(after.get("current-jobs-reserved"))
+    finally:
+        conn.close()  # hands back anything still held if _put_back did not finish
+    return result
+
+
+def _walk(
+    conn: BeanstalkConnection,
+    state: str,
+    peek: Callable[[], ReservedJob | None],
+    matches: Matcher | None,
+    held: dict[int, _Held],
+    result: PurgeResult,
+    budget: int,
+) -> int:
+    while budget > 0:
+        budget -= 1
+        found = peek()
+        if found is None:
+            break
+        if matches is None:
+            if conn.delete(found.id):
+                result.deleted_bodies.append(found.body)
+            continue
+        stats = conn.stats_job(found.id)
+        taken = conn.reserve_job(found.id) if stats is not None else None
+        if stats is None or taken is None:
+            continue  # a worker got it between peek and reserve-job
+        if found.id in held:
+            continue  # its hold timed out (TTR) and it came back: keep holding it
+        if matches(taken.body):
+            conn.delete(taken.id)
+            result.deleted_bodies.append(taken.body)
+        else:
+            held[taken.id] = _Held(state, _int(stats.get("pri")), _delay_left(state, stats))
+    return budget
+
+
+def _delay_left(state: str, stats: Stats) -> int:
+    if state != "delayed":
+        return 0
+    # time-left is truncated to whole seconds: add one so a postdated job never runs early.
+    return _int(stats.get("time-left")) + 1
+
+
+def _put_back(conn: BeanstalkConnection, held: dict[int, _Held]) -> None:
+    for job_id, hold in held.items():
+        if hold.state == "buried":
+            conn.bury(job_id, priority=hold.priority)
+        else:
+            conn.release(job_id, priority=hold.priority, delay=hold.delay)
+    held.clear()
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0

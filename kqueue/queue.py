@@ -1,0 +1,517 @@
+"""KQueue: add jobs, register handlers, run them; suspend, resume, purge and inspect."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+from kqueue import job as jobmod
+from kqueue.broker import BeanstalkConnection, DeadlineSoon, Stats, Wakeup
+from kqueue.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    JobNotFoundError,
+    JobTooBigError,
+    ValidationError,
+)
+from kqueue.job import Job, check_delay, check_u32, tube_for, validate_tube_prefix
+from kqueue.purge import purge_tube
+from kqueue.retry import RetryPolicy
+from kqueue.runner import Handler, HandlerSpec, JobRunner
+from kqueue.serialization import Codec, CodecRegistry, decode_body, encode_body
+from kqueue.stores.base import BrokerRef, JobRecord, Store
+
+logger = logging.getLogger("kqueue")
+
+SUSPEND_SECONDS = 10 * 365 * 24 * 3600
+"""How long a suspension pauses a tube: ten years, i.e. until resume()."""
+
+NOT_SCHEDULED = 0
+"""add_job's id for a job accepted into the store while beanstalkd was unreachable: the
+recovery sweeper schedules it. Real beanstalkd ids start at 1."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A snapshot: server stats, per job type tube stats, stored records, local counters."""
+
+    server: Stats
+    job_types: dict[str, Stats]
+    stored: dict[str, int] | None
+    counters: dict[str, int]
+
+
+class KQueue:
+    """A job queue on beanstalkd, with an optional write-ahead bulk store.
+
+    Every argument is keyword-only::
+
+        with KQueue(host="127.0.0.1", port=11300, bulk_store="redis://localhost/0") as queue:
+            queue.add_handler("email", send_email)
+            queue.add_job("email", {"to": "a@example.com"})
+            queue.run_jobs(count_limit=100, time_limit_ms=200)
+
+    ``bulk_store`` is a :class:`~kqueue.stores.base.Store` or a store URL. Without one,
+    payloads travel inline in beanstalkd and nothing else holds them. ``strict`` makes
+    add_job raise (and remove the record) when beanstalkd refuses the reference, instead of
+    leaving the accepted job for the recovery sweeper.
+    """
+
+    PRIO_URGENT: ClassVar[int] = jobmod.PRIO_URGENT
+    PRIO_HIGH: ClassVar[int] = jobmod.PRIO_HIGH
+    PRIO_NORMAL: ClassVar[int] = jobmod.PRIO_NORMAL
+    PRIO_LOW: ClassVar[int] = jobmod.PRIO_LOW
+    PRIO_BULK: ClassVar[int] = jobmod.PRIO_BULK
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 11300,
+        bulk_store: Store | str | None = None,
+        tube_prefix: str = jobmod.DEFAULT_TUBE_PREFIX,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        strict: bool = False,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        reconnect_delay: tuple[float, float] = (0.05, 5.0),
+    ) -> None:
+        from kqueue.serialization import JsonCodec
+
+        self.host = host
+        self.port = port
+        self.tube_prefix = validate_tube_prefix(tube_prefix)
+        self.store: Store | None = _open_store(bulk_store)
+        self.codecs = CodecRegistry(codec or JsonCodec())
+        self.retry = retry or RetryPolicy()
+        self.strict = strict
+        self.reconnect_delay = reconnect_delay
+        self.counters: Counter[str] = Counter()
+        self._timeouts = (connect_timeout, command_timeout)
+        self._handlers: dict[str, HandlerSpec] = {}
+        self._producer = self._connection()
+        self._worker = self._connection()
+        self._admin = self._connection()
+        self._producer_tube: str | None = None
+        self._wakeup = Wakeup()
+        self._stop_requested = False
+        self._warned_inline = False
+        self._runner = JobRunner(
+            store=self.store,
+            codecs=self.codecs,
+            handlers=self._handlers,
+            retry=self.retry,
+            tube_prefix=self.tube_prefix,
+            counters=self.counters,
+        )
+
+    def __repr__(self) -> str:
+        store = type(self.store).__name__ if self.store is not None else "inline"
+        return f"<KQueue beanstalkd={self.host}:{self.port} store={store}>"
+
+    def _connection(self) -> BeanstalkConnection:
+        connect_timeout, command_timeout = self._timeouts
+        return BeanstalkConnection(
+            self.host,
+            self.port,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def open(self) -> KQueue:
+        """Connect now, so that an unreachable beanstalkd fails here with its address.
+
+        Optional: every method connects (and reconnects) by itself when needed.
+        """
+        self._producer.connect()
+        return self
+
+    def close(self) -> None:
+        """Close every connection (reserved jobs go back to ready) and the store."""
+        for conn in (self._producer, self._worker, self._admin):
+            conn.close()
+        self._wakeup.close()
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> KQueue:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- producing -------------------------------------------------------------------------
+
+    def add_job(
+        self,
+        job_type: str,
+        payload: Any,
+        *,
+        priority: int = jobmod.PRIO_NORMAL,
+        delay: float = 0,
+        ttr: int = 30,
+    ) -> int:
+        """Enqueue a job; returns its beanstalkd id.
+
+        With a bulk store the payload is written durably first and beanstalkd gets a small
+        reference. Should beanstalkd then fail, the job stays accepted and the id is
+        :data:`NOT_SCHEDULED` (0): the recovery sweeper delivers it (``strict=True`` raises).
+        Raises :class:`~kqueue.errors.ValidationError` for bad input, before writing anything.
+        """
+        tube = tube_for(job_type, self.tube_prefix)
+        check_u32("priority", priority)
+        whole_delay = check_delay(delay)
+        check_u32("ttr", ttr, minimum=1)
+        codec, data = self.codecs.encode(payload)
+        key = uuid.uuid4().hex
+        if self.store is None:
+            body = encode_body(
+                "i",
+                key=key,
+                codec=codec,
+                priority=priority,
+                ttr=ttr,
+                job_type=job_type,
+                payload=data,
+            )
+            return self._put_inline(tube, body, priority, whole_delay, ttr)
+        now = time.time()
+        record = JobRecord(
+            key=key,
+            job_type=job_type,
+            payload=data,
+            codec=codec,
+            priority=priority,
+            delay=whole_delay,
+            ttr=ttr,
+            created_at=now,
+            updated_at=now,
+        )
+        self.store.put(record)
+        body = encode_body("r", key=key, codec=codec, priority=priority, ttr=ttr, job_type=job_type)
+        return self._put_reference(self.store, tube, record, body)
+
+    def _put_inline(self, tube: str, body: bytes, priority: int, delay: int, ttr: int) -> int:
+        if not self._warned_inline:
+            self._warned_inline = True
+            logger.warning(
+                "no bulk store configured: jobs live only in beanstalkd at %s:%d "
+                "(no recovery if it dies)",
+                self.host,
+                self.port,
+            )
+        with self._producer._lock:
+            limit = self._producer.server_stats().get("max-job-size")
+            if isinstance(limit, int) and len(body) > limit:
+                raise JobTooBigError(
+                    f"job body of {len(body)} bytes exceeds beanstalkd's max job size of "
+                    f"{limit} bytes; configure a bulk store for large payloads"
+                )
+            job_id = self._put(tube, body, priority, delay, ttr)
+        self.counters["added"] += 1
+        return job_id
+
+    def _put(self, tube: str, body: bytes, priority: int, delay: int, ttr: int) -> int:
+        conn = self._producer
+        with conn._lock:
+            if self._producer_tube != tube:
+                conn.use(tube)
+                self._producer_tube = tube
+            return conn.put(body, priority=priority, delay=delay, ttr=ttr)
+
+    def _put_reference(self, store: Store, tube: str, record: JobRecord, body: bytes) -> int:
+        try:
+            with self._producer._lock:
+                job_id = self._put(tube, body, record.priority, int(record.delay), record.ttr)
+                server_id = self._producer.server_id()
+        except BrokerError as exc:
+            if self.strict:
+                store.delete(record.key)
+                raise
+            self.counters["added"] += 1
+            self.counters["added_unscheduled"] += 1
+            logger.warning(
+                "job key=%s type=%s accepted into the store, not yet into beanstalkd (%s); "
+                "the recovery sweeper will deliver it",
+                record.key,
+                record.job_type,
+                exc,
+            )
+            return NOT_SCHEDULED
+        store.swap_reference(record.key, None, BrokerRef(server_id, job_id), now=time.time())
+        self.counters["added"] += 1
+        return job_id
+
+    # -- handlers and running --------------------------------------------------------------
+
+    def add_handler(
+        self, job_type: str, handler: Handler, *, retry: RetryPolicy | None = None
+    ) -> None:
+        """Register the one handler of a job type; ``retry`` overrides the queue's policy."""
+        tube_for(job_type, self.tube_prefix)
+        if not callable(handler):
+            raise ValidationError(f"handler for {job_type!r} must be callable")
+        if job_type in self._handlers:
+            raise ValidationError(f"job type {job_type!r} already has a handler")
+        self._handlers[job_type] = HandlerSpec(handler, retry)
+        self._wakeup.set()  # a waiting run_jobs picks up the new tube
+
+    def remove_handler(self, job_type: str) -> None:
+        """Stop running jobs of this type here; its jobs stay queued."""
+        if self._handlers.pop(job_type, None) is None:
+            raise ValidationError(f"job type {job_type!r} has no handler")
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        """Make a running run_jobs return after the current job (from any thread)."""
+        self._stop_requested = True
+        self._wakeup.set()
+
+    def run_jobs(self, count_limit: int = -1, time_limit_ms: int = -1) -> int:
+        """Run jobs of the registered types; returns how many handlers ran.
+
+        ``count_limit`` > 0 runs at most that many, < 0 no limit. ``time_limit_ms`` 0 runs what
+        is ready now and returns, > 0 waits for jobs up to that long, -1 forever (until
+        :meth:`stop`). Waiting blocks in beanstalkd's reserve, never polls. A lost connection is
+        re-established with backoff and the loop carries on.
+        """
+        for name, value in (("count_limit", count_limit), ("time_limit_ms", time_limit_ms)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"{name} must be an int")
+        if count_limit == 0:
+            return 0
+        self._stop_requested = False
+        self._wakeup.clear()
+        deadline = None if time_limit_ms < 0 else time.monotonic() + time_limit_ms / 1000
+        ran = 0
+        backoff = self.reconnect_delay[0]
+        while (count_limit < 0 or ran < count_limit) and not self._stop_requested:
+            wait = _remaining(deadline, drain=time_limit_ms == 0)
+            if wait is not None and wait < 0:
+                break
+            try:
+                reserved = self._reserve(wait)
+            except BrokerConnectionError as exc:
+                logger.warning("worker lost beanstalkd: %s; retrying in %.2f s", exc, backoff)
+                self._pause(backoff, deadline)
+                backoff = min(backoff * 2, self.reconnect_delay[1])
+                continue
+            except DeadlineSoon:
+                self._pause(0.25, deadline)
+                continue
+            backoff = self.reconnect_delay[0]
+            if reserved is None:
+                if time_limit_ms == 0:
+                    break
+                continue
+            if self._runner.run(self._worker, reserved):
+                ran += 1
+        return ran
+
+    def _reserve(self, wait: float | None) -> Any:
+        if not self._handlers:
+            self._pause(wait, None)
+            return None
+        self._sync_watches()
+        return self._worker.reserve(wait, wakeup=self._wakeup.fd)
+
+    def _pause(self, seconds: float | None, deadline: float | None) -> None:
+        """Sleep, but wake for stop() or add_handler(), and never past the deadline."""
+        if deadline is not None:
+            seconds = min(seconds or 0, max(0.0, deadline - time.monotonic()))
+        if seconds is None or seconds > 0:
+            import select
+
+            select.select([self._wakeup.fd], [], [], seconds)
+
+    def _sync_watches(self) -> None:
+        conn = self._worker
+        wanted = [tube_for(job_type, self.tube_prefix) for job_type in self._handlers]
+        for tube in wanted:
+            if tube not in conn.watched:
+                conn.watch(tube)
+        for tube in conn.watched:
+            if tube not in wanted:
+                conn.ignore(tube)
+        self._wakeup.clear()
+
+    # -- a job's own commands (from its handler) -------------------------------------------
+
+    def delete_job(self, job: Job | int) -> bool:
+        """Delete a job and its record; idempotent. False if beanstalkd no longer had it."""
+        if isinstance(job, Job):
+            if job.outcome == "deleted":
+                return False
+            conn = job._connection or self._admin
+            if job.stored and self.store is not None:
+                self.store.delete(job.key)
+            job.outcome = "deleted"
+            return conn.delete(job.id)
+        found = self._admin.peek(job)
+        if found is None:
+            return False
+        body = decode_body(found.body)
+        if body is not None and body.mode == "r" and self.store is not None:
+            self.store.delete(body.key)
+        return self._admin.delete(job)
+
+    def renew_job(self, job: Job) -> None:
+        """Touch a reserved job: its time to run starts again."""
+        if not _job_connection(job).touch(job.id):
+            raise JobNotFoundError(f"job {job.id} is not reserved here (TTR ran out?)")
+
+    def release_job(self, job: Job, *, delay: float = 0, priority: int | None = None) -> None:
+        """Hand a reserved job back to the queue (not counted as a failure)."""
+        whole_delay = check_delay(delay)
+        new_priority = job.priority if priority is None else check_u32("priority", priority)
+        if not _job_connection(job).release(job.id, priority=new_priority, delay=whole_delay):
+            raise JobNotFoundError(f"job {job.id} is not reserved here")
+        job.outcome = "released"
+
+    def bury_job(self, job: Job, *, reason: str = "buried by its handler") -> None:
+        """Bury a reserved job (dead letter) until it is kicked or purged."""
+        if job.stored and self.store is not None:
+            self.store.record_attempt(
+                job.key, attempts=job.attempts, last_error=reason, state="buried", now=time.time()
+            )
+        if not _job_connection(job).bury(job.id, priority=job.priority):
+            raise JobNotFoundError(f"job {job.id} is not reserved here")
+        job.outcome = "buried"
+
+    # -- administration --------------------------------------------------------------------
+
+    def suspend(self, job_type: str) -> None:
+        """Hold every job of this type (for every worker) until resume(); adds still work.
+
+        beanstalkd forgets an empty tube nobody watches, and its pause with it, so this queue
+        keeps watching the tube (without ever reserving from it) while it is open.
+        """
+        tube = tube_for(job_type, self.tube_prefix)
+        if self.store is not None:
+            self.store.set_suspended(job_type, True)
+        self._admin.watch(tube)
+        self._admin.pause_tube(tube, SUSPEND_SECONDS)
+        logger.info("job type %s suspended", job_type)
+
+    def resume(self, job_type: str) -> None:
+        """Deliver the jobs of a suspended type again."""
+        tube = tube_for(job_type, self.tube_prefix)
+        if self.store is not None:
+            self.store.set_suspended(job_type, False)
+        self._admin.pause_tube(tube, 0)
+        self._admin.ignore(tube)
+        logger.info("job type %s resumed", job_type)
+
+    def purge_jobs(
+        self, job_type: str, pattern: str | bytes | re.Pattern[Any] | None = None
+    ) -> int:
+        """Delete the ready, delayed and buried jobs of a type whose payload matches; a count.
+
+        ``pattern`` is searched (``re.search``) in the encoded payload: the JSON text for
+        JSON payloads, the bytes for bytes payloads (use a bytes pattern for those). None
+        deletes every waiting job of the type. Jobs reserved by workers are left alone, and
+        logged. Their stored records go with the deleted jobs.
+        """
+        tube = tube_for(job_type, self.tube_prefix)
+        matcher = None if pattern is None else self._payload_matcher(pattern)
+        conn = self._connection()
+        result = purge_tube(conn, tube, matcher)
+        keys = [
+            body.key
+            for body in map(decode_body, result.deleted_bodies)
+            if body is not None and body.mode == "r"
+        ]
+        if keys and self.store is not None:
+            self.store.delete_many(keys)
+        if result.left_reserved:
+            logger.warning(
+                "purge of %s left %d job(s) alone: reserved by workers",
+                job_type,
+                result.left_reserved,
+            )
+        logger.info("purged %d job(s) of type %s", len(result.deleted_bodies), job_type)
+        return len(result.deleted_bodies)
+
+    def _payload_matcher(self, pattern: str | bytes | re.Pattern[Any]) -> Callable[[bytes], bool]:
+        try:
+            compiled = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+        except (re.error, TypeError) as exc:
+            raise ValidationError(f"invalid purge pattern {pattern!r}: {exc}") from exc
+        as_bytes = isinstance(compiled.pattern, bytes)
+
+        def matches(raw: bytes) -> bool:
+            payload = self._payload_of(raw)
+            subject: Any = payload if as_bytes else payload.decode("utf-8", "replace")
+            return compiled.search(subject) is not None
+
+        return matches
+
+    def _payload_of(self, raw: bytes) -> bytes:
+        body = decode_body(raw)
+        if body is None:
+            return raw
+        if body.mode == "i" or self.store is None:
+            return body.payload
+        record = self.store.get(body.key)
+        return record.payload if record is not None else b""
+
+    def stats(self) -> QueueStats:
+        """Server stats, and per job type (tubes under this queue's prefix) their counts."""
+        conn = self._admin
+        job_types: dict[str, Stats] = {}
+        for tube in conn.list_tubes():
+            if tube.startswith(self.tube_prefix) and len(tube) > len(self.tube_prefix):
+                tube_stats = conn.stats_tube(tube)
+                if tube_stats is not None:
+                    job_types[tube[len(self.tube_prefix) :]] = tube_stats
+        stored = None
+        if self.store is not None:
+            stored = {job_type: self.store.count(job_type) for job_type in job_types}
+        return QueueStats(conn.stats(), job_types, stored, dict(self.counters))
+
+    def job_stats(self, job: Job | int) -> Stats:
+        """beanstalkd's stats-job for a job (or job id); JobNotFoundError if it is gone."""
+        job_id = job.id if isinstance(job, Job) else job
+        stats = self._admin.stats_job(job_id)
+        if stats is None:
+            raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.host}:{self.port}")
+        return stats
+
+
+def _job_connection(job: Job) -> BeanstalkConnection:
+    if job._connection is None:
+        raise JobNotFoundError(f"job {job.id} was not reserved by this queue")
+    return job._connection
+
+
+def _remaining(deadline: float | None, *, drain: bool) -> float | None:
+    """Seconds left to wait: None forever, 0 for run-what-is-ready, < 0 when time is up."""
+    if drain:
+        return 0
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    return left if left > 0 else -1.0
+
+
+def _open_store(bulk_store: Store | str | None) -> Store | None:
+    if bulk_store is None or not isinstance(bulk_store, str):
+        return bulk_store
+    from kqueue.stores import open_store
+
+    return open_store(bulk_store)

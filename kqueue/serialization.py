@@ -1,0 +1,161 @@
+"""Payload codecs and the job body that travels through beanstalkd.
+
+A payload is encoded by a codec into bytes. ``bytes``-like payloads always travel untouched
+through the ``raw`` codec; anything else goes through the queue's codec (JSON by default).
+pickle is never used unless an application registers such a codec itself.
+
+The beanstalkd body is ``kq1 <mode> <key> <codec> <priority> <ttr> <job type>\\n<payload>``
+where mode is ``i`` (inline: the payload follows, nothing else holds it) or ``r`` (reference:
+the payload lives in the bulk store under ``key``, and nothing follows the header). Carrying
+the job type, priority and ttr lets a worker run a job without asking beanstalkd about it.
+Anything else in a watched tube is a foreign body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from kqueue.errors import PayloadError
+
+BODY_MAGIC = b"kq1 "
+_HEADER = re.compile(
+    rb"kq1 ([ir]) ([0-9a-f]{32}) ([a-z0-9_.-]{1,32}) ([0-9]{1,10}) ([0-9]{1,10}) "
+    rb"([A-Za-z0-9+/;.$_()-]{1,200})\n"
+)
+_CODEC_NAME = re.compile(r"[a-z0-9_.-]{1,32}")
+
+BodyMode = Literal["i", "r"]
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """Turns payloads into bytes and back. ``name`` is written into every job body."""
+
+    name: str
+
+    def encode(self, payload: Any) -> bytes:
+        """Encode a payload; raise TypeError or ValueError for what it cannot encode."""
+
+    def decode(self, data: bytes) -> Any:
+        """Decode bytes written by :meth:`encode`."""
+
+
+class JsonCodec:
+    """JSON in UTF-8: dicts, lists, strings, numbers, booleans and None. NaN is refused."""
+
+    name = "json"
+
+    def encode(self, payload: Any) -> bytes:
+        """Compact JSON; raises TypeError/ValueError for values JSON cannot represent."""
+        return json.dumps(
+            payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+
+    def decode(self, data: bytes) -> Any:
+        """Parse UTF-8 JSON."""
+        return json.loads(data)
+
+
+class RawCodec:
+    """bytes in, bytes out: binary payloads pass untouched."""
+
+    name = "raw"
+
+    def encode(self, payload: Any) -> bytes:
+        """Accept bytes, bytearray and memoryview."""
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise TypeError(f"raw codec takes bytes, not {type(payload).__name__}")
+        return bytes(payload)
+
+    def decode(self, data: bytes) -> Any:
+        """Return the bytes unchanged."""
+        return data
+
+
+class CodecRegistry:
+    """The codecs a queue can encode with and decode from, by name."""
+
+    def __init__(self, default: Codec) -> None:
+        self._raw = RawCodec()
+        self.default = default
+        self._by_name: dict[str, Codec] = {"json": JsonCodec(), "raw": self._raw}
+        self.register(default)
+
+    def register(self, codec: Codec) -> None:
+        """Make ``codec`` available for decoding (and encoding if it is the default)."""
+        if not isinstance(codec, Codec) or not _CODEC_NAME.fullmatch(str(codec.name)):
+            raise PayloadError(
+                f"codec {codec!r} needs a name of 1-32 chars [a-z0-9_.-], encode() and decode()"
+            )
+        self._by_name[codec.name] = codec
+
+    def encode(self, payload: Any) -> tuple[str, bytes]:
+        """Encode a payload with the codec that fits it: (codec name, bytes)."""
+        codec: Codec = (
+            self._raw if isinstance(payload, bytes | bytearray | memoryview) else self.default
+        )
+        try:
+            return codec.name, codec.encode(payload)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise PayloadError(f"codec {codec.name!r} cannot encode the payload: {exc}") from exc
+
+    def decode(self, codec_name: str, data: bytes) -> Any:
+        """Decode bytes written by the named codec; PayloadError if unknown or corrupt."""
+        codec = self._by_name.get(codec_name)
+        if codec is None:
+            raise PayloadError(f"unknown codec {codec_name!r}")
+        try:
+            return codec.decode(data)
+        except Exception as exc:
+            raise PayloadError(f"codec {codec_name!r} cannot decode the payload: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Body:
+    """A parsed job body."""
+
+    mode: BodyMode
+    key: str
+    codec: str
+    priority: int
+    ttr: int
+    job_type: str
+    payload: bytes
+
+
+def encode_body(
+    mode: BodyMode,
+    *,
+    key: str,
+    codec: str,
+    priority: int,
+    ttr: int,
+    job_type: str,
+    payload: bytes = b"",
+) -> bytes:
+    """Build the bytes put into beanstalkd."""
+    header = f"{mode} {key} {codec} {priority} {ttr} {job_type}\n".encode()
+    return BODY_MAGIC + header + payload
+
+
+def decode_body(body: bytes) -> Body | None:
+    """Parse a job body; None for a foreign or corrupt one."""
+    match = _HEADER.match(body)
+    if match is None:
+        return None
+    mode, key, codec, priority, ttr, job_type = match.groups()
+    payload = body[match.end() :]
+    if mode == b"r" and payload:
+        return None
+    return Body(
+        mode="i" if mode == b"i" else "r",
+        key=key.decode(),
+        codec=codec.decode(),
+        priority=int(priority),
+        ttr=int(ttr),
+        job_type=job_type.decode(),
+        payload=payload,
+    )
