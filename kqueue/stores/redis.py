@@ -246,7 +246,7 @@ class RedisStore(ClosingStore):
             return 0
         script_keys = [self._index, *(self._record_key(key) for key in unique)]
         with self._translate("delete"):
-            return int(self._delete_many(keys=script_keys, args=[self._prefix + "t:", "", *unique]))
+            return int(self._delete_many(keys=script_keys, args=[self._prefix + "t:", *unique]))
 
     def swap_reference(
         self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float

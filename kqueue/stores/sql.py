@@ -36,7 +36,7 @@ _DEFAULT_DRIVERS = {
 }
 _EXTRA_OF_DRIVER = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}
 _CHUNK = 500  # keys per IN (...) list
-_MYSQL_ESCAPED = b"\x00\n\r\\'\"\x1a"  # bytes PyMySQL doubles when it inlines a payload
+_MYSQL_ESCAPED = b"\x00\n\r\\'\"\x1a"  # bytes a MySQL driver doubles when it inlines a value
 _BIG_BACKEND_LIMIT = 1_000_000_000  # SQLite's SQLITE_MAX_LENGTH; PostgreSQL's bytea is 1 GB
 
 
@@ -194,13 +194,25 @@ class SQLStore(ClosingStore):
             yield conn
 
     def _wire_size(self, record: JobRecord) -> int:
-        size = len(record.payload) + 2 * len(record.last_error or "") + 4096
-        if self.dialect in ("mysql", "mariadb"):
+        """Bytes one record takes in the statement the driver sends (an upper estimate)."""
+        size = len(record.payload) + 4 * len(record.last_error or "") + 4096
+        if self._engine.dialect.driver == "pymysql":
+            size += len(record.payload)  # PyMySQL inlines bytes as hex: twice their length
+        elif self.dialect in ("mysql", "mariadb"):
             size += sum(record.payload.count(byte) for byte in _MYSQL_ESCAPED)
         return size
 
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest statement size one record may take (``max_allowed_packet`` on MySQL).
+
+        A PyMySQL connection sends payloads hex-encoded, so payloads up to about half of this.
+        """
+        self._ensure_schema()
+        return _BIG_BACKEND_LIMIT if self._limit is None else self._limit
+
     def _check_sizes(self, records: Sequence[JobRecord]) -> None:
-        limit = _BIG_BACKEND_LIMIT if self._limit is None else self._limit
+        limit = self.max_record_bytes
         for record in records:
             size = self._wire_size(record)
             if size > limit:

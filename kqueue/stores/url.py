@@ -14,7 +14,7 @@ scheme                                                     store
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from kqueue.errors import ConfigurationError
 from kqueue.stores.base import Store
@@ -33,44 +33,49 @@ ACCEPTED_SCHEMES = ("memory", *REDIS_SCHEMES, *SQL_SCHEMES)
 def redact_url(url: str) -> str:
     """``url`` with its password (in the user info or the query string) replaced by ``***``.
 
-    Safe for logs, reprs and error messages; never raises, even on a malformed URL.
+    Everything else is kept as written. Safe for logs, reprs and error messages; never raises.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
     if "@" in netloc:
         userinfo, hostport = netloc.rsplit("@", 1)
-        user, sep, _password = userinfo.partition(":")
-        netloc = f"{user}:{REDACTED}@{hostport}" if sep else f"{user}@{hostport}"
-    query = parts.query
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:{REDACTED}@{hostport}" if colon else f"{user}@{hostport}"
+    path, question, query = tail.partition("?")
+    query, hash_mark, fragment = query.partition("#")
     if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() in _SECRET_QUERY_NAMES for name, _ in pairs):
-            query = urlencode(
-                [
-                    (name, REDACTED if name.lower() in _SECRET_QUERY_NAMES else value)
-                    for name, value in pairs
-                ],
-                safe="*",
-            )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        pairs = []
+        for pair in query.split("&"):
+            name, equals, _value = pair.partition("=")
+            secret = unquote(name).lower() in _SECRET_QUERY_NAMES
+            pairs.append(f"{name}={REDACTED}" if secret and equals else pair)
+        query = "&".join(pairs)
+    return f"{scheme}://{netloc}{path}{question}{query}{hash_mark}{fragment}"
 
 
-def url_password(url: str) -> str | None:
-    """The password in ``url``'s user info, to scrub from driver messages; None if none."""
+def _secrets(url: str) -> set[str]:
+    """Every password in ``url``, as written and percent-decoded."""
+    found: set[str] = set()
     try:
-        return urlsplit(url).password or None
+        parts = urlsplit(url)
+        if parts.password:
+            found.add(parts.password)
+        for pair in parts.query.split("&"):
+            name, _equals, value = pair.partition("=")
+            if unquote(name).lower() in _SECRET_QUERY_NAMES and value:
+                found.add(value)
     except ValueError:
-        return None
+        pass
+    return found | {unquote(secret) for secret in found}
 
 
 def scrub(message: str, url: str) -> str:
-    """``message`` with any occurrence of ``url``'s password replaced by ``***``."""
-    password = url_password(url)
-    if password:
-        message = message.replace(password, REDACTED)
+    """``message`` with every password of ``url`` replaced by ``***`` (for driver messages)."""
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        message = message.replace(secret, REDACTED)
     return message
 
 

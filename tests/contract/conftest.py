@@ -1,0 +1,42 @@
+"""The ``store`` fixture: one instance of every store kind, on real services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kqueue.stores import MemoryStore, Store
+
+STORE_KINDS = ["memory", "redis", "sqlite", "postgres", "mysql"]
+
+
+def open_test_store(kind: str, request: pytest.FixtureRequest) -> Store:
+    """A fresh, empty store of ``kind``; real-service kinds skip (or fail in CI) when missing."""
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "redis":
+        from kqueue.stores.redis import RedisStore
+
+        url = request.getfixturevalue("redis_url")
+        return RedisStore(url, prefix=request.getfixturevalue("redis_prefix"))
+    from kqueue.stores.sql import SQLStore
+
+    return SQLStore(request.getfixturevalue(f"{kind}_url"))
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The name of the store kind under test."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """An empty store of each kind in turn, closed after the test."""
+    instance = open_test_store(store_kind, request)
+    try:
+        yield instance
+    finally:
+        instance.close()

@@ -1,0 +1,321 @@
+"""The store contract (kqueue/stores/base.py), checked against every store kind alike."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+
+import pytest
+
+from kqueue.errors import RecordTooLargeError, StoreError
+from kqueue.stores import BrokerRef, MemoryStore, Store
+from tests.contract.records import make_record
+
+REF_A = BrokerRef(server_id="a1b2c3d4e5f60718", job_id=7)
+REF_B = BrokerRef(server_id="a1b2c3d4e5f60718", job_id=8)
+REF_OTHER_SERVER = BrokerRef(server_id="ffffffffffffffff", job_id=7)
+
+
+def test_store_satisfies_the_store_protocol(store: Store) -> None:
+    assert isinstance(store, Store)
+
+
+def test_get_returns_the_record_that_was_put_with_every_field(store: Store) -> None:
+    record = make_record(
+        "k1",
+        job_type="reports.monthly",
+        codec="bytes",
+        priority=2**32 - 1,
+        delay=12.5,
+        ttr=2**32 - 1,
+        created_at=1_712_345_678.123456,
+        attempts=3,
+        last_error="ValueError: ünïcode ☃ message",
+        ref=REF_A,
+        state="buried",
+        updated_at=1_712_345_999.654321,
+    )
+    store.put(record)
+    assert store.get("k1") == record
+
+
+def test_get_of_a_missing_key_returns_none(store: Store) -> None:
+    assert store.get("nope") is None
+
+
+def test_put_of_an_existing_key_raises_and_keeps_the_original(store: Store) -> None:
+    original = make_record("k1", payload=b"first")
+    store.put(original)
+    with pytest.raises(StoreError):
+        store.put(make_record("k1", payload=b"second", job_type="other"))
+    assert store.get("k1") == original
+    assert store.count() == 1
+    assert store.count("other") == 0
+
+
+def test_put_many_writes_every_record(store: Store) -> None:
+    records = [make_record(f"k{i}", job_type=f"t{i % 2}") for i in range(10)]
+    store.put_many(records)
+    assert store.get_many([r.key for r in records]) == {r.key: r for r in records}
+    assert store.count() == 10
+
+
+def test_put_many_with_one_existing_key_writes_nothing(store: Store) -> None:
+    store.put(make_record("k5"))
+    with pytest.raises(StoreError):
+        store.put_many([make_record(f"k{i}", job_type="batch") for i in range(10)])
+    assert store.count() == 1
+    assert store.count("batch") == 0
+    assert store.get("k0") is None
+
+
+def test_put_many_with_the_same_key_twice_writes_nothing(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.put_many([make_record("a"), make_record("b"), make_record("a")])
+    assert store.count() == 0
+
+
+def test_put_many_of_nothing_does_nothing(store: Store) -> None:
+    store.put_many([])
+    assert store.count() == 0
+
+
+def test_get_many_returns_only_the_records_that_exist(store: Store) -> None:
+    store.put_many([make_record("a"), make_record("b")])
+    found = store.get_many(["a", "missing", "b", "a"])
+    assert sorted(found) == ["a", "b"]
+    assert found["b"] == make_record("b")
+    assert store.get_many([]) == {}
+
+
+def test_get_many_handles_more_keys_than_one_query_takes(store: Store) -> None:
+    store.put_many([make_record(f"k{i:04d}") for i in range(1200)])
+    found = store.get_many([f"k{i:04d}" for i in range(0, 1300)])
+    assert len(found) == 1200
+
+
+def test_delete_removes_a_record_once(store: Store) -> None:
+    store.put(make_record("k1"))
+    assert store.delete("k1") is True
+    assert store.get("k1") is None
+    assert store.delete("k1") is False
+    assert store.count() == 0
+    assert store.count("email") == 0
+    assert store.scan() == []
+
+
+def test_delete_many_counts_only_records_that_existed(store: Store) -> None:
+    store.put_many([make_record(f"k{i}") for i in range(5)])
+    assert store.delete_many(["k0", "k1", "missing", "k1"]) == 2
+    assert store.delete_many([]) == 0
+    assert sorted(r.key for r in store.scan()) == ["k2", "k3", "k4"]
+    assert store.count("email") == 3
+
+
+def test_a_deleted_key_can_be_put_again(store: Store) -> None:
+    store.put(make_record("k1", job_type="old"))
+    store.delete("k1")
+    store.put(make_record("k1", job_type="new"))
+    assert [r.key for r in store.scan(job_type="new")] == ["k1"]
+    assert store.scan(job_type="old") == []
+
+
+def test_swap_reference_sets_the_reference_when_expected_matches(store: Store) -> None:
+    store.put(make_record("k1", state="buried"))
+    assert store.swap_reference("k1", None, REF_A, now=5.0) is True
+    record = store.get("k1")
+    assert record is not None
+    assert (record.ref, record.state, record.updated_at) == (REF_A, "enqueued", 5.0)
+    assert store.swap_reference("k1", REF_A, REF_B, now=6.0) is True
+    assert store.swap_reference("k1", REF_B, None, now=7.0) is True
+    record = store.get("k1")
+    assert record is not None
+    assert (record.ref, record.updated_at) == (None, 7.0)
+
+
+def test_swap_reference_refuses_when_the_reference_differs(store: Store) -> None:
+    store.put(make_record("k1", ref=REF_A, updated_at=1.0))
+    assert store.swap_reference("k1", None, REF_B, now=5.0) is False
+    assert store.swap_reference("k1", REF_B, None, now=5.0) is False
+    assert store.swap_reference("k1", REF_OTHER_SERVER, REF_B, now=5.0) is False
+    assert store.get("k1") == make_record("k1", ref=REF_A, updated_at=1.0)
+
+
+def test_swap_reference_to_the_same_reference_still_succeeds(store: Store) -> None:
+    store.put(make_record("k1", ref=REF_A))
+    assert store.swap_reference("k1", REF_A, REF_A, now=2.0) is True
+
+
+def test_swap_reference_of_a_missing_record_returns_false(store: Store) -> None:
+    assert store.swap_reference("gone", None, REF_A, now=1.0) is False
+    assert store.get("gone") is None
+
+
+def test_concurrent_swaps_from_threads_have_exactly_one_winner(store: Store) -> None:
+    threads_per_round, rounds = 8, 3
+    for round_number in range(rounds):
+        key = f"race{round_number}"
+        store.put(make_record(key))
+        barrier = threading.Barrier(threads_per_round)
+        results: dict[int, bool] = {}
+        errors: list[BaseException] = []
+
+        def swap(worker: int, key: str = key, barrier: threading.Barrier = barrier) -> None:
+            try:
+                barrier.wait(timeout=10)
+                ref = BrokerRef(server_id=f"srv{worker}", job_id=worker)
+                results[worker] = store.swap_reference(key, None, ref, now=float(worker))
+            except BaseException as exc:  # reported in the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=swap, args=(n,)) for n in range(threads_per_round)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert errors == []
+        winners = [worker for worker, won in results.items() if won]
+        assert len(winners) == 1
+        record = store.get(key)
+        assert record is not None
+        assert record.ref == BrokerRef(server_id=f"srv{winners[0]}", job_id=winners[0])
+
+
+def test_record_attempt_stores_attempts_error_and_state(store: Store) -> None:
+    store.put(make_record("k1", ref=REF_A))
+    assert store.record_attempt("k1", attempts=2, last_error="boom", state="buried", now=9.5)
+    record = store.get("k1")
+    assert record is not None
+    assert (record.attempts, record.last_error, record.state, record.updated_at) == (
+        2,
+        "boom",
+        "buried",
+        9.5,
+    )
+    assert record.ref == REF_A
+    assert store.record_attempt("k1", attempts=3, last_error=None, state="enqueued", now=10.0)
+    record = store.get("k1")
+    assert record is not None
+    assert (record.attempts, record.last_error, record.state) == (3, None, "enqueued")
+
+
+def test_record_attempt_of_a_missing_record_returns_false(store: Store) -> None:
+    assert not store.record_attempt("gone", attempts=1, last_error="x", state="buried", now=1.0)
+    assert store.get("gone") is None
+
+
+KEYS = ["b", "a", "B", "A", "a0", "a-1", "ä", "z", "Z9", "é", "☃", "0", "a_b", "k10", "k9"]
+
+
+def test_scan_pages_through_every_record_in_ascending_key_order(store: Store) -> None:
+    shuffled = KEYS[:]
+    random.Random(4).shuffle(shuffled)
+    store.put_many([make_record(key, job_type=f"t{i % 3}") for i, key in enumerate(shuffled)])
+    seen: list[str] = []
+    after: str | None = None
+    while True:
+        page = store.scan(after=after, limit=4)
+        assert len(page) <= 4
+        if not page:
+            break
+        seen += [record.key for record in page]
+        after = page[-1].key
+    assert seen == sorted(KEYS)
+
+
+def test_scan_returns_keys_strictly_after_the_bound(store: Store) -> None:
+    store.put_many([make_record(key) for key in ["a", "b", "c", "d"]])
+    assert [r.key for r in store.scan(after="b", limit=10)] == ["c", "d"]
+    assert [r.key for r in store.scan(after="bb", limit=1)] == ["c"]
+    assert [r.key for r in store.scan(after="", limit=2)] == ["a", "b"]
+    assert store.scan(after="d") == []
+    assert store.scan(limit=0) == []
+    assert store.scan() == [make_record(key) for key in ["a", "b", "c", "d"]]
+
+
+def test_scan_with_job_type_returns_only_that_type_in_key_order(store: Store) -> None:
+    shuffled = KEYS[:]
+    random.Random(7).shuffle(shuffled)
+    store.put_many([make_record(key, job_type=f"t{i % 3}") for i, key in enumerate(shuffled)])
+    expected = sorted(key for i, key in enumerate(shuffled) if i % 3 == 1)
+    seen: list[str] = []
+    after: str | None = None
+    while page := store.scan(after=after, limit=2, job_type="t1"):
+        assert all(record.job_type == "t1" for record in page)
+        seen += [record.key for record in page]
+        after = page[-1].key
+    assert seen == expected
+    assert store.scan(job_type="unknown") == []
+
+
+def test_job_types_differing_only_in_case_are_distinct(store: Store) -> None:
+    store.put_many([make_record("k1", job_type="Email"), make_record("k2", job_type="email")])
+    assert [r.key for r in store.scan(job_type="email")] == ["k2"]
+    assert store.count("Email") == 1
+
+
+def test_count_counts_all_records_or_one_job_type(store: Store) -> None:
+    assert store.count() == 0
+    store.put_many([make_record(f"k{i}", job_type="a" if i < 3 else "b") for i in range(5)])
+    assert (store.count(), store.count("a"), store.count("b"), store.count("c")) == (5, 3, 2, 0)
+    store.delete("k0")
+    assert (store.count(), store.count("a")) == (4, 2)
+
+
+def test_suspensions_are_remembered_until_lifted(store: Store) -> None:
+    assert store.suspended() == set()
+    store.set_suspended("email", True)
+    store.set_suspended("email", True)
+    store.set_suspended("reports", True)
+    assert store.suspended() == {"email", "reports"}
+    store.set_suspended("email", False)
+    store.set_suspended("never", False)
+    assert store.suspended() == {"reports"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [bytes(range(256)), bytes(range(255, -1, -1)) * 4, b"", b"\x00", b"'\"\\\x1a\r\n"],
+    ids=["all-bytes", "all-bytes-reversed", "empty", "nul", "sql-escapes"],
+)
+def test_binary_payloads_round_trip_unchanged(store: Store, payload: bytes) -> None:
+    store.put(make_record("bin", payload=payload))
+    record = store.get("bin")
+    assert record is not None
+    assert record.payload == payload
+    assert type(record.payload) is bytes
+
+
+def test_a_ten_megabyte_payload_round_trips_or_is_refused_whole(store: Store) -> None:
+    payload = os.urandom(10 * 1024 * 1024)
+    limit = getattr(store, "max_record_bytes", None)
+    if (
+        limit is not None
+        and limit < 2 * len(payload) + 8192
+        and getattr(store, "dialect", "") in ("mysql", "mariadb")
+    ):
+        # PyMySQL sends bytes as hex: 10 MB needs max_allowed_packet > 20 MB on the server.
+        with pytest.raises(RecordTooLargeError):
+            store.put(make_record("big", payload=payload))
+        assert store.get("big") is None
+        return
+    store.put(make_record("big", payload=payload))
+    record = store.get("big")
+    assert record is not None
+    assert record.payload == payload
+    assert store.scan(limit=1)[0].payload == payload
+
+
+def test_a_closed_store_can_be_used_as_a_context_manager(store: Store) -> None:
+    with store as entered:  # type: ignore[attr-defined]
+        assert entered is store
+        entered.put(make_record("k1"))
+
+
+def test_memory_store_is_the_reference_for_this_suite() -> None:
+    # Guards the parametrisation: the suite must always include the reference implementation.
+    from tests.contract.conftest import STORE_KINDS
+
+    assert STORE_KINDS[0] == "memory"
+    assert isinstance(MemoryStore(), Store)
