@@ -152,30 +152,36 @@ def test_swap_reference_of_a_missing_record_returns_false(store: Store) -> None:
     assert store.get("gone") is None
 
 
+def _race_swaps(store: Store, key: str, workers: int) -> dict[int, bool]:
+    """Let ``workers`` threads swap the reference of ``key`` from None at the same moment."""
+    barrier = threading.Barrier(workers)
+    results: dict[int, bool] = {}
+    errors: list[BaseException] = []
+
+    def swap(worker: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            ref = BrokerRef(server_id=f"srv{worker}", job_id=worker)
+            results[worker] = store.swap_reference(key, None, ref, now=float(worker))
+        except BaseException as exc:  # reported in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=swap, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    return results
+
+
 def test_concurrent_swaps_from_threads_have_exactly_one_winner(store: Store) -> None:
-    threads_per_round, rounds = 8, 3
-    for round_number in range(rounds):
+    for round_number in range(3):
         key = f"race{round_number}"
         store.put(make_record(key))
-        barrier = threading.Barrier(threads_per_round)
-        results: dict[int, bool] = {}
-        errors: list[BaseException] = []
-
-        def swap(worker: int, key: str = key, barrier: threading.Barrier = barrier) -> None:
-            try:
-                barrier.wait(timeout=10)
-                ref = BrokerRef(server_id=f"srv{worker}", job_id=worker)
-                results[worker] = store.swap_reference(key, None, ref, now=float(worker))
-            except BaseException as exc:  # reported in the main thread
-                errors.append(exc)
-
-        threads = [threading.Thread(target=swap, args=(n,)) for n in range(threads_per_round)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert errors == []
+        results = _race_swaps(store, key, workers=8)
         winners = [worker for worker, won in results.items() if won]
+        assert len(results) == 8
         assert len(winners) == 1
         record = store.get(key)
         assert record is not None
