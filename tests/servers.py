@@ -89,7 +89,7 @@ class BeanstalkdProcess:
             self.process.wait()
             self.process = None
 
-    def restart(self, *, binlog_dir: Path | None | bool = True) -> None:
+    def restart(self, *, binlog_dir: Path | bool | None = True) -> None:
         """Kill -9 and start again on the same port; ``binlog_dir=False`` drops the binlog."""
         self.kill()
         if binlog_dir is False:

@@ -33,13 +33,13 @@ def queue(make_queue: Callable[..., KQueue]) -> KQueue:
 
 
 @pytest.fixture
-def client(beanstalkd: BeanstalkdProcess) -> Iterator[greenstalk.Client]:
+def client(beanstalkd: BeanstalkdProcess) -> Iterator[greenstalk.Client[bytes]]:
     """An independent beanstalkd client (greenstalk) to look at the server's state."""
-    with greenstalk.Client(beanstalkd.address) as conn:
+    with greenstalk.Client(beanstalkd.address, encoding=None) as conn:
         yield conn
 
 
-def tube_stats(client: greenstalk.Client, tube: str) -> dict[str, int]:
+def tube_stats(client: greenstalk.Client[bytes], tube: str) -> dict[str, int]:
     """stats-tube as ints, or all zeros when the tube does not exist."""
     try:
         return {k: v for k, v in client.stats_tube(tube).items() if isinstance(v, int)}

@@ -43,7 +43,7 @@ def test_suspend_wakes_no_waiting_worker_and_resume_does(
 
 
 def test_suspension_of_an_empty_type_survives_until_resume(
-    make_queue: Callable[..., KQueue], client: greenstalk.Client
+    make_queue: Callable[..., KQueue], client: greenstalk.Client[bytes]
 ) -> None:
     admin, producer = make_queue(), make_queue()
     admin.suspend("empty")
@@ -52,7 +52,7 @@ def test_suspension_of_an_empty_type_survives_until_resume(
 
 
 def test_purge_without_pattern_deletes_ready_delayed_and_buried_jobs(
-    queue: KQueue, client: greenstalk.Client
+    queue: KQueue, client: greenstalk.Client[bytes]
 ) -> None:
     queue.add_job("p", 1)
     queue.add_job("p", 2, delay=100)
@@ -67,7 +67,7 @@ def test_purge_without_pattern_deletes_ready_delayed_and_buried_jobs(
 
 
 def test_purge_with_pattern_keeps_the_others_exactly_as_they_were(
-    queue: KQueue, client: greenstalk.Client
+    queue: KQueue, client: greenstalk.Client[bytes]
 ) -> None:
     keep_ready = queue.add_job("p", {"user": "bob"}, priority=5)
     drop_ready = queue.add_job("p", {"user": "alice"})
@@ -89,7 +89,7 @@ def test_purge_with_pattern_keeps_the_others_exactly_as_they_were(
 
 
 def test_purge_leaves_jobs_reserved_by_workers_alone(
-    make_queue: Callable[..., KQueue], client: greenstalk.Client
+    make_queue: Callable[..., KQueue], client: greenstalk.Client[bytes]
 ) -> None:
     admin, worker = make_queue(), make_queue()
     in_handler = threading.Event()

@@ -50,7 +50,7 @@ def test_jobs_run_in_priority_order_then_fifo(queue: KQueue) -> None:
 
 
 def test_job_types_use_prefixed_tubes_and_leave_foreign_tubes_alone(
-    queue: KQueue, client: greenstalk.Client
+    queue: KQueue, client: greenstalk.Client[bytes]
 ) -> None:
     client.use("foreign")
     client.put(b"not ours")
@@ -62,7 +62,9 @@ def test_job_types_use_prefixed_tubes_and_leave_foreign_tubes_alone(
     assert tube_stats(client, "default")["current-jobs-ready"] == 0
 
 
-def test_custom_tube_prefix(make_queue: Callable[..., KQueue], client: greenstalk.Client) -> None:
+def test_custom_tube_prefix(
+    make_queue: Callable[..., KQueue], client: greenstalk.Client[bytes]
+) -> None:
     queue = make_queue(tube_prefix="app1.")
     queue.add_job("x", 1)
     assert "app1.x" in client.tubes()
@@ -138,7 +140,9 @@ def test_run_jobs_without_handlers_waits_and_returns_zero(queue: KQueue) -> None
     assert time.monotonic() - started >= 0.09
 
 
-def test_removed_handler_leaves_its_jobs_queued(queue: KQueue, client: greenstalk.Client) -> None:
+def test_removed_handler_leaves_its_jobs_queued(
+    queue: KQueue, client: greenstalk.Client[bytes]
+) -> None:
     queue.add_handler("gone", lambda job: None)
     queue.remove_handler("gone")
     queue.add_job("gone", 1)
@@ -187,7 +191,7 @@ def test_context_manager_opens_and_closes(beanstalkd: BeanstalkdProcess) -> None
 
 def test_constructor_is_keyword_only() -> None:
     with pytest.raises(TypeError):
-        KQueue("127.0.0.1", 11300)  # type: ignore[misc]
+        KQueue("127.0.0.1", 11300)  # type: ignore[call-arg]
 
 
 def test_stats_report_job_types_and_counters(queue: KQueue) -> None:

@@ -43,7 +43,10 @@ from tests.servers import BeanstalkdProcess, beanstalkd_binary, free_port
     ],
 )
 def test_bad_input_raises_a_typed_error_and_enqueues_nothing(
-    queue: KQueue, client: greenstalk.Client, kwargs: dict[str, object], error: type[Exception]
+    queue: KQueue,
+    client: greenstalk.Client[bytes],
+    kwargs: dict[str, object],
+    error: type[Exception],
 ) -> None:
     args: dict[str, object] = {"job_type": "ok", "payload": {"a": 1}} | kwargs
     job_type, payload = args.pop("job_type"), args.pop("payload")

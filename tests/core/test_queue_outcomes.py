@@ -19,7 +19,7 @@ def fail(job: Job) -> None:
 
 
 def test_failing_handler_is_retried_then_buried(
-    make_queue: Callable[..., KQueue], client: greenstalk.Client
+    make_queue: Callable[..., KQueue], client: greenstalk.Client[bytes]
 ) -> None:
     queue = make_queue(retry=NO_WAIT)
     attempts: list[int] = []
@@ -38,7 +38,7 @@ def test_failing_handler_is_retried_then_buried(
 
 
 def test_failed_job_is_released_with_backoff_delay(
-    queue: KQueue, client: greenstalk.Client
+    queue: KQueue, client: greenstalk.Client[bytes]
 ) -> None:
     queue.add_handler(
         "b", fail, retry=RetryPolicy(max_attempts=5, base_delay=30, max_delay=60, jitter=False)
@@ -67,7 +67,7 @@ def test_handler_exception_never_stops_the_loop(queue: KQueue) -> None:
 
 
 def test_job_whose_ttr_ran_out_is_run_again_as_a_new_attempt(
-    queue: KQueue, client: greenstalk.Client
+    queue: KQueue, client: greenstalk.Client[bytes]
 ) -> None:
     queue.add_job("ttr", "x", ttr=1)
     client.watch("kq-ttr")
@@ -101,7 +101,9 @@ def test_delete_job_by_id_removes_a_waiting_job(queue: KQueue) -> None:
     assert queue.delete_job(job_id) is False
 
 
-def test_handler_may_release_its_job_for_later(queue: KQueue, client: greenstalk.Client) -> None:
+def test_handler_may_release_its_job_for_later(
+    queue: KQueue, client: greenstalk.Client[bytes]
+) -> None:
     queue.add_handler("r", lambda job: queue.release_job(job, delay=50, priority=7))
     job_id = queue.add_job("r", 1)
     queue.run_jobs(time_limit_ms=0)
@@ -109,7 +111,7 @@ def test_handler_may_release_its_job_for_later(queue: KQueue, client: greenstalk
     assert (stats["state"], stats["pri"]) == ("delayed", 7)
 
 
-def test_handler_may_bury_its_job(queue: KQueue, client: greenstalk.Client) -> None:
+def test_handler_may_bury_its_job(queue: KQueue, client: greenstalk.Client[bytes]) -> None:
     queue.add_handler("b", lambda job: queue.bury_job(job))
     job_id = queue.add_job("b", 1)
     queue.run_jobs(time_limit_ms=0)
@@ -117,7 +119,7 @@ def test_handler_may_bury_its_job(queue: KQueue, client: greenstalk.Client) -> N
 
 
 def test_renew_job_gives_the_handler_its_full_ttr_again(
-    queue: KQueue, client: greenstalk.Client
+    queue: KQueue, client: greenstalk.Client[bytes]
 ) -> None:
     left: list[int] = []
 
@@ -142,7 +144,7 @@ def test_renew_after_the_job_is_done_is_an_error(queue: KQueue) -> None:
 
 
 def test_foreign_body_in_a_watched_tube_is_buried_not_a_crash(
-    queue: KQueue, client: greenstalk.Client
+    queue: KQueue, client: greenstalk.Client[bytes]
 ) -> None:
     client.use("kq-mixed")
     foreign_id = client.put(b"{not a kqueue job}")
@@ -158,7 +160,7 @@ def test_foreign_body_in_a_watched_tube_is_buried_not_a_crash(
 
 
 def test_many_jobs_complete_and_leave_nothing_behind(
-    queue: KQueue, client: greenstalk.Client
+    queue: KQueue, client: greenstalk.Client[bytes]
 ) -> None:
     queue.add_handler("n", lambda job: None)
     for i in range(500):
