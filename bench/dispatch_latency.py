@@ -1,0 +1,118 @@
+"""Dispatch latency: from add_job to the handler starting, with the worker in another process.
+
+Run from the repository root::
+
+    python -m bench.dispatch_latency [--jobs 2000] [--store URL]
+
+It spawns a real beanstalkd on a free port, an idle worker process, then adds jobs one at a
+time (spaced so the worker is idle for each) and prints p50/p99 next to the round-trip time of a
+bare beanstalkd command (greenstalk ``stats-tube``) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import greenstalk
+
+from kqueue import KQueue
+from tests.servers import BeanstalkdProcess, beanstalkd_binary
+
+WORKER = """
+import json, sys, time
+from kqueue import KQueue
+host, port, store, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None, int(sys.argv[4]), sys.argv[5]
+started = {}
+q = KQueue(host=host, port=port, bulk_store=store)
+q.add_handler("lat", lambda job: started.__setitem__(job.data, time.monotonic_ns()))
+print("ready", flush=True)
+q.run_jobs(count_limit=n)
+json.dump(started, open(out, "w"))
+"""
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+def bare_round_trip_us(server: BeanstalkdProcess, samples: int = 2000) -> float:
+    with greenstalk.Client(server.address) as client:
+        times = []
+        for _ in range(samples):
+            t0 = time.perf_counter_ns()
+            client.stats_tube("default")
+            times.append((time.perf_counter_ns() - t0) / 1000)
+    return statistics.median(times)
+
+
+def run(jobs: int, store: str | None, gap_s: float) -> dict[str, float]:
+    binary = beanstalkd_binary()
+    if binary is None:
+        sys.exit("beanstalkd not installed")
+    server = BeanstalkdProcess(binary)
+    server.start()
+    out = Path(f"/tmp/kqueue-bench-lat-{server.port}.json")
+    try:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER, server.host, str(server.port), store or "", str(jobs),
+             str(out)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert worker.stdout is not None
+        worker.stdout.readline()
+        time.sleep(0.3)  # let the worker block in reserve
+        called: dict[str, int] = {}
+        returned: dict[str, int] = {}
+        with KQueue(host=server.host, port=server.port, bulk_store=store) as queue:
+            for i in range(jobs):
+                called[str(i)] = time.monotonic_ns()
+                queue.add_job("lat", str(i))
+                returned[str(i)] = time.monotonic_ns()
+                time.sleep(gap_s)
+        worker.wait(timeout=60)
+        started = json.loads(out.read_text())
+        from_call = [(started[k] - called[k]) / 1000 for k in called]
+        from_return = [(started[k] - returned[k]) / 1000 for k in returned]
+        rtt = bare_round_trip_us(server)
+    finally:
+        server.stop()
+        out.unlink(missing_ok=True)
+    return {
+        "call_p50_us": percentile(from_call, 50),
+        "call_p99_us": percentile(from_call, 99),
+        "return_p50_us": percentile(from_return, 50),
+        "return_p99_us": percentile(from_return, 99),
+        "bare_rtt_us": rtt,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--store", default=None, help="bulk store URL (default: inline)")
+    parser.add_argument("--gap-ms", type=float, default=1.0)
+    args = parser.parse_args()
+    result = run(args.jobs, args.store, args.gap_ms / 1000)
+    label = args.store or "inline"
+    print(f"dispatch latency, {label}, {args.jobs} jobs, worker in another process:")
+    print(
+        f"  add_job called -> handler starts:   p50 {result['call_p50_us']:6.0f} us  "
+        f"p99 {result['call_p99_us']:6.0f} us"
+    )
+    print(
+        f"  add_job returned -> handler starts: p50 {result['return_p50_us']:6.0f} us  "
+        f"p99 {result['return_p99_us']:6.0f} us (negative: the handler started first)"
+    )
+    print(f"  bare beanstalkd round trip (stats-tube): {result['bare_rtt_us']:.0f} us")
+
+
+if __name__ == "__main__":
+    main()
