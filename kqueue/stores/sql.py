@@ -46,8 +46,8 @@ class SQLStore(ClosingStore):
     ``sqlite:///path/to/file``, ``postgresql://`` (psycopg 3 unless a driver is named),
     ``mysql://`` / ``mariadb://`` (PyMySQL unless a driver is named). Passwords in the URL never
     appear in reprs or error messages. ``table_prefix`` names the tables. ``max_record_bytes``
-    caps one record (default: what the backend takes, ``max_allowed_packet`` on MySQL);
-    larger records raise :class:`RecordTooLargeError` before anything is sent.
+    caps one record (default: what the backend takes; never above ``max_allowed_packet`` on
+    MySQL); larger records raise :class:`RecordTooLargeError` before anything is sent.
     """
 
     def __init__(
@@ -175,10 +175,13 @@ class SQLStore(ClosingStore):
             self._connect().close()  # an unreachable server gets its clear error first
             with self._translate("creating tables"):
                 version = _sql_schema.create_schema(self._engine, self._tables)
-                if self.dialect in ("mysql", "mariadb") and self._limit is None:
+                if self.dialect in ("mysql", "mariadb"):
+                    # Over max_allowed_packet the server may just drop the connection, which
+                    # would look like an outage: never send such a statement.
                     with self._engine.connect() as conn:
                         packet = conn.execute(sa.text("SELECT @@max_allowed_packet"))
-                        self._limit = int(packet.scalar_one()) - 64 * 1024
+                        packet_limit = int(packet.scalar_one()) - 64 * 1024
+                    self._limit = min(self._limit or packet_limit, packet_limit)
             if version > _sql_schema.SCHEMA_VERSION:
                 raise StoreError(
                     f"{self._where} has kqueue schema version {version}; this kqueue knows only "

@@ -1,0 +1,114 @@
+"""RedisStore specifics: URLs, key layout, limits, and errors without secrets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError
+from kqueue.stores.redis import RedisStore
+from tests.contract.records import make_record
+from tests.servers import free_port
+
+
+@pytest.fixture
+def redis_store(redis_url: str, redis_prefix: str) -> Iterator[RedisStore]:
+    with RedisStore(redis_url, prefix=redis_prefix) as store:
+        yield store
+
+
+def test_tcp_url_gives_host_port_password_and_db() -> None:
+    store = RedisStore("redis://alice:secret@cache.example:6380/3")
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.example", 6380, 3)
+    assert (kwargs["username"], kwargs["password"]) == ("alice", "secret")
+    assert kwargs["socket_connect_timeout"] == 5.0
+
+
+def test_rediss_url_uses_tls() -> None:
+    store = RedisStore("rediss://:secret@cache.example:6390/1")
+    pool = store.client.connection_pool
+    assert pool.connection_class is redis.SSLConnection
+    assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (1, "secret")
+
+
+def test_unix_url_gives_socket_path_password_and_db() -> None:
+    store = RedisStore("unix://:secret@/run/redis/redis.sock?db=2")
+    pool = store.client.connection_pool
+    assert pool.connection_class is redis.UnixDomainSocketConnection
+    kwargs = pool.connection_kwargs
+    assert (kwargs["path"], kwargs["db"], kwargs["password"]) == (
+        "/run/redis/redis.sock",
+        2,
+        "secret",
+    )
+
+
+def test_repr_hides_the_password() -> None:
+    store = RedisStore("redis://:secret@host/0")
+    assert "secret" not in repr(store)
+    assert "redis://:***@host/0" in repr(store)
+
+
+@pytest.mark.parametrize("url", ["redis://host:notaport/0", "sqlite:///x.db"])
+def test_a_bad_url_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisStore(url)
+
+
+def test_unreachable_redis_fails_fast_with_a_redacted_address() -> None:
+    port = free_port()
+    store = RedisStore(f"redis://:secret@127.0.0.1:{port}/0")
+    started = time.monotonic()
+    with pytest.raises(StoreConnectionError) as caught:
+        store.get("k1")
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert f"127.0.0.1:{port}" in message
+    assert "secret" not in message
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+
+
+def test_record_over_max_record_bytes_is_refused_and_nothing_is_written(
+    redis_url: str, redis_prefix: str
+) -> None:
+    with RedisStore(redis_url, prefix=redis_prefix, max_record_bytes=1000) as store:
+        with pytest.raises(RecordTooLargeError):
+            store.put_many([make_record("small"), make_record("big", payload=b"x" * 1001)])
+        assert store.count() == 0
+        assert store.get("small") is None
+        store.put(make_record("fits", payload=b"x" * 1000))
+
+
+def test_a_record_is_one_hash_with_raw_payload_and_two_index_entries(
+    redis_store: RedisStore,
+) -> None:
+    prefix, client = redis_store.prefix, redis_store.client
+    redis_store.put(make_record("k1", job_type="email", payload=b"\x00\xff"))
+    keys = {key.decode() for key in client.scan_iter(match=prefix + "*")}
+    assert keys == {f"{prefix}r:k1", f"{prefix}idx", f"{prefix}t:email"}
+    assert client.execute_command("TYPE", f"{prefix}r:k1") == b"hash"
+    assert client.hget(f"{prefix}r:k1", "payload") == b"\x00\xff"
+    assert client.zrange(f"{prefix}idx", 0, -1, withscores=True) == [(b"k1", 0.0)]
+    redis_store.delete("k1")
+    assert list(client.scan_iter(match=prefix + "*")) == []
+
+
+def test_suspensions_live_in_a_set(redis_store: RedisStore) -> None:
+    redis_store.set_suspended("email", True)
+    assert redis_store.client.execute_command("TYPE", f"{redis_store.prefix}suspended") == b"set"
+
+
+def test_stores_with_different_prefixes_do_not_see_each_other(
+    redis_url: str, redis_prefix: str
+) -> None:
+    with (
+        RedisStore(redis_url, prefix=redis_prefix + "a:") as first,
+        RedisStore(redis_url, prefix=redis_prefix + "b:") as second,
+    ):
+        first.put(make_record("k1"))
+        assert second.get("k1") is None
+        assert (first.count(), second.count()) == (1, 0)
