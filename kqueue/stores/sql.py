@@ -68,6 +68,8 @@ class SQLStore(ClosingStore):
         self._url = url
         self._where = redact_url(url)
         self._schema_lock = threading.Lock()
+        # An in-memory SQLite database is one connection shared by every thread: take turns.
+        self._one_connection: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         self._schema_version: int | None = None
         self._limit = max_record_bytes
         self._tables: _sql_schema.Tables = _sql_schema.build_tables(table_prefix)
@@ -87,6 +89,7 @@ class SQLStore(ClosingStore):
             options["connect_args"] = {"timeout": busy_timeout}
             if url.database in (None, "", ":memory:"):
                 options["poolclass"] = sa.pool.StaticPool
+                self._one_connection = threading.RLock()
                 options["connect_args"]["check_same_thread"] = False
         elif backend == "postgresql" and driver in ("psycopg", "psycopg2"):
             options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
@@ -193,7 +196,7 @@ class SQLStore(ClosingStore):
     def _transaction(self, action: str) -> Iterator[sa.Connection]:
         """A connection in one transaction, schema ensured, errors translated."""
         self._ensure_schema()
-        with self._connect() as conn, self._translate(action), conn.begin():
+        with self._one_connection, self._connect() as conn, self._translate(action), conn.begin():
             yield conn
 
     def _wire_size(self, record: JobRecord) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from kqueue.stores import MemoryStore, Store
 
-STORE_KINDS = ["memory", "redis", "sqlite", "postgres", "mysql"]
+STORE_KINDS = ["memory", "redis", "sqlite", "sqlite-memory", "postgres", "mysql"]
 
 
 def open_test_store(kind: str, request: pytest.FixtureRequest) -> Store:
@@ -22,6 +22,8 @@ def open_test_store(kind: str, request: pytest.FixtureRequest) -> Store:
         return RedisStore(url, prefix=request.getfixturevalue("redis_prefix"))
     from kqueue.stores.sql import SQLStore
 
+    if kind == "sqlite-memory":
+        return SQLStore("sqlite://")
     return SQLStore(request.getfixturevalue(f"{kind}_url"))
 
 

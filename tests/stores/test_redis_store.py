@@ -112,3 +112,11 @@ def test_stores_with_different_prefixes_do_not_see_each_other(
         first.put(make_record("k1"))
         assert second.get("k1") is None
         assert (first.count(), second.count()) == (1, 0)
+
+
+def test_a_refused_password_is_a_connection_error_without_the_password(redis_url: str) -> None:
+    url = redis_url.replace("redis://", "redis://no-such-user:hunter2-secret@", 1)
+    with RedisStore(url) as store, pytest.raises(StoreConnectionError) as caught:
+        store.count()
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in repr(store)
