@@ -34,7 +34,12 @@ _DEFAULT_DRIVERS = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
-_EXTRA_OF_DRIVER = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}
+_EXTRA_OF_DRIVER = {
+    "psycopg": "postgres",
+    "psycopg2": "postgres",
+    "pymysql": "mysql",
+    "mysqldb": "mysql",
+}
 _CHUNK = 500  # keys per IN (...) list
 _MYSQL_ESCAPED = b"\x00\n\r\\'\"\x1a"  # bytes a MySQL driver doubles when it inlines a value
 _BIG_BACKEND_LIMIT = 1_000_000_000  # SQLite's SQLITE_MAX_LENGTH; PostgreSQL's bytea is 1 GB
@@ -138,6 +143,11 @@ class SQLStore(ClosingStore):
         assert self._schema_version is not None
         return self._schema_version
 
+    def _detail(self, exc: BaseException | None) -> str:
+        """The first line of a driver message, shortened, with credentials scrubbed."""
+        lines = str(exc).strip().splitlines() if exc is not None else []
+        return scrub(lines[0][:300], self._url) if lines else type(exc).__name__
+
     @contextlib.contextmanager
     def _translate(self, action: str) -> Iterator[None]:
         """Turn SQLAlchemy errors into the kqueue error tree, with credentials scrubbed."""
@@ -145,9 +155,7 @@ class SQLStore(ClosingStore):
         try:
             yield
         except exc_types.DBAPIError as exc:
-            detail = scrub(
-                str(exc.orig).strip().splitlines()[0][:300] if exc.orig else "", self._url
-            )
+            detail = self._detail(exc.orig)
             if _sql_schema.too_large(exc.orig):
                 raise RecordTooLargeError(
                     f"{self._where} refused {action} as too large: {detail}"
@@ -156,7 +164,7 @@ class SQLStore(ClosingStore):
                 raise StoreConnectionError(f"lost {self._where} during {action}: {detail}") from exc
             raise StoreError(f"{self._where} failed {action}: {detail}") from exc
         except exc_types.SQLAlchemyError as exc:
-            detail = scrub(str(exc).splitlines()[0][:300], self._url)
+            detail = self._detail(exc)
             raise StoreError(f"{self._where} failed {action}: {detail}") from exc
 
     def _connect(self) -> sa.Connection:
@@ -164,9 +172,7 @@ class SQLStore(ClosingStore):
             connection: sa.Connection = self._engine.connect()
             return connection
         except sa.exc.DBAPIError as exc:
-            detail = scrub(
-                str(exc.orig).strip().splitlines()[0][:300] if exc.orig else "", self._url
-            )
+            detail = self._detail(exc.orig)
             raise StoreConnectionError(f"cannot reach {self._where}: {detail}") from exc
 
     def _ensure_schema(self) -> None:
