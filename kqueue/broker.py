@@ -46,6 +46,8 @@ _ERROR_REPLIES: dict[bytes, type[BrokerError] | type[JobTooBigError]] = {
 }
 _POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _RECV_SIZE = 256 * 1024
+# A connection idle this long is checked for a server-side close before it is used again.
+_IDLE_CHECK_AFTER = 0.5
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class BeanstalkConnection:
         self._watched: list[str] = ["default"]
         self.connects = 0
         self._server_stats: Stats | None = None
+        self._pollers: dict[int | None, select.poll] = {}
+        self._last_reply = 0.0
+        self._proven = False
 
     @property
     def address(self) -> str:
@@ -138,6 +143,7 @@ class BeanstalkConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             self._sock = sock
+            self._proven = False
             self._server_stats = None
             self.connects += 1
             self._restore_tubes()
@@ -160,10 +166,16 @@ class BeanstalkConnection:
                 finally:
                     self._sock = None
                     self._buf.clear()
+                    self._pollers.clear()
 
     def _ensure_open(self) -> socket.socket:
         sock = self._sock
-        if sock is not None and not self._buf and _readable(sock, 0):
+        if (
+            sock is not None
+            and not self._buf
+            and time.monotonic() - self._last_reply > _IDLE_CHECK_AFTER
+            and _readable(sock, 0)
+        ):
             # The server never speaks unasked: readable while idle means EOF (it restarted).
             self.close()
             sock = None
@@ -202,10 +214,7 @@ class BeanstalkConnection:
         sock = self._sock
         if sock is None:
             raise self._lost("closed while waiting for a reply")
-        poller = select.poll()
-        poller.register(sock, _POLL_IN)
-        if wakeup is not None:
-            poller.register(wakeup, select.POLLIN)
+        poller = self._poller(sock, wakeup)
         timeout_ms = None if deadline is None else max(0, (deadline - time.monotonic()) * 1000)
         events = poller.poll(None if timeout_ms is None else math.ceil(timeout_ms))
         if not events:
@@ -222,6 +231,16 @@ class BeanstalkConnection:
             raise self._lost("closed by the server")
         self._buf += chunk
         return True
+
+    def _poller(self, sock: socket.socket, wakeup: int | None) -> select.poll:
+        cached = self._pollers.get(wakeup)
+        if cached is None:
+            cached = select.poll()
+            cached.register(sock, _POLL_IN)
+            if wakeup is not None:
+                cached.register(wakeup, select.POLLIN)
+            self._pollers[wakeup] = cached
+        return cached
 
     def _parse_reply(self) -> Reply | None:
         buf = self._buf
@@ -254,6 +273,8 @@ class BeanstalkConnection:
         while True:
             reply = self._parse_reply()
             if reply is not None:
+                self._last_reply = time.monotonic()
+                self._proven = True
                 return reply
             if not self._fill(deadline, wakeup):
                 return None
@@ -264,8 +285,17 @@ class BeanstalkConnection:
         """Send one command and return its reply if its word is in ``expected``."""
         with self._lock:
             data = command + b"\r\n" if body is None else b"%s\r\n%s\r\n" % (command, body)
-            self._send(data)
-            reply = self._read_reply(time.monotonic() + self.command_timeout)
+            proven = self._sock is not None and self._proven
+            try:
+                self._send(data)
+                reply = self._read_reply(time.monotonic() + self.command_timeout)
+            except BrokerConnectionError:
+                if not proven:
+                    raise
+                # A connection that worked before died while idle (the server restarted, or
+                # dropped us): try once more on a fresh one, which restores the tubes.
+                self._send(data)
+                reply = self._read_reply(time.monotonic() + self.command_timeout)
             if reply is None:
                 self.close()
                 raise BrokerTimeoutError(

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from kqueue import job as jobmod
-from kqueue.broker import BeanstalkConnection, DeadlineSoon, Stats, Wakeup
+from kqueue.broker import BeanstalkConnection, DeadlineSoon, ReservedJob, Stats, Wakeup
 from kqueue.errors import (
     BrokerConnectionError,
     BrokerError,
@@ -323,7 +323,11 @@ class KQueue:
                 ran += 1
         return ran
 
-    def _reserve(self, wait: float | None) -> Any:
+    def _reserve(self, wait: float | None) -> ReservedJob | None:
+        # Clear wake-ups before looking at the flags they announce, so none is lost.
+        self._wakeup.clear()
+        if self._stop_requested:
+            return None
         if not self._handlers:
             self._pause(wait, None)
             return None
@@ -341,14 +345,15 @@ class KQueue:
 
     def _sync_watches(self) -> None:
         conn = self._worker
-        wanted = [tube_for(job_type, self.tube_prefix) for job_type in self._handlers]
+        wanted = [self.tube_prefix + job_type for job_type in self._handlers]
+        if conn.connected and conn.watched == wanted:
+            return
         for tube in wanted:
             if tube not in conn.watched:
                 conn.watch(tube)
         for tube in conn.watched:
             if tube not in wanted:
                 conn.ignore(tube)
-        self._wakeup.clear()
 
     # -- a job's own commands (from its handler) -------------------------------------------
 
