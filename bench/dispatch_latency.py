@@ -27,7 +27,8 @@ from tests.servers import BeanstalkdProcess, beanstalkd_binary
 WORKER = """
 import json, sys, time
 from kqueue import KQueue
-host, port, store, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None, int(sys.argv[4]), sys.argv[5]
+host, port, store, n, out = sys.argv[1:6]
+port, n, store = int(port), int(n), store or None
 started = {}
 q = KQueue(host=host, port=port, bulk_store=store)
 q.add_handler("lat", lambda job: started.__setitem__(job.data, time.monotonic_ns()))
@@ -61,8 +62,16 @@ def run(jobs: int, store: str | None, gap_s: float) -> dict[str, float]:
     out = Path(f"/tmp/kqueue-bench-lat-{server.port}.json")
     try:
         worker = subprocess.Popen(
-            [sys.executable, "-c", WORKER, server.host, str(server.port), store or "", str(jobs),
-             str(out)],
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                server.host,
+                str(server.port),
+                store or "",
+                str(jobs),
+                str(out),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
