@@ -27,6 +27,7 @@ from kqueue.job import PRIO_BULK, PRIO_HIGH, PRIO_LOW, PRIO_NORMAL, PRIO_URGENT,
 from kqueue.queue import NOT_SCHEDULED, KQueue, QueueStats
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Codec, JsonCodec, RawCodec
+from kqueue.sweeper import RecoverySweeper, SweepReport
 
 __version__ = "0.1.0"
 
@@ -56,9 +57,11 @@ __all__ = [
     "QueueStats",
     "RawCodec",
     "RecordTooLargeError",
+    "RecoverySweeper",
     "RetryPolicy",
     "StoreConnectionError",
     "StoreError",
+    "SweepReport",
     "ValidationError",
     "__version__",
 ]

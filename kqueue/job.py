@@ -23,6 +23,8 @@ MAX_DELAY = 2**32 - 1
 MAX_TTR = 2**32 - 1
 MAX_TUBE_NAME_BYTES = 200
 DEFAULT_TUBE_PREFIX = "kq-"
+SUSPEND_SECONDS = 10 * 365 * 24 * 3600
+"""How long a suspension pauses a tube: ten years, i.e. until resume()."""
 
 # beanstalkd's tube name alphabet: A-Z a-z 0-9 - + / ; . $ _ ( ), not starting with '-'.
 _TUBE_NAME = re.compile(r"[A-Za-z0-9+/;.$_()-]+")

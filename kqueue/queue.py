@@ -17,8 +17,10 @@ from kqueue.broker import BeanstalkConnection, DeadlineSoon, ReservedJob, Stats,
 from kqueue.errors import (
     BrokerConnectionError,
     BrokerError,
+    ConfigurationError,
     JobNotFoundError,
     JobTooBigError,
+    StoreError,
     ValidationError,
 )
 from kqueue.job import Job, check_delay, check_u32, tube_for, validate_tube_prefix
@@ -27,11 +29,9 @@ from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec, JobRunner
 from kqueue.serialization import Codec, CodecRegistry, decode_body, encode_body
 from kqueue.stores.base import BrokerRef, JobRecord, Store
+from kqueue.sweeper import Sweep, SweepReport
 
 logger = logging.getLogger("kqueue")
-
-SUSPEND_SECONDS = 10 * 365 * 24 * 3600
-"""How long a suspension pauses a tube: ten years, i.e. until resume()."""
 
 NOT_SCHEDULED = 0
 """add_job's id for a job accepted into the store while beanstalkd was unreachable: the
@@ -83,6 +83,7 @@ class KQueue:
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
         reconnect_delay: tuple[float, float] = (0.05, 5.0),
+        recovery_grace: float = 30.0,
     ) -> None:
         from kqueue.serialization import JsonCodec
 
@@ -94,6 +95,7 @@ class KQueue:
         self.retry = retry or RetryPolicy()
         self.strict = strict
         self.reconnect_delay = reconnect_delay
+        self.recovery_grace = recovery_grace
         self.counters: Counter[str] = Counter()
         self._timeouts = (connect_timeout, command_timeout)
         self._handlers: dict[str, HandlerSpec] = {}
@@ -306,6 +308,8 @@ class KQueue:
                 break
             try:
                 reserved = self._reserve(wait)
+                if reserved is not None and self._runner.run(self._worker, reserved):
+                    ran += 1
             except BrokerConnectionError as exc:
                 logger.warning("worker lost beanstalkd: %s; retrying in %.2f s", exc, backoff)
                 self._pause(backoff, deadline)
@@ -314,13 +318,15 @@ class KQueue:
             except DeadlineSoon:
                 self._pause(0.25, deadline)
                 continue
-            backoff = self.reconnect_delay[0]
-            if reserved is None:
-                if time_limit_ms == 0:
-                    break
+            except StoreError as exc:
+                # The job stays reserved until its TTR runs out, then runs again.
+                logger.error("store failed while running a job: %s", exc)
+                self._pause(backoff, deadline)
+                backoff = min(backoff * 2, self.reconnect_delay[1])
                 continue
-            if self._runner.run(self._worker, reserved):
-                ran += 1
+            backoff = self.reconnect_delay[0]
+            if reserved is None and time_limit_ms == 0:
+                break
         return ran
 
     def _reserve(self, wait: float | None) -> ReservedJob | None:
@@ -410,7 +416,7 @@ class KQueue:
         if self.store is not None:
             self.store.set_suspended(job_type, True)
         self._admin.watch(tube)
-        self._admin.pause_tube(tube, SUSPEND_SECONDS)
+        self._admin.pause_tube(tube, jobmod.SUSPEND_SECONDS)
         logger.info("job type %s suspended", job_type)
 
     def resume(self, job_type: str) -> None:
@@ -474,6 +480,30 @@ class KQueue:
             return body.payload
         record = self.store.get(body.key)
         return record.payload if record is not None else b""
+
+    def sweep(self, *, grace: float | None = None) -> SweepReport:
+        """Run one recovery pass: re-enqueue every stored job that beanstalkd lost.
+
+        Records younger than ``grace`` seconds (default: the queue's ``recovery_grace``) are
+        left alone, since their producer may still be putting them. Safe to run from several
+        processes at once. Needs a bulk store.
+        """
+        if self.store is None:
+            raise ConfigurationError("recovery needs a bulk store: KQueue(bulk_store=...)")
+        conn = self._connection()
+        try:
+            report = Sweep(
+                self.store,
+                conn,
+                tube_prefix=self.tube_prefix,
+                grace=self.recovery_grace if grace is None else grace,
+            ).run()
+        finally:
+            conn.close()
+        self.counters["recovered"] += report.requeued + report.requeued_buried
+        if report.requeued or report.requeued_buried or report.errors:
+            logger.warning("recovery pass: %s", report)
+        return report
 
     def stats(self) -> QueueStats:
         """Server stats, and per job type (tubes under this queue's prefix) their counts."""

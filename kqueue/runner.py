@@ -20,7 +20,7 @@ from kqueue.errors import KQueueError, PayloadError
 from kqueue.job import Job
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import CodecRegistry, decode_body
-from kqueue.stores.base import BrokerRef, Store
+from kqueue.stores.base import Store
 
 logger = logging.getLogger("kqueue")
 
@@ -110,10 +110,12 @@ class JobRunner:
             self.counters["stale_dropped"] += 1
             logger.info("job %s key=%s: record gone, reference dropped", job_id, key)
             return None
-        ref = BrokerRef(conn.server_id(), job_id)
-        if record.ref is not None and record.ref != ref:
-            # Another beanstalkd job carries this record (re-enqueued by recovery): this one is
-            # a duplicate delivery.
+        current = record.ref
+        server_id = conn.server_id()
+        if current is not None and current.server_id == server_id and current.job_id != job_id:
+            # Another job on this very server carries the record (recovery re-enqueued it
+            # while this one was thought lost): this one is a duplicate delivery. A reference
+            # naming another server proves nothing (a binlog restart renames the server).
             conn.delete(job_id)
             self.counters["duplicates_dropped"] += 1
             logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)

@@ -1,0 +1,237 @@
+"""Recovery: re-enqueue every stored job that beanstalkd no longer holds.
+
+One pass walks the store in pages. For each record older than the grace period it asks
+beanstalkd whether the job its reference names is still there *and is this record's job*
+(``peek`` the id, compare the key in the body: a beanstalkd restarted without a binlog reuses
+ids from 1). A job found in any state (ready, delayed, reserved, buried) is left alone; a job
+found under a new server id (a binlog restart) gets its reference updated. Anything else is
+put again, under a compare-and-set claim on the record so that several sweepers never put the
+same job twice. Buried records are restored buried.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kqueue.broker import BeanstalkConnection
+from kqueue.errors import KQueueError
+from kqueue.job import SUSPEND_SECONDS
+from kqueue.serialization import decode_body, encode_body
+from kqueue.stores.base import BrokerRef, JobRecord, Store
+
+if TYPE_CHECKING:
+    from kqueue.queue import KQueue
+
+logger = logging.getLogger("kqueue")
+
+CLAIM_PREFIX = "claim:"
+"""Server ids starting with this mark a record claimed by a sweeper that is re-enqueueing it."""
+
+
+@dataclass
+class SweepReport:
+    """What one recovery pass found and did."""
+
+    scanned: int = 0
+    live: int = 0
+    young: int = 0
+    requeued: int = 0
+    requeued_buried: int = 0
+    references_updated: int = 0
+    claimed_elsewhere: int = 0
+    stale_dropped: int = 0
+    suspensions_reapplied: int = 0
+    errors: list[str] = field(default_factory=list)
+    server_id: str = ""
+    seconds: float = 0.0
+
+
+def is_claim(ref: BrokerRef | None) -> bool:
+    """True for the placeholder reference a sweeper sets while it re-enqueues a record."""
+    return ref is not None and ref.server_id.startswith(CLAIM_PREFIX)
+
+
+def _claim_expired(ref: BrokerRef, now: float) -> bool:
+    return ref.job_id < now
+
+
+class Sweep:
+    """One recovery pass over a store, against one beanstalkd connection."""
+
+    def __init__(
+        self,
+        store: Store,
+        conn: BeanstalkConnection,
+        *,
+        tube_prefix: str,
+        grace: float,
+        claim_lease: float = 60.0,
+        page_size: int = 500,
+    ) -> None:
+        self.store = store
+        self.conn = conn
+        self.tube_prefix = tube_prefix
+        self.grace = grace
+        self.claim_lease = claim_lease
+        self.page_size = page_size
+        self.token = uuid.uuid4().hex[:12]
+
+    def run(self) -> SweepReport:
+        """Walk every record once; never raises for one bad record (it lands in errors)."""
+        started = time.monotonic()
+        report = SweepReport(server_id=str(self.conn.stats()["id"]))
+        self._reapply_suspensions(report)
+        after: str | None = None
+        while True:
+            page = self.store.scan(after=after, limit=self.page_size)
+            for record in page:
+                report.scanned += 1
+                try:
+                    self._check(record, report)
+                except KQueueError as exc:
+                    report.errors.append(f"{record.key}: {exc}")
+            if len(page) < self.page_size:
+                break
+            after = page[-1].key
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _reapply_suspensions(self, report: SweepReport) -> None:
+        for job_type in sorted(self.store.suspended()):
+            tube = self.tube_prefix + job_type
+            self.conn.watch(tube)  # keeps the tube, and so its pause, alive
+            stats = self.conn.stats_tube(tube) or {}
+            if stats.get("pause", 0) == 0:
+                self.conn.pause_tube(tube, SUSPEND_SECONDS)
+                report.suspensions_reapplied += 1
+
+    def _check(self, record: JobRecord, report: SweepReport) -> None:
+        now = time.time()
+        if now - max(record.created_at, record.updated_at) < self.grace:
+            report.young += 1
+            return
+        ref = record.ref
+        if is_claim(ref):
+            assert ref is not None
+            if not _claim_expired(ref, now):
+                report.claimed_elsewhere += 1
+                return
+        elif ref is not None and self._holds(record, ref, report):
+            return
+        self._requeue(record, report)
+
+    def _holds(self, record: JobRecord, ref: BrokerRef, report: SweepReport) -> bool:
+        """True if beanstalkd still holds this record's job (fixing the reference if moved)."""
+        found = self.conn.peek(ref.job_id)
+        if found is not None:
+            body = decode_body(found.body)
+            if body is not None and body.key == record.key:
+                report.live += 1
+                if ref.server_id != report.server_id:
+                    # Restored by a binlog restart under a new server id: same job, new name.
+                    moved = BrokerRef(report.server_id, ref.job_id)
+                    if self.store.swap_reference(record.key, ref, moved, now=record.updated_at):
+                        report.references_updated += 1
+                return True
+            stale = body is not None and body.mode == "r" and self.store.get(body.key) is None
+            # An id reused after a restart, pointing at a record that is gone: drop it.
+            if stale and self.conn.delete(found.id):
+                report.stale_dropped += 1
+        return False
+
+    def _requeue(self, record: JobRecord, report: SweepReport) -> None:
+        now = time.time()
+        claim = BrokerRef(f"{CLAIM_PREFIX}{self.token}", int(now + self.claim_lease))
+        if not self.store.swap_reference(record.key, record.ref, claim, now=now):
+            report.claimed_elsewhere += 1
+            return
+        body = encode_body(
+            "r",
+            key=record.key,
+            codec=record.codec,
+            priority=record.priority,
+            ttr=record.ttr,
+            job_type=record.job_type,
+        )
+        self.conn.use(self.tube_prefix + record.job_type)
+        # A postdated job keeps what is left of its delay; a retry waiting out its backoff
+        # runs now. If the put fails, the claim expires and a later pass tries again.
+        delay = 0 if record.attempts else max(0, math.ceil(record.created_at + record.delay - now))
+        job_id = self.conn.put(body, priority=record.priority, delay=delay, ttr=record.ttr)
+        if record.state == "buried":
+            self._bury_again(job_id, record.priority)
+        new_ref = BrokerRef(report.server_id, job_id)
+        self.store.swap_reference(record.key, claim, new_ref, now=time.time())
+        if record.state == "buried":
+            report.requeued_buried += 1
+        else:
+            report.requeued += 1
+        logger.warning(
+            "recovered job key=%s type=%s: beanstalkd had lost it; re-enqueued as %s",
+            record.key,
+            record.job_type,
+            job_id,
+        )
+
+    def _bury_again(self, job_id: int, priority: int) -> None:
+        taken = self.conn.reserve_job(job_id)
+        if taken is not None:
+            self.conn.bury(job_id, priority=priority)
+
+
+class RecoverySweeper:
+    """Runs recovery passes every ``interval`` seconds on a background thread.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. Several sweepers (one per
+    worker host) may run at once. The last report is kept in :attr:`last_report`.
+    """
+
+    def __init__(
+        self,
+        queue: KQueue,
+        *,
+        interval: float = 30.0,
+        grace: float | None = None,
+    ) -> None:
+        self.queue = queue
+        self.interval = interval
+        self.grace = grace
+        self.last_report: SweepReport | None = None
+        self.passes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> RecoverySweeper:
+        """Start the background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="kqueue-sweeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current pass."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> RecoverySweeper:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last_report = self.queue.sweep(grace=self.grace)
+                self.passes += 1
+            except KQueueError as exc:
+                logger.warning("recovery pass failed: %s", exc)
+            self._stop.wait(self.interval)

@@ -1,0 +1,220 @@
+"""Recovery over every store: the sweeper re-enqueues what beanstalkd lost, and only that."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import greenstalk
+import pytest
+
+from kqueue import NOT_SCHEDULED, ConfigurationError, KQueue, RecoverySweeper
+from kqueue.stores import Store
+from kqueue.sweeper import Sweep
+from tests.servers import BeanstalkdProcess, beanstalkd_binary
+
+
+def run_all(queue: KQueue, job_type: str) -> list[object]:
+    seen: list[object] = []
+    queue.add_handler(job_type, lambda job: seen.append(job.data))
+    queue.run_jobs(time_limit_ms=0)
+    return seen
+
+
+def test_sweeper_requeues_jobs_when_broker_lost_them(
+    make_queue: Callable[..., KQueue], store: Store, beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    for i in range(5):
+        queue.add_job("lost", i)
+    beanstalkd.restart(binlog_dir=False)
+    report = queue.sweep(grace=0)
+    assert (report.scanned, report.requeued, report.live) == (5, 5, 0)
+    assert sorted(run_all(queue, "lost")) == [0, 1, 2, 3, 4]  # type: ignore[type-var]
+    assert store.count() == 0
+    assert queue.sweep(grace=0).scanned == 0
+
+
+def test_sweeper_leaves_ready_delayed_reserved_and_buried_jobs_alone(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    queue.add_job("held", "ready")
+    queue.add_job("held", "delayed", delay=300)
+    reserved_id = queue.add_job("held", "reserved", priority=1)
+    buried_id = queue.add_job("held", "buried", priority=0)
+    with greenstalk.Client(beanstalkd.address, watch="kq-held") as worker:
+        worker.bury(worker.reserve_job(buried_id))
+        worker.reserve_job(reserved_id)  # a handler that runs for a long time
+        for _ in range(2):
+            report = queue.sweep(grace=0)
+            assert (report.live, report.requeued, report.requeued_buried) == (4, 0, 0)
+    with greenstalk.Client(beanstalkd.address) as client:
+        assert client.stats()["total-jobs"] == 4
+
+
+def test_sweeper_checks_identity_not_just_ids_reused_after_a_restart(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    first = queue.add_job("ids", "before restart")
+    beanstalkd.restart(binlog_dir=False)
+    second = queue.add_job("ids", "after restart")
+    assert first == second == 1  # the new server reuses id 1 for another job
+    report = queue.sweep(grace=0)
+    assert (report.live, report.requeued) == (1, 1)
+    assert sorted(run_all(queue, "ids")) == ["after restart", "before restart"]  # type: ignore[type-var]
+
+
+def test_binlog_restart_loses_nothing_and_sweeper_duplicates_nothing(
+    store: Store, beanstalkd_binlog: BeanstalkdProcess
+) -> None:
+    server = beanstalkd_binlog
+    queue = KQueue(host=server.host, port=server.port, bulk_store=store)
+    try:
+        for i in range(5):
+            queue.add_job("bin", i)
+        server.restart()
+        report = queue.sweep(grace=0)
+        assert (report.live, report.requeued, report.references_updated) == (5, 0, 5)
+        assert queue.sweep(grace=0).references_updated == 0
+        assert sorted(run_all(queue, "bin")) == [0, 1, 2, 3, 4]  # type: ignore[type-var]
+        assert store.count() == 0
+    finally:
+        queue.close()
+
+
+def test_young_records_are_left_for_the_grace_period(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue(connect_timeout=0.5)
+    beanstalkd.kill()
+    assert queue.add_job("young", "accepted while down") == NOT_SCHEDULED
+    beanstalkd.start()
+    assert queue.sweep(grace=60).young == 1
+    assert queue.sweep(grace=0).requeued == 1
+    assert run_all(queue, "young") == ["accepted while down"]
+
+
+def test_job_of_a_producer_killed_between_store_write_and_put_is_delivered(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess, tmp_path: Path
+) -> None:
+    db = tmp_path / "shared.sqlite3"
+    script = (
+        "import os\n"
+        "from kqueue import KQueue\n"
+        "from kqueue.queue import KQueue as K\n"
+        "K._put_reference = lambda *a, **k: os._exit(9)  # die right after the store write\n"
+        f"KQueue(host={beanstalkd.host!r}, port={beanstalkd.port}, "
+        f"bulk_store='sqlite:///{db}').add_job('orphan', {{'from': 'dead producer'}})\n"
+    )
+    died = subprocess.run([sys.executable, "-c", script], timeout=30)
+    assert died.returncode == 9
+    queue = make_queue(bulk_store=f"sqlite:///{db}")
+    assert queue.sweep(grace=0).requeued == 1
+    assert run_all(queue, "orphan") == [{"from": "dead producer"}]
+
+
+def test_concurrent_sweepers_never_enqueue_a_job_twice(
+    make_queue: Callable[..., KQueue], store: Store, beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    for i in range(60):
+        queue.add_job("race", i)
+    beanstalkd.restart(binlog_dir=False)
+    reports = []
+
+    def sweep() -> None:
+        conn = queue._connection()
+        reports.append(Sweep(store, conn, tube_prefix="kq-", grace=0).run())
+        conn.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sum(r.requeued for r in reports) == 60
+    with greenstalk.Client(beanstalkd.address) as client:
+        assert client.stats()["total-jobs"] == 60
+    assert len(run_all(queue, "race")) == 60
+
+
+def test_suspension_survives_a_broker_restart(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    admin, worker = make_queue(), make_queue()
+    admin.suspend("sus")
+    admin.add_job("sus", 1)
+    beanstalkd.restart(binlog_dir=False)
+    report = admin.sweep(grace=0)
+    assert (report.suspensions_reapplied, report.requeued) == (1, 1)
+    worker.add_handler("sus", lambda job: None)
+    assert worker.run_jobs(time_limit_ms=200) == 0
+    admin.resume("sus")
+    assert worker.run_jobs(time_limit_ms=500) == 1
+
+
+def test_buried_job_is_restored_buried(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    queue.add_handler("dead", lambda job: queue.bury_job(job, reason="poison"))
+    queue.add_job("dead", 1)
+    queue.run_jobs(time_limit_ms=0)
+    beanstalkd.restart(binlog_dir=False)
+    assert queue.sweep(grace=0).requeued_buried == 1
+    assert queue.stats().job_types["dead"]["current-jobs-buried"] == 1
+
+
+def test_postdated_job_keeps_the_rest_of_its_delay(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    queue.add_job("later", 1, delay=300)
+    beanstalkd.restart(binlog_dir=False)
+    queue.sweep(grace=0)
+    delayed = queue.stats().job_types["later"]
+    assert delayed["current-jobs-delayed"] == 1
+
+
+def test_recovery_sweeper_thread_delivers_lost_jobs(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue(recovery_grace=0)
+    queue.add_job("bg", "x")
+    beanstalkd.restart(binlog_dir=False)
+    seen: list[object] = []
+    queue.add_handler("bg", lambda job: seen.append(job.data))
+    with RecoverySweeper(queue, interval=0.1) as sweeper:
+        assert queue.run_jobs(count_limit=1, time_limit_ms=5000) == 1
+    assert seen == ["x"]
+    assert sweeper.passes >= 1
+
+
+def test_sweep_without_a_store_is_a_configuration_error() -> None:
+    if beanstalkd_binary() is None:
+        pytest.skip("no beanstalkd")
+    with pytest.raises(ConfigurationError, match="bulk store"):
+        KQueue().sweep()
+
+
+def test_worker_started_before_the_restart_runs_recovered_jobs(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    worker, producer = make_queue(reconnect_delay=(0.05, 0.2)), make_queue()
+    seen: list[object] = []
+    worker.add_handler("w", lambda job: seen.append(job.data))
+    producer.add_job("w", "one")
+    worker.run_jobs(time_limit_ms=0)
+    producer.add_job("w", "two")
+    beanstalkd.restart(binlog_dir=False)
+    producer.sweep(grace=0)
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        worker.run_jobs(time_limit_ms=200)
+    assert seen == ["one", "two"]
