@@ -176,6 +176,27 @@ class RawConnection:
             pass
         assert not self._buffer, f"bytes before close: {bytes(self._buffer)!r}"
 
+    def recv_some(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for bytes and buffer them; False once the peer has closed."""
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            return True
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.closed_by_peer = True
+            return False
+        self._buffer += chunk
+        return True
+
+    def take_buffered(self) -> bytes:
+        """Everything received and not yet read, removed from the buffer."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
     def pending(self) -> bytes:
         """Bytes received but not yet consumed by a read."""
         return bytes(self._buffer)
@@ -233,3 +254,18 @@ def mask_stats(reply: bytes, keys: Iterable[str] = VOLATILE_STATS_KEYS) -> bytes
 def ok_reply(body: bytes) -> bytes:
     """The exact bytes of an ``OK <n>`` reply carrying ``body``."""
     return b"OK %d\r\n%s\r\n" % (len(body), body)
+
+
+def split_replies(data: bytes) -> tuple[list[bytes], bytes]:
+    """Cut a stream of server output into whole replies; return them and the leftover."""
+    replies = []
+    rest = data
+    while (end := rest.find(b"\r\n")) >= 0:
+        line = rest[: end + 2]
+        match = _BODY_REPLY.match(line)
+        size = 0 if match is None else int(match.group(2)) + 2
+        if len(rest) < len(line) + size:
+            break
+        replies.append(rest[: len(line) + size])
+        rest = rest[len(line) + size :]
+    return replies, rest
