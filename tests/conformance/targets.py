@@ -50,6 +50,10 @@ class ServerTarget(Protocol):
         """Stop hard and start again from the journal (binlog / keep_jobs)."""
         ...
 
+    def restart_empty(self) -> None:
+        """Stop hard and start again with no jobs (no binlog / keep_jobs=False)."""
+        ...
+
     def stop(self) -> None:
         """Stop the server and release its resources."""
         ...
@@ -166,6 +170,9 @@ class RealTarget:
         assert self.process.binlog_dir is not None, "spawned without a binlog"
         self.process.restart()
 
+    def restart_empty(self) -> None:
+        self.process.restart(binlog_dir=False)
+
     def stop(self) -> None:
         self.process.stop()
 
@@ -229,6 +236,15 @@ class FakeTarget:
                 "are checked against the real server only"
             )
         restart(keep_jobs=True)
+
+    def restart_empty(self) -> None:
+        restart = getattr(self.server, "restart", None)
+        if restart is None:
+            pytest.skip(
+                "fakebeanstalk has no restart(keep_jobs=False): restart behaviours are "
+                "checked against the real server only"
+            )
+        restart(keep_jobs=False)
 
     def stop(self) -> None:
         self.server.stop()

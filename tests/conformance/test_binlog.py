@@ -1,4 +1,5 @@
-"""Jobs that survive a hard restart of a server that journals them (beanstalkd ``-b DIR``).
+"""Hard restarts: jobs survive when the server journals them (beanstalkd ``-b DIR``), and
+are lost (ids starting again at 1) when it does not.
 
 The real server is killed with SIGKILL and started again on the same binlog directory. The
 fake takes part through ``restart(keep_jobs=True)``; a fake without it skips these tests with
@@ -118,3 +119,14 @@ def test_restart_keeps_no_counters_pauses_or_empty_tubes(spawn: ServerFactory) -
         tube = stats_dict(conn.cmd(b"stats-tube kept\r\n"))
         assert (tube["pause"], tube["current-jobs-ready"]) == ("0", "1")
         assert conn.cmd(b"stats-tube empty\r\n") == b"NOT_FOUND\r\n"
+
+
+def test_restart_without_a_binlog_loses_jobs_and_reuses_ids(server: ServerTarget) -> None:
+    """Without a journal a restarted server is empty and allocates ids from 1 again."""
+    with server.connect() as conn:
+        assert conn.cmd(b"put 0 0 100 1\r\na\r\n") == b"INSERTED 1\r\n"
+        assert conn.cmd(b"put 0 0 100 1\r\nb\r\n") == b"INSERTED 2\r\n"
+    server.restart_empty()
+    with server.connect() as conn:
+        assert conn.cmd(b"peek 1\r\n") == b"NOT_FOUND\r\n"
+        assert conn.cmd(b"put 0 0 100 1\r\nc\r\n") == b"INSERTED 1\r\n"
