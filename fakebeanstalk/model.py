@@ -1,0 +1,188 @@
+"""The objects of a fake beanstalkd's memory: jobs, tubes, clients and their queues."""
+
+from __future__ import annotations
+
+import heapq
+
+__all__ = ["Client", "Job", "JobHeap", "JobState", "Tube", "WaitList"]
+
+
+class JobState:
+    """The names of job states, as stats-job prints them."""
+
+    READY = "ready"
+    RESERVED = "reserved"
+    BURIED = "buried"
+    DELAYED = "delayed"
+    INVALID = "invalid"  # a put whose body is still being read
+
+
+class Job:
+    """One job. Times are nanoseconds of the server's clock."""
+
+    __slots__ = (
+        "_entry",
+        "body",
+        "buries",
+        "created_at",
+        "deadline_at",
+        "delay",
+        "id",
+        "kicks",
+        "pri",
+        "releases",
+        "reserver",
+        "reserves",
+        "state",
+        "timeouts",
+        "ttr",
+        "tube",
+    )
+
+    def __init__(self, job_id: int, tube: Tube, pri: int, delay: int, ttr: int, now: int) -> None:
+        """A job in no queue yet (state ``invalid``) with an empty body."""
+        self.id = job_id
+        self.tube = tube
+        self.pri = pri
+        self.delay = delay
+        self.ttr = ttr
+        self.body = b""
+        self.created_at = now
+        self.state = JobState.INVALID
+        self.deadline_at = 0
+        self.reserver: Client | None = None
+        self.reserves = self.timeouts = self.releases = self.buries = self.kicks = 0
+        self._entry: list[object] | None = None
+
+
+class JobHeap:
+    """A binary heap of jobs keyed (key, id), with O(1) lazy removal."""
+
+    __slots__ = ("_heap", "live")
+
+    def __init__(self) -> None:
+        self._heap: list[list[object]] = []
+        self.live = 0
+
+    def push(self, key: int, job: Job) -> None:
+        entry: list[object] = [key, job.id, job]
+        job._entry = entry
+        heapq.heappush(self._heap, entry)
+        self.live += 1
+
+    def remove(self, job: Job) -> None:
+        entry = job._entry
+        if entry is not None:
+            entry[2] = None
+            job._entry = None
+            self.live -= 1
+            if len(self._heap) > 2 * self.live + 64:
+                self._heap = [e for e in self._heap if e[2] is not None]
+                heapq.heapify(self._heap)
+
+    def first(self) -> Job | None:
+        heap = self._heap
+        while heap and heap[0][2] is None:
+            heapq.heappop(heap)
+        if not heap:
+            return None
+        job = heap[0][2]
+        assert isinstance(job, Job)
+        return job
+
+    def jobs(self) -> list[Job]:
+        """Live jobs in heap order."""
+        return [e[2] for e in sorted(self._heap) if isinstance(e[2], Job)]  # type: ignore[misc]
+
+
+class WaitList:
+    """beanstalkd's ``Ms`` set of waiting clients: swap-remove, and ``take`` rotates."""
+
+    __slots__ = ("items", "last")
+
+    def __init__(self) -> None:
+        self.items: list[Client] = []
+        self.last = 0
+
+    def remove(self, client: Client) -> None:
+        items = self.items
+        for i, item in enumerate(items):
+            if item is client:
+                items[i] = items[-1]
+                items.pop()
+                return
+
+    def take(self) -> Client:
+        items = self.items
+        self.last %= len(items)
+        client = items[self.last]
+        items[self.last] = items[-1]
+        items.pop()
+        self.last += 1
+        return client
+
+
+class Tube:
+    """A named queue: ready and delayed heaps, a buried FIFO, and its counters."""
+
+    __slots__ = (
+        "buried",
+        "delayed",
+        "deletes",
+        "name",
+        "pause",
+        "pause_count",
+        "ready",
+        "refs",
+        "reserved",
+        "total_jobs",
+        "unpause_at",
+        "urgent",
+        "using",
+        "waiting",
+        "watching",
+    )
+
+    def __init__(self, name: str) -> None:
+        """An empty tube; it lives while clients use or watch it or jobs are in it."""
+        self.name = name
+        self.refs = 0
+        self.ready = JobHeap()
+        self.delayed = JobHeap()
+        self.buried: dict[int, Job] = {}
+        self.waiting = WaitList()
+        self.using = self.watching = self.urgent = self.reserved = 0
+        self.total_jobs = self.deletes = self.pause_count = 0
+        self.pause = self.unpause_at = 0
+
+
+class Client:
+    """The server-side state of one connection."""
+
+    __slots__ = (
+        "closed",
+        "id",
+        "outbox",
+        "pending_timeout",
+        "producer",
+        "reserved",
+        "soonest",
+        "tick_seq",
+        "use",
+        "waiting",
+        "watch",
+        "worker",
+    )
+
+    def __init__(self, client_id: int, tube: Tube) -> None:
+        """A client using and watching ``tube``."""
+        self.id = client_id
+        self.use = tube
+        self.watch: list[Tube] = [tube]
+        self.reserved: dict[int, Job] = {}
+        self.soonest: Job | None = None
+        self.waiting = False
+        self.pending_timeout = -1
+        self.tick_seq: int | None = None
+        self.producer = self.worker = self.closed = False
+        self.outbox = bytearray()

@@ -1,0 +1,470 @@
+"""The network side: TCP and unix listeners, one selector loop, per-connection buffers.
+
+:class:`FakeBeanstalkServer` runs its loop on a background thread (``start()``) or in the
+calling thread (``serve_forever()``, used by the command line). The loop never spins: it
+sleeps in ``select()`` until a socket is ready, the next timer is due, or another thread
+wakes it through a socketpair (to stop it, or to run a task such as a fake clock advance).
+Every socket is non-blocking and every connection has its own output buffer, so a slow or
+dead client never holds up the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import socket
+import stat
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from types import TracebackType
+
+from fakebeanstalk import protocol as p
+from fakebeanstalk.clock import NS_PER_SECOND, Clock, FakeClock, SystemClock
+from fakebeanstalk.errors import AddressInUseError, ServerNotRunningError, ServerStateError
+from fakebeanstalk.faults import FaultPlan
+from fakebeanstalk.inspection import InspectionMixin
+from fakebeanstalk.session import Session
+from fakebeanstalk.replay import restarted_state
+from fakebeanstalk.state import ServerState
+
+__all__ = ["FakeBeanstalkServer"]
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+class _Connection:
+    __slots__ = ("events", "session", "sock")
+
+    def __init__(self, sock: socket.socket, session: Session) -> None:
+        self.sock = sock
+        self.session = session
+        self.events = 0
+
+
+class FakeBeanstalkServer(InspectionMixin):
+    """An in-process beanstalkd 1.12 speaking the real protocol over TCP (and unix sockets).
+
+    >>> with FakeBeanstalkServer() as server:  # doctest: +SKIP
+    ...     client = greenstalk.Client(server.address)
+    """
+
+    def __init__(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        max_job_size: int = p.DEFAULT_MAX_JOB_SIZE,
+        clock: Clock | None = None,
+        unix_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Configure; nothing listens before :meth:`start`. ``host=None``: unix socket only."""
+        if host is None and unix_path is None:
+            raise ValueError("give a host, a unix_path, or both")
+        self._host = host
+        self._port = port
+        self.max_job_size = max_job_size
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.unix_path = None if unix_path is None else os.fspath(unix_path)
+        self.faults = FaultPlan()
+        self._lock = threading.RLock()
+        self._state: ServerState | None = None
+        self._listeners: list[socket.socket] = []
+        self._conns: dict[int, _Connection] = {}
+        self._by_client: dict[int, _Connection] = {}
+        self._tasks: deque[tuple[Callable[[], None], threading.Event]] = deque()
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_ident: int | None = None
+        self._running = False
+        self._stopped = threading.Event()
+
+    # -- addresses -------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        """The TCP host clients connect to."""
+        return self._host if self._host is not None else ""
+
+    @property
+    def port(self) -> int:
+        """The TCP port (the real one once started with ``port=0``)."""
+        return self._port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``, as greenstalk.Client accepts it."""
+        return (self.host, self._port)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server accepts connections."""
+        return self._running
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> FakeBeanstalkServer:
+        """Listen, then serve on a background thread; returns once connections are accepted."""
+        self._open(None)
+        self._thread = threading.Thread(target=self._loop, name="fakebeanstalk", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Listen and serve in the calling thread until :meth:`stop` (e.g. from a signal)."""
+        self._open(None)
+        self._loop()
+
+    def stop(self) -> None:
+        """Stop serving: close every connection and listener. Jobs are forgotten."""
+        self._shutdown()
+        self._state = None
+
+    def crash(self) -> None:
+        """Like ``kill -9`` without a binlog: every connection dropped, every job forgotten."""
+        self.stop()
+
+    def restart(self, *, keep_jobs: bool = False) -> None:
+        """Crash (if running) and start again on the same address.
+
+        Without ``keep_jobs`` ids start again at 1; with it the restart is like one from a
+        binlog: jobs survive (reserved ones ready again), counters and pauses do not.
+        """
+        old = self._state
+        self._shutdown()
+        self._state = None
+        kept = restarted_state(old, self.clock) if keep_jobs and old is not None else None
+        self._open(kept)
+        self._thread = threading.Thread(target=self._loop, name="fakebeanstalk", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> FakeBeanstalkServer:
+        """Start (if not started) and return the server."""
+        if not self._running:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+    def _open(self, state: ServerState | None) -> None:
+        if self._running:
+            raise ServerStateError("the server is already running")
+        self._listeners = self._listen()
+        self._state = state or ServerState(self.clock, max_job_size=self.max_job_size)
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, _READ, None)
+        for listener in self._listeners:
+            self._selector.register(listener, _READ, listener)
+        self._stopped.clear()
+        self._running = True
+        if isinstance(self.clock, FakeClock):
+            self.clock.subscribe(self)
+
+    def _listen(self) -> list[socket.socket]:
+        listeners: list[socket.socket] = []
+        try:
+            if self._host is not None:
+                family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+                tcp = socket.socket(family, socket.SOCK_STREAM)
+                listeners.append(tcp)
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.bind((self._host, self._port))
+                self._port = tcp.getsockname()[1]
+            if self.unix_path is not None:
+                _remove_stale_socket(self.unix_path)
+                unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                listeners.append(unix)
+                unix.bind(self.unix_path)
+            for listener in listeners:
+                listener.listen(1024)
+                listener.setblocking(False)
+        except OSError as exc:
+            for listener in listeners:
+                listener.close()
+            raise AddressInUseError(f"cannot listen: {exc}") from exc
+        return listeners
+
+    def _shutdown(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        self._wake()
+        thread = self._thread
+        if thread is not None and thread.ident != threading.get_ident():
+            thread.join()
+        elif thread is None and self._loop_ident != threading.get_ident():
+            self._stopped.wait()
+        self._thread = None
+        if isinstance(self.clock, FakeClock):
+            self.clock.unsubscribe(self)
+
+    def _close_all(self) -> None:
+        with self._lock:
+            for conn in list(self._conns.values()):
+                self._close(conn)
+            assert self._selector is not None
+            self._selector.close()
+            for sock in (*self._listeners, self._wake_r, self._wake_w):
+                if sock is not None:
+                    sock.close()
+            self._listeners = []
+            if self.unix_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.unix_path)
+            self._run_tasks()
+
+    # -- the loop --------------------------------------------------------------------------
+    def _wake(self) -> None:
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
+
+    def _loop(self) -> None:
+        self._loop_ident = threading.get_ident()
+        selector = self._selector
+        assert selector is not None
+        try:
+            while self._running:
+                with self._lock:
+                    self._run_tasks()
+                    self._on_time()
+                    timeout = self._select_timeout()
+                events = selector.select(timeout)
+                with self._lock:
+                    for key, mask in events:
+                        self._dispatch(key, mask)
+                    self._pump()
+        finally:
+            self._close_all()
+            self._loop_ident = None
+            self._stopped.set()
+
+    def _dispatch(self, key: selectors.SelectorKey, mask: int) -> None:
+        data = key.data
+        if isinstance(data, _Connection):
+            if data.sock.fileno() < 0:
+                return
+            if mask & _READ:
+                self._read(data)
+            if mask & _WRITE and data.sock.fileno() >= 0:
+                self._flush(data)
+                data.session.process()
+                self._flush(data)
+        elif isinstance(data, socket.socket):
+            self._accept(data)
+        else:
+            with contextlib.suppress(OSError):
+                while self._wake_r is not None and self._wake_r.recv(4096):
+                    pass
+
+    def _select_timeout(self) -> float | None:
+        if isinstance(self.clock, FakeClock):
+            return None  # fake time only moves through advance(), which wakes the loop
+        nearest = self.next_deadline()
+        if nearest is None:
+            return None
+        return min(3600.0, max(0.0, (nearest - self.clock.now_ns()) / NS_PER_SECOND))
+
+    def _on_time(self) -> None:
+        """Fire the timers that are due, end due stalls, and send what they produced."""
+        state = self._state
+        if state is None:
+            return
+        state.tick()
+        now = self.clock.now_ns()
+        for conn in list(self._conns.values()):
+            until = conn.session.stall_until
+            if until is not None and until <= now:
+                conn.session.end_stall()
+                state.dirty.add(conn.session.client)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Resume and flush every connection that received output or may continue."""
+        state = self._state
+        if state is None:
+            return
+        dirty = state.dirty
+        while dirty:
+            conn = self._by_client.get(dirty.pop().id)
+            if conn is not None:
+                conn.session.process()
+                self._flush(conn)
+
+    def _accept(self, listener: socket.socket) -> None:
+        state = self._state
+        assert state is not None and self._selector is not None
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(sock, Session(state, self.faults))
+            self._conns[sock.fileno()] = conn
+            self._by_client[conn.session.client.id] = conn
+            self._update_events(conn)
+
+    def _read(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            conn.session.abort = True
+            self._close(conn)
+            return
+        if data:
+            conn.session.feed(data)
+        else:
+            conn.session.eof = True
+        conn.session.process()
+        self._flush(conn)
+
+    def _flush(self, conn: _Connection) -> None:
+        session = conn.session
+        out = session.client.outbox
+        if out and not session.abort:
+            try:
+                sent = conn.sock.send(out)
+                del out[:sent]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                session.abort = True
+        if session.closing and (session.abort or not out):
+            self._close(conn)
+            return
+        self._update_events(conn)
+
+    def _update_events(self, conn: _Connection) -> None:
+        selector = self._selector
+        assert selector is not None
+        wanted = (_READ if conn.session.wants_input() else 0) | (
+            _WRITE if conn.session.client.outbox else 0
+        )
+        if wanted == conn.events:
+            return
+        if conn.events == 0:
+            selector.register(conn.sock, wanted, conn)
+        elif wanted == 0:
+            selector.unregister(conn.sock)
+        else:
+            selector.modify(conn.sock, wanted, conn)
+        conn.events = wanted
+
+    def _close(self, conn: _Connection) -> None:
+        if conn.events and self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(conn.sock)
+        conn.events = 0
+        self._conns.pop(conn.sock.fileno(), None)
+        self._by_client.pop(conn.session.client.id, None)
+        conn.sock.close()
+        conn.session.close()
+
+    # -- running code on the loop thread ----------------------------------------------------
+    def _run_tasks(self) -> None:
+        while self._tasks:
+            task, done = self._tasks.popleft()
+            try:
+                task()
+            finally:
+                done.set()
+
+    def _call(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the loop thread (under the lock) and wait for it."""
+        if not self._running or self._loop_ident in (None, threading.get_ident()):
+            with self._lock:
+                task()
+            return
+        done = threading.Event()
+        self._tasks.append((task, done))
+        self._wake()
+        while not done.wait(0.05):
+            if not self._running:
+                with self._lock:
+                    self._run_tasks()
+
+    # -- FakeClock observer -----------------------------------------------------------------
+    def next_deadline(self) -> int | None:
+        """The earliest timer of the server (jobs, pauses, clients, stalls), or None."""
+        with self._lock:
+            state = self._state
+            nearest = state.next_deadline() if state is not None else None
+            for conn in self._conns.values():
+                until = conn.session.stall_until
+                if until is not None and (nearest is None or until < nearest):
+                    nearest = until
+            return nearest
+
+    def time_changed(self) -> None:
+        """The fake clock moved: fire what is due and send the replies, then return."""
+        self._call(self._on_time)
+
+    # -- faults -----------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Enter drain mode (like SIGUSR1): ``put`` answers ``DRAINING`` from now on."""
+        with self._lock:
+            if self._state is None:
+                raise ServerNotRunningError("the server is not running")
+            self._state.draining = True
+
+    def drop_connections(self) -> None:
+        """Close every client connection now, like a network failure (jobs are kept)."""
+        self._call(self._drop_all)
+
+    def _drop_all(self) -> None:
+        for conn in list(self._conns.values()):
+            conn.session.abort = True
+            self._close(conn)
+        self._pump()
+
+    def fail_next(self, count: int = 1, *, commands: Iterable[str] | None = None) -> None:
+        """Close the connection instead of running the next ``count`` commands.
+
+        ``commands`` restricts the fault to those command names (e.g. ``{"reserve"}``).
+        """
+        self.faults.add("close", count, commands)
+
+    def stall_next(
+        self,
+        count: int = 1,
+        *,
+        seconds: float | None = None,
+        commands: Iterable[str] | None = None,
+    ) -> None:
+        """Hold the next ``count`` commands (and their connection) for ``seconds`` of the
+        server's clock before running them; ``None`` holds them until the client leaves."""
+        self.faults.add("stall", count, commands, seconds)
+
+    def clear_faults(self) -> None:
+        """Cancel the faults not yet applied."""
+        self.faults.clear()
+
+    def _with_state(self) -> ServerState | None:
+        return self._state
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISSOCK(mode):
+        os.unlink(path)
