@@ -16,11 +16,12 @@ import math
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kqueue.broker import BeanstalkConnection
-from kqueue.errors import KQueueError
+from kqueue.errors import BrokerConnectionError, KQueueError
 from kqueue.job import SUSPEND_SECONDS
 from kqueue.serialization import decode_body, encode_body
 from kqueue.stores.base import BrokerRef, JobRecord, Store
@@ -36,12 +37,19 @@ CLAIM_PREFIX = "claim:"
 
 @dataclass
 class SweepReport:
-    """What one recovery pass found and did."""
+    """What one recovery pass found and did.
+
+    ``requeued`` counts every job put again (``requeued_unscheduled`` of them had never reached
+    beanstalkd: accepted while it was down, or their producer died), ``live`` the jobs found
+    where their reference says, ``references_updated`` those found under a new server id (a
+    binlog restart), ``claimed_elsewhere`` records another sweeper is handling.
+    """
 
     scanned: int = 0
     live: int = 0
     young: int = 0
     requeued: int = 0
+    requeued_unscheduled: int = 0
     requeued_buried: int = 0
     references_updated: int = 0
     claimed_elsewhere: int = 0
@@ -94,6 +102,8 @@ class Sweep:
                 report.scanned += 1
                 try:
                     self._check(record, report)
+                except BrokerConnectionError:
+                    raise  # the broker is gone: this pass is over, the next one retries
                 except KQueueError as exc:
                     report.errors.append(f"{record.key}: {exc}")
             if len(page) < self.page_size:
@@ -159,11 +169,16 @@ class Sweep:
             ttr=record.ttr,
             job_type=record.job_type,
         )
-        self.conn.use(self.tube_prefix + record.job_type)
         # A postdated job keeps what is left of its delay; a retry waiting out its backoff
-        # runs now. If the put fails, the claim expires and a later pass tries again.
+        # runs now.
         delay = 0 if record.attempts else max(0, math.ceil(record.created_at + record.delay - now))
-        job_id = self.conn.put(body, priority=record.priority, delay=delay, ttr=record.ttr)
+        try:
+            self.conn.use(self.tube_prefix + record.job_type)
+            job_id = self.conn.put(body, priority=record.priority, delay=delay, ttr=record.ttr)
+        except KQueueError:
+            # Hand the record back at once rather than let the claim block it for a lease.
+            self.store.swap_reference(record.key, claim, record.ref, now=record.updated_at)
+            raise
         if record.state == "buried":
             self._bury_again(job_id, record.priority)
         new_ref = BrokerRef(report.server_id, job_id)
@@ -172,7 +187,9 @@ class Sweep:
             report.requeued_buried += 1
         else:
             report.requeued += 1
-        logger.warning(
+        if record.ref is None:
+            report.requeued_unscheduled += 1  # never reached beanstalkd: not a broker loss
+        logger.info(
             "recovered job key=%s type=%s: beanstalkd had lost it; re-enqueued as %s",
             record.key,
             record.job_type,
@@ -189,7 +206,8 @@ class RecoverySweeper:
     """Runs recovery passes every ``interval`` seconds on a background thread.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Several sweepers (one per
-    worker host) may run at once. The last report is kept in :attr:`last_report`.
+    worker host) may run at once. The last report is kept in :attr:`last_report`, the sums of
+    every pass's counts in :attr:`totals`.
     """
 
     def __init__(
@@ -204,6 +222,7 @@ class RecoverySweeper:
         self.grace = grace
         self.last_report: SweepReport | None = None
         self.passes = 0
+        self.totals: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -230,8 +249,12 @@ class RecoverySweeper:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.last_report = self.queue.sweep(grace=self.grace)
+                report = self.queue.sweep(grace=self.grace)
+                self.last_report = report
                 self.passes += 1
+                self.totals.update(
+                    {k: v for k, v in vars(report).items() if isinstance(v, int) and v}
+                )
             except KQueueError as exc:
                 logger.warning("recovery pass failed: %s", exc)
             self._stop.wait(self.interval)
