@@ -58,41 +58,50 @@ class Job:
 class JobHeap:
     """A binary heap of jobs keyed (key, id), with O(1) lazy removal."""
 
-    __slots__ = ("_heap", "live")
+    __slots__ = ("_heap", "_seq", "live")
 
     def __init__(self) -> None:
+        """An empty heap."""
         self._heap: list[list[object]] = []
+        self._seq = 0
         self.live = 0
 
     def push(self, key: int, job: Job) -> None:
-        entry: list[object] = [key, job.id, job]
+        """Insert ``job`` under ``(key, job.id)``."""
+        self._seq += 1
+        # The sequence number keeps a stale entry of the same job from ever being compared.
+        entry: list[object] = [key, job.id, self._seq, job]
         job._entry = entry
         heapq.heappush(self._heap, entry)
         self.live += 1
 
     def remove(self, job: Job) -> None:
+        """Take ``job`` out (it stays in the list as a dead entry until popped)."""
         entry = job._entry
         if entry is not None:
-            entry[2] = None
+            entry[3] = None
             job._entry = None
             self.live -= 1
             if len(self._heap) > 2 * self.live + 64:
-                self._heap = [e for e in self._heap if e[2] is not None]
+                self._heap = [e for e in self._heap if e[3] is not None]
                 heapq.heapify(self._heap)
 
     def first(self) -> Job | None:
+        """The job with the smallest key, or None."""
         heap = self._heap
-        while heap and heap[0][2] is None:
+        while heap and heap[0][3] is None:
             heapq.heappop(heap)
         if not heap:
             return None
-        job = heap[0][2]
+        job = heap[0][3]
         assert isinstance(job, Job)
         return job
 
     def jobs(self) -> list[Job]:
-        """Live jobs in heap order."""
-        return [e[2] for e in sorted(self._heap) if isinstance(e[2], Job)]  # type: ignore[misc]
+        """Live jobs in key order."""
+        live = [e for e in self._heap if e[3] is not None]
+        live.sort(key=lambda e: (e[0], e[1]))  # type: ignore[arg-type,return-value]
+        return [e[3] for e in live]  # type: ignore[misc]
 
 
 class WaitList:
@@ -101,10 +110,12 @@ class WaitList:
     __slots__ = ("items", "last")
 
     def __init__(self) -> None:
+        """No waiter."""
         self.items: list[Client] = []
         self.last = 0
 
     def remove(self, client: Client) -> None:
+        """Swap-remove ``client`` (the last one takes its place)."""
         items = self.items
         for i, item in enumerate(items):
             if item is client:
@@ -113,6 +124,7 @@ class WaitList:
                 return
 
     def take(self) -> Client:
+        """Remove and return the next waiter in beanstalkd's ms_take rotation."""
         items = self.items
         self.last %= len(items)
         client = items[self.last]

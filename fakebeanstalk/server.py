@@ -16,6 +16,7 @@ import selectors
 import socket
 import stat
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -255,12 +256,18 @@ class FakeBeanstalkServer(InspectionMixin):
         if isinstance(data, _Connection):
             if data.sock.fileno() < 0:
                 return
-            if mask & _READ:
-                self._read(data)
-            if mask & _WRITE and data.sock.fileno() >= 0:
-                self._flush(data)
-                data.session.process()
-                self._flush(data)
+            try:
+                if mask & _READ:
+                    self._read(data)
+                if mask & _WRITE and data.sock.fileno() >= 0:
+                    self._flush(data)
+                    data.session.process()
+                    self._flush(data)
+            except Exception:  # a bug must cost one connection, never the server
+                traceback.print_exc()
+                data.session.abort = True
+                if data.sock.fileno() >= 0:
+                    self._close(data)
         elif isinstance(data, socket.socket):
             self._accept(data)
         else:
