@@ -100,7 +100,7 @@ class JobHeap:
     def jobs(self) -> list[Job]:
         """Live jobs in key order."""
         live = [e for e in self._heap if e[3] is not None]
-        live.sort(key=lambda e: (e[0], e[1]))  # type: ignore[arg-type,return-value]
+        live.sort(key=lambda e: (e[0], e[1]))
         return [e[3] for e in live]  # type: ignore[misc]
 
 

@@ -26,8 +26,8 @@ from fakebeanstalk.clock import NS_PER_SECOND, Clock, FakeClock, SystemClock
 from fakebeanstalk.errors import AddressInUseError, ServerNotRunningError, ServerStateError
 from fakebeanstalk.faults import FaultPlan
 from fakebeanstalk.inspection import InspectionMixin
-from fakebeanstalk.session import Session
 from fakebeanstalk.replay import restarted_state
+from fakebeanstalk.session import Session
 from fakebeanstalk.state import ServerState
 
 __all__ = ["FakeBeanstalkServer"]
@@ -112,15 +112,29 @@ class FakeBeanstalkServer(InspectionMixin):
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        """Listen and serve in the calling thread until :meth:`stop` (e.g. from a signal)."""
+    def serve_forever(self, on_listening: Callable[[], None] | None = None) -> None:
+        """Listen and serve in the calling thread until :meth:`request_stop` (e.g. from a
+        signal handler); ``on_listening`` is called once connections are accepted."""
         self._open(None)
-        self._loop()
+        if on_listening is not None:
+            on_listening()
+        try:
+            self._loop()
+        finally:
+            self._running = False
+            if isinstance(self.clock, FakeClock):
+                self.clock.unsubscribe(self)
+            self._state = None
 
     def stop(self) -> None:
         """Stop serving: close every connection and listener. Jobs are forgotten."""
         self._shutdown()
         self._state = None
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop, without waiting (safe from a signal handler)."""
+        self._running = False
+        self._wake()
 
     def crash(self) -> None:
         """Like ``kill -9`` without a binlog: every connection dropped, every job forgotten."""

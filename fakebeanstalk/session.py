@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from fakebeanstalk import protocol as p
 from fakebeanstalk.faults import FaultPlan
-from fakebeanstalk.state import Job, JobState, ServerState
+from fakebeanstalk.state import Job, ServerState
 from fakebeanstalk.stats import job_fields, server_fields, tube_fields
 
 __all__ = ["Session"]

@@ -1,0 +1,175 @@
+"""``fakebeanstalk`` / ``python -m fakebeanstalk``: a drop-in for the beanstalkd command.
+
+Takes beanstalkd's flags (``-l ADDR``, ``-l unix:PATH``, ``-p PORT``, ``-z BYTES``, ``-V``,
+``-v``, and ``-b DIR``, ``-f MS``, ``-F``, ``-s BYTES``, ``-u USER``, accepted but without
+effect: this server keeps no binlog). SIGTERM and SIGINT stop it cleanly, SIGUSR1 starts
+drain mode. The import path is kept lean so that it listens within milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from fakebeanstalk.errors import AddressInUseError, FakeBeanstalkError
+from fakebeanstalk.protocol import DEFAULT_MAX_JOB_SIZE, MAX_JOB_SIZE_LIMIT, VERSION
+from fakebeanstalk.server import FakeBeanstalkServer
+
+__all__ = ["Options", "UsageError", "main", "parse_args"]
+
+USAGE = """\
+Use: fakebeanstalk [OPTIONS]
+
+Options:
+ -b DIR   accepted for compatibility (no binlog is written)
+ -f MS    accepted for compatibility
+ -F       accepted for compatibility
+ -l ADDR  listen on address (default is 0.0.0.0), or unix:PATH
+ -p PORT  listen on port (default is 11300)
+ -u USER  accepted for compatibility
+ -z BYTES set the maximum job size in bytes (default is 65535)
+ -s BYTES accepted for compatibility
+ -c       removed (warns)
+ -n       removed (warns)
+ -v       show version information
+ -V       increase verbosity
+ -h       show this help
+"""
+
+
+class UsageError(Exception):
+    """Bad command line; the message is printed before the usage text."""
+
+
+class Options:
+    """The parsed command line."""
+
+    def __init__(self) -> None:
+        """beanstalkd's defaults."""
+        self.address = "0.0.0.0"
+        self.port = 11300
+        self.max_job_size = DEFAULT_MAX_JOB_SIZE
+        self.verbose = 0
+        self.binlog_dir: str | None = None
+        self.show_version = False
+        self.show_help = False
+
+
+def _size(flag: str, value: str) -> int:
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise UsageError(f"invalid size for {flag}: {value!r}") from None
+    if number < 0:
+        raise UsageError(f"invalid size for {flag}: {value!r}")
+    return number
+
+
+def _apply(options: Options, flag: str, value: str) -> None:
+    if flag == "p":
+        options.port = _size("-p", value)
+    elif flag == "l":
+        options.address = value
+    elif flag == "z":
+        size = _size("-z", value)
+        if size > MAX_JOB_SIZE_LIMIT:
+            print(
+                f"fakebeanstalk: maximum job size was set to {MAX_JOB_SIZE_LIMIT}", file=sys.stderr
+            )
+            size = MAX_JOB_SIZE_LIMIT
+        options.max_job_size = size
+    elif flag == "b":
+        options.binlog_dir = value
+    elif flag in "sf":
+        _size(f"-{flag}", value)
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """Parse beanstalkd-style flags: grouped (``-VV``) and glued values (``-p11300``)."""
+    options = Options()
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if len(arg) < 2 or arg[0] != "-":
+            raise UsageError(f"unknown argument: {arg}")
+        j = 1
+        while j < len(arg):
+            flag = arg[j]
+            j += 1
+            if flag in "plzsfbu":
+                if j < len(arg):
+                    value, j = arg[j:], len(arg)
+                elif i < len(args):
+                    value, i = args[i], i + 1
+                else:
+                    raise UsageError(f"flag -{flag} requires an argument")
+                _apply(options, flag, value)
+            elif flag == "V":
+                options.verbose += 1
+            elif flag == "v":
+                options.show_version = True
+            elif flag == "h":
+                options.show_help = True
+            elif flag in "cn":
+                print(f"fakebeanstalk: -{flag} flag was removed", file=sys.stderr)
+            elif flag != "F":
+                raise UsageError(f"unknown flag: -{flag}")
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server in the foreground until SIGTERM/SIGINT; returns the exit status."""
+    try:
+        options = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print(f"fakebeanstalk: {exc}\n{USAGE}", file=sys.stderr)
+        return 5
+    if options.show_help:
+        print(USAGE)
+        return 0
+    if options.show_version:
+        print(f"fakebeanstalk (beanstalkd {VERSION})")
+        return 0
+    unix = options.address.startswith("unix:")
+    server = FakeBeanstalkServer(
+        host=None if unix else options.address,
+        port=options.port,
+        max_job_size=options.max_job_size,
+        unix_path=options.address[5:] if unix else None,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: server.request_stop())
+    signal.signal(signal.SIGUSR1, lambda *_: _drain(server))
+    if options.binlog_dir is not None:
+        print("fakebeanstalk: -b accepted, but jobs are kept in memory only", file=sys.stderr)
+    if options.verbose:
+        print(f"pid {os.getpid()}", flush=True)
+    try:
+        server.serve_forever(on_listening=_announce(server, options.verbose))
+    except AddressInUseError as exc:
+        print(f"fakebeanstalk: {exc}", file=sys.stderr)
+        return 111
+    return 0
+
+
+def _announce(server: FakeBeanstalkServer, verbose: int) -> Callable[[], None]:
+    def announce() -> None:
+        if verbose:
+            where = server.unix_path or f"{server.host}:{server.port}"
+            print(f"bind {where}", flush=True)
+
+    return announce
+
+
+def _drain(server: FakeBeanstalkServer) -> None:
+    with contextlib.suppress(FakeBeanstalkError):
+        server.drain()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
