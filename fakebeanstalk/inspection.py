@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from fakebeanstalk.model import Job
 from fakebeanstalk.state import ServerState
@@ -12,8 +12,7 @@ from fakebeanstalk.stats import job_fields, server_fields, tube_fields
 __all__ = ["InspectionMixin", "JobInfo"]
 
 
-@dataclass(frozen=True)
-class JobInfo:
+class JobInfo(NamedTuple):
     """A snapshot of one job, as ``stats-job`` and ``peek`` would show it."""
 
     id: int
