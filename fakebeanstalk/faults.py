@@ -45,6 +45,8 @@ class FaultPlan:
         """No fault planned."""
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        self.stalled_once = False
+        """Whether a stall was ever applied (lets the server skip looking for stalls)."""
 
     def add(
         self,
@@ -82,5 +84,7 @@ class FaultPlan:
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._faults.remove(fault)
+                    if fault.action == "stall":
+                        self.stalled_once = True
                     return fault
         return None

@@ -304,7 +304,7 @@ class FakeBeanstalkServer(InspectionMixin):
             return
         state.tick()
         now = self.clock.now_ns()
-        for conn in list(self._conns.values()):
+        for conn in list(self._conns.values()) if self.faults.stalled_once else ():
             until = conn.session.stall_until
             if until is not None and until <= now:
                 conn.session.end_stall()
@@ -428,7 +428,7 @@ class FakeBeanstalkServer(InspectionMixin):
         with self._lock:
             state = self._state
             nearest = state.next_deadline() if state is not None else None
-            for conn in self._conns.values():
+            for conn in self._conns.values() if self.faults.stalled_once else ():
                 until = conn.session.stall_until
                 if until is not None and (nearest is None or until < nearest):
                     nearest = until
