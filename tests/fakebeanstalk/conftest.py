@@ -10,9 +10,6 @@ import pytest
 
 from fakebeanstalk import FakeBeanstalkServer
 
-pytest_plugins = ["pytester"]
-
-
 class Raw:
     """A blocking raw-bytes client: send lines, read exact replies."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 
 def test_fixture_gives_a_started_server_per_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
