@@ -10,6 +10,7 @@ import pytest
 
 from fakebeanstalk import FakeBeanstalkServer
 
+
 class Raw:
     """A blocking raw-bytes client: send lines, read exact replies."""
 

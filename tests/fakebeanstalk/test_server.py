@@ -210,3 +210,11 @@ def test_many_concurrent_clients(fakebeanstalk: FakeBeanstalkServer) -> None:
         thread.join()
     assert errors == []
     assert fakebeanstalk.stats()["total-jobs"] == "200"
+
+
+def test_flooding_a_blocked_connection_is_backpressured(connect: RawFactory) -> None:
+    flooder = connect(timeout=0.5)
+    flooder.send(b"reserve\r\n")
+    with pytest.raises(TimeoutError):
+        flooder.send(b"x" * 100_000_000)  # the server stops reading: memory stays bounded
+    assert connect().cmd(b"list-tube-used\r\n") == b"USING default\r\n"
