@@ -5,6 +5,7 @@ sweeper re-enqueues what beanstalkd loses; ``fakebeanstalk`` makes tests of timi
 deterministic. Start with :class:`KQueue`.
 """
 
+from kqueue.admin import QueueStats
 from kqueue.errors import (
     BrokerConnectionError,
     BrokerDrainingError,
@@ -24,7 +25,7 @@ from kqueue.errors import (
     ValidationError,
 )
 from kqueue.job import PRIO_BULK, PRIO_HIGH, PRIO_LOW, PRIO_NORMAL, PRIO_URGENT, Job
-from kqueue.queue import NOT_SCHEDULED, KQueue, QueueStats
+from kqueue.queue import NOT_SCHEDULED, KQueue
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Codec, JsonCodec, RawCodec
 from kqueue.sweeper import RecoverySweeper, SweepReport

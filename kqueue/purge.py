@@ -36,8 +36,19 @@ class _Held:
     delay: int
 
 
-def purge_tube(conn: BeanstalkConnection, tube: str, matches: Matcher | None) -> PurgeResult:
-    """Delete every ready, delayed and buried job of ``tube`` whose body ``matches`` (None: all)."""
+Progress = Callable[[], None]
+
+
+def purge_tube(
+    conn: BeanstalkConnection,
+    tube: str,
+    matches: Matcher | None,
+    progress: Progress | None = None,
+) -> PurgeResult:
+    """Delete every ready, delayed and buried job of ``tube`` whose body ``matches`` (None: all).
+
+    ``progress`` is called once per job looked at.
+    """
     result = PurgeResult()
     conn.use(tube)
     before = conn.stats_tube(tube)
@@ -51,7 +62,7 @@ def purge_tube(conn: BeanstalkConnection, tube: str, matches: Matcher | None) ->
             ("delayed", conn.peek_delayed),
             ("buried", conn.peek_buried),
         ):
-            budget = _walk(conn, state, peek, matches, held, result, budget)
+            budget = _walk(conn, state, peek, matches, held, result, budget, progress)
         _put_back(conn, held)
         after = conn.stats_tube(tube) or {}
         result.left_reserved = _int(after.get("current-jobs-reserved"))
@@ -68,12 +79,15 @@ def _walk(
     held: dict[int, _Held],
     result: PurgeResult,
     budget: int,
+    progress: Progress | None,
 ) -> int:
     while budget > 0:
         budget -= 1
         found = peek()
         if found is None:
             break
+        if progress is not None:
+            progress()
         if matches is None:
             if conn.delete(found.id):
                 result.deleted_bodies.append(found.body)

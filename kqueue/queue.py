@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
 from kqueue import job as jobmod
-from kqueue.broker import BeanstalkConnection, DeadlineSoon, ReservedJob, Stats, Wakeup
+from kqueue.admin import QueueAdmin
+from kqueue.broker import BeanstalkConnection, DeadlineSoon, ReservedJob, Wakeup
 from kqueue.errors import (
     BrokerConnectionError,
     BrokerError,
-    ConfigurationError,
     JobNotFoundError,
     JobTooBigError,
     StoreError,
     ValidationError,
 )
+from kqueue.hooks import HookChain, Hooks
 from kqueue.job import Job, check_delay, check_u32, tube_for, validate_tube_prefix
-from kqueue.purge import purge_tube
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec, JobRunner
 from kqueue.serialization import Codec, CodecRegistry, decode_body, encode_body
 from kqueue.stores.base import BrokerRef, JobRecord, Store
-from kqueue.sweeper import Sweep, SweepReport
 
 logger = logging.getLogger("kqueue")
 
@@ -38,17 +35,7 @@ NOT_SCHEDULED = 0
 recovery sweeper schedules it. Real beanstalkd ids start at 1."""
 
 
-@dataclass(frozen=True)
-class QueueStats:
-    """A snapshot: server stats, per job type tube stats, stored records, local counters."""
-
-    server: Stats
-    job_types: dict[str, Stats]
-    stored: dict[str, int] | None
-    counters: dict[str, int]
-
-
-class KQueue:
+class KQueue(QueueAdmin):
     """A job queue on beanstalkd, with an optional write-ahead bulk store.
 
     Every argument is keyword-only::
@@ -84,6 +71,7 @@ class KQueue:
         command_timeout: float = 10.0,
         reconnect_delay: tuple[float, float] = (0.05, 5.0),
         recovery_grace: float = 30.0,
+        hooks: Sequence[Hooks] = (),
     ) -> None:
         from kqueue.serialization import JsonCodec
 
@@ -91,6 +79,7 @@ class KQueue:
         self.port = port
         self.tube_prefix = validate_tube_prefix(tube_prefix)
         self.store: Store | None = _open_store(bulk_store)
+        self._owns_store = isinstance(bulk_store, str)
         self.codecs = CodecRegistry(codec or JsonCodec())
         self.retry = retry or RetryPolicy()
         self.strict = strict
@@ -106,6 +95,7 @@ class KQueue:
         self._wakeup = Wakeup()
         self._stop_requested = False
         self._warned_inline = False
+        self.hooks = HookChain(hooks)
         self._runner = JobRunner(
             store=self.store,
             codecs=self.codecs,
@@ -113,6 +103,7 @@ class KQueue:
             retry=self.retry,
             tube_prefix=self.tube_prefix,
             counters=self.counters,
+            hooks=self.hooks,
         )
 
     def __repr__(self) -> str:
@@ -139,11 +130,15 @@ class KQueue:
         return self
 
     def close(self) -> None:
-        """Close every connection (reserved jobs go back to ready) and the store."""
+        """Close every connection (reserved jobs go back to ready).
+
+        A store this queue opened from a URL is closed too; a Store object passed in belongs
+        to the caller, who may share it between queues.
+        """
         for conn in (self._producer, self._worker, self._admin):
             conn.close()
         self._wakeup.close()
-        if self.store is not None:
+        if self.store is not None and self._owns_store:
             self.store.close()
 
     def __enter__(self) -> KQueue:
@@ -262,15 +257,24 @@ class KQueue:
     # -- handlers and running --------------------------------------------------------------
 
     def add_handler(
-        self, job_type: str, handler: Handler, *, retry: RetryPolicy | None = None
+        self,
+        job_type: str,
+        handler: Handler,
+        *,
+        retry: RetryPolicy | None = None,
+        auto_touch: bool = False,
     ) -> None:
-        """Register the one handler of a job type; ``retry`` overrides the queue's policy."""
+        """Register the one handler of a job type.
+
+        ``retry`` overrides the queue's retry policy for this type. ``auto_touch`` touches each
+        job every half TTR while its handler runs, for handlers that may outlast their TTR.
+        """
         tube_for(job_type, self.tube_prefix)
         if not callable(handler):
             raise ValidationError(f"handler for {job_type!r} must be callable")
         if job_type in self._handlers:
             raise ValidationError(f"job type {job_type!r} already has a handler")
-        self._handlers[job_type] = HandlerSpec(handler, retry)
+        self._handlers[job_type] = HandlerSpec(handler, retry, auto_touch)
         self._wakeup.set()  # a waiting run_jobs picks up the new tube
 
     def remove_handler(self, job_type: str) -> None:
@@ -403,129 +407,6 @@ class KQueue:
         if not _job_connection(job).bury(job.id, priority=job.priority):
             raise JobNotFoundError(f"job {job.id} is not reserved here")
         job.outcome = "buried"
-
-    # -- administration --------------------------------------------------------------------
-
-    def suspend(self, job_type: str) -> None:
-        """Hold every job of this type (for every worker) until resume(); adds still work.
-
-        beanstalkd forgets an empty tube nobody watches, and its pause with it, so this queue
-        keeps watching the tube (without ever reserving from it) while it is open.
-        """
-        tube = tube_for(job_type, self.tube_prefix)
-        if self.store is not None:
-            self.store.set_suspended(job_type, True)
-        self._admin.watch(tube)
-        self._admin.pause_tube(tube, jobmod.SUSPEND_SECONDS)
-        logger.info("job type %s suspended", job_type)
-
-    def resume(self, job_type: str) -> None:
-        """Deliver the jobs of a suspended type again."""
-        tube = tube_for(job_type, self.tube_prefix)
-        if self.store is not None:
-            self.store.set_suspended(job_type, False)
-        self._admin.pause_tube(tube, 0)
-        self._admin.ignore(tube)
-        logger.info("job type %s resumed", job_type)
-
-    def purge_jobs(
-        self, job_type: str, pattern: str | bytes | re.Pattern[Any] | None = None
-    ) -> int:
-        """Delete the ready, delayed and buried jobs of a type whose payload matches; a count.
-
-        ``pattern`` is searched (``re.search``) in the encoded payload: the JSON text for
-        JSON payloads, the bytes for bytes payloads (use a bytes pattern for those). None
-        deletes every waiting job of the type. Jobs reserved by workers are left alone, and
-        logged. Their stored records go with the deleted jobs.
-        """
-        tube = tube_for(job_type, self.tube_prefix)
-        matcher = None if pattern is None else self._payload_matcher(pattern)
-        conn = self._connection()
-        result = purge_tube(conn, tube, matcher)
-        keys = [
-            body.key
-            for body in map(decode_body, result.deleted_bodies)
-            if body is not None and body.mode == "r"
-        ]
-        if keys and self.store is not None:
-            self.store.delete_many(keys)
-        if result.left_reserved:
-            logger.warning(
-                "purge of %s left %d job(s) alone: reserved by workers",
-                job_type,
-                result.left_reserved,
-            )
-        logger.info("purged %d job(s) of type %s", len(result.deleted_bodies), job_type)
-        return len(result.deleted_bodies)
-
-    def _payload_matcher(self, pattern: str | bytes | re.Pattern[Any]) -> Callable[[bytes], bool]:
-        try:
-            compiled = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
-        except (re.error, TypeError) as exc:
-            raise ValidationError(f"invalid purge pattern {pattern!r}: {exc}") from exc
-        as_bytes = isinstance(compiled.pattern, bytes)
-
-        def matches(raw: bytes) -> bool:
-            payload = self._payload_of(raw)
-            subject: Any = payload if as_bytes else payload.decode("utf-8", "replace")
-            return compiled.search(subject) is not None
-
-        return matches
-
-    def _payload_of(self, raw: bytes) -> bytes:
-        body = decode_body(raw)
-        if body is None:
-            return raw
-        if body.mode == "i" or self.store is None:
-            return body.payload
-        record = self.store.get(body.key)
-        return record.payload if record is not None else b""
-
-    def sweep(self, *, grace: float | None = None) -> SweepReport:
-        """Run one recovery pass: re-enqueue every stored job that beanstalkd lost.
-
-        Records younger than ``grace`` seconds (default: the queue's ``recovery_grace``) are
-        left alone, since their producer may still be putting them. Safe to run from several
-        processes at once. Needs a bulk store.
-        """
-        if self.store is None:
-            raise ConfigurationError("recovery needs a bulk store: KQueue(bulk_store=...)")
-        conn = self._connection()
-        try:
-            report = Sweep(
-                self.store,
-                conn,
-                tube_prefix=self.tube_prefix,
-                grace=self.recovery_grace if grace is None else grace,
-            ).run()
-        finally:
-            conn.close()
-        self.counters["recovered"] += report.requeued + report.requeued_buried
-        if report.requeued or report.requeued_buried or report.errors:
-            logger.warning("recovery pass: %s", report)
-        return report
-
-    def stats(self) -> QueueStats:
-        """Server stats, and per job type (tubes under this queue's prefix) their counts."""
-        conn = self._admin
-        job_types: dict[str, Stats] = {}
-        for tube in conn.list_tubes():
-            if tube.startswith(self.tube_prefix) and len(tube) > len(self.tube_prefix):
-                tube_stats = conn.stats_tube(tube)
-                if tube_stats is not None:
-                    job_types[tube[len(self.tube_prefix) :]] = tube_stats
-        stored = None
-        if self.store is not None:
-            stored = {job_type: self.store.count(job_type) for job_type in job_types}
-        return QueueStats(conn.stats(), job_types, stored, dict(self.counters))
-
-    def job_stats(self, job: Job | int) -> Stats:
-        """beanstalkd's stats-job for a job (or job id); JobNotFoundError if it is gone."""
-        job_id = job.id if isinstance(job, Job) else job
-        stats = self._admin.stats_job(job_id)
-        if stats is None:
-            raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.host}:{self.port}")
-        return stats
 
 
 def _job_connection(job: Job) -> BeanstalkConnection:

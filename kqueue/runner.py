@@ -9,6 +9,7 @@ reference whose record is gone (done or purged already) is deleted without runni
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 
 from kqueue.broker import BeanstalkConnection, ReservedJob
 from kqueue.errors import KQueueError, PayloadError
+from kqueue.hooks import HookChain
 from kqueue.job import Job
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import CodecRegistry, decode_body
@@ -30,10 +32,41 @@ MAX_ERROR_TEXT = 2000
 
 @dataclass(frozen=True)
 class HandlerSpec:
-    """A registered handler and its own retry policy (None: the queue's)."""
+    """A registered handler, its own retry policy (None: the queue's), and whether its jobs
+    are touched automatically while it runs (for handlers that may outlast the TTR)."""
 
     handler: Handler
     retry: RetryPolicy | None = None
+    auto_touch: bool = False
+
+
+class AutoToucher:
+    """Touches a reserved job every half TTR from a thread, until stopped."""
+
+    def __init__(self, conn: BeanstalkConnection, job: Job) -> None:
+        self._conn = conn
+        self._job = job
+        self._done = threading.Event()
+        self.touches = 0
+        self._thread = threading.Thread(target=self._run, name=f"kqueue-touch-{job.id}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self) -> None:
+        interval = max(0.2, self._job.ttr / 2)
+        while not self._done.wait(interval):
+            try:
+                if not self._conn.touch(self._job.id):
+                    return
+                self.touches += 1
+            except KQueueError as exc:
+                logger.warning("job %s: automatic touch failed: %s", self._job.id, exc)
+                return
+
+    def stop(self) -> None:
+        """Stop touching and wait for the thread."""
+        self._done.set()
+        self._thread.join()
 
 
 class JobRunner:
@@ -48,6 +81,7 @@ class JobRunner:
         retry: RetryPolicy,
         tube_prefix: str,
         counters: Counter[str],
+        hooks: HookChain,
     ) -> None:
         self.store = store
         self.codecs = codecs
@@ -55,6 +89,7 @@ class JobRunner:
         self.retry = retry
         self.tube_prefix = tube_prefix
         self.counters = counters
+        self.hooks = hooks
 
     def run(self, conn: BeanstalkConnection, reserved: ReservedJob) -> bool:
         """Process one reserved job; True if a handler ran."""
@@ -129,26 +164,31 @@ class JobRunner:
         logger.error("job %s in tube %s buried: %s", job_id, stats.get("tube", "?"), why)
 
     def _call_handler(self, conn: BeanstalkConnection, job: Job, spec: HandlerSpec) -> None:
+        self.hooks.before_job(job)
+        toucher = AutoToucher(conn, job) if spec.auto_touch else None
         started = time.perf_counter()
         try:
             spec.handler(job)
         except Exception as exc:
+            seconds = time.perf_counter() - started
+            if toucher is not None:
+                toucher.stop()
             self.counters["failed"] += 1
             logger.warning(
                 "job %s type=%s attempt %d failed: %r", job.id, job.job_type, job.attempts, exc
             )
             if not job.finished:
                 self._settle_failure(conn, job, spec.retry or self.retry, exc)
+            self.hooks.on_failure(job, exc, seconds)
             return
+        seconds = time.perf_counter() - started
+        if toucher is not None:
+            toucher.stop()
         if not job.finished:
             self.complete(conn, job)
         self.counters["completed"] += 1
-        logger.debug(
-            "job %s type=%s done in %.3f ms",
-            job.id,
-            job.job_type,
-            (time.perf_counter() - started) * 1000,
-        )
+        logger.debug("job %s type=%s done in %.3f ms", job.id, job.job_type, seconds * 1000)
+        self.hooks.after_job(job, seconds)
 
     def complete(self, conn: BeanstalkConnection, job: Job) -> None:
         """Delete a finished job: its record first, so a crash in between never reruns it."""

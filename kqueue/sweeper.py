@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from kqueue.queue import KQueue
 
 logger = logging.getLogger("kqueue")
+
+BURY_HOLD = 24 * 3600
+"""A recovered dead letter is put delayed by this much, then buried at once: no worker can
+take it in between (and should the sweeper die right then, it runs once, a day later)."""
 
 CLAIM_PREFIX = "claim:"
 """Server ids starting with this mark a record claimed by a sweeper that is re-enqueueing it."""
@@ -90,8 +95,11 @@ class Sweep:
         self.page_size = page_size
         self.token = uuid.uuid4().hex[:12]
 
-    def run(self) -> SweepReport:
-        """Walk every record once; never raises for one bad record (it lands in errors)."""
+    def run(self, progress: Callable[[], None] | None = None) -> SweepReport:
+        """Walk every record once; never raises for one bad record (it lands in errors).
+
+        ``progress`` is called once per record looked at.
+        """
         started = time.monotonic()
         report = SweepReport(server_id=str(self.conn.stats()["id"]))
         self._reapply_suspensions(report)
@@ -100,6 +108,8 @@ class Sweep:
             page = self.store.scan(after=after, limit=self.page_size)
             for record in page:
                 report.scanned += 1
+                if progress is not None:
+                    progress()
                 try:
                     self._check(record, report)
                 except BrokerConnectionError:
@@ -172,6 +182,8 @@ class Sweep:
         # A postdated job keeps what is left of its delay; a retry waiting out its backoff
         # runs now.
         delay = 0 if record.attempts else max(0, math.ceil(record.created_at + record.delay - now))
+        if record.state == "buried":
+            delay = BURY_HOLD  # out of workers' reach until it is buried again below
         try:
             self.conn.use(self.tube_prefix + record.job_type)
             job_id = self.conn.put(body, priority=record.priority, delay=delay, ttr=record.ttr)
@@ -179,10 +191,10 @@ class Sweep:
             # Hand the record back at once rather than let the claim block it for a lease.
             self.store.swap_reference(record.key, claim, record.ref, now=record.updated_at)
             raise
-        if record.state == "buried":
-            self._bury_again(job_id, record.priority)
         new_ref = BrokerRef(report.server_id, job_id)
         self.store.swap_reference(record.key, claim, new_ref, now=time.time())
+        if record.state == "buried":
+            self._bury_again(record, job_id)
         if record.state == "buried":
             report.requeued_buried += 1
         else:
@@ -196,10 +208,17 @@ class Sweep:
             job_id,
         )
 
-    def _bury_again(self, job_id: int, priority: int) -> None:
-        taken = self.conn.reserve_job(job_id)
-        if taken is not None:
-            self.conn.bury(job_id, priority=priority)
+    def _bury_again(self, record: JobRecord, job_id: int) -> None:
+        """A dead letter goes back to beanstalkd buried, and its record stays buried."""
+        if self.conn.reserve_job(job_id) is not None:
+            self.conn.bury(job_id, priority=record.priority)
+        self.store.record_attempt(
+            record.key,
+            attempts=record.attempts,
+            last_error=record.last_error,
+            state="buried",
+            now=time.time(),
+        )
 
 
 class RecoverySweeper:

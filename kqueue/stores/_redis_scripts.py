@@ -64,7 +64,7 @@ if ARGV[4] == '0' then
 else
   redis.call('HSET', KEYS[1], 'ref_server', ARGV[5], 'ref_job', ARGV[6])
 end
-redis.call('HSET', KEYS[1], 'state', 'enqueued', 'updated_at', ARGV[7])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[7])
 return 1
 """
 

@@ -85,7 +85,7 @@ def build_tables(prefix: str) -> Tables:
     return Tables(metadata, records, suspended, meta)
 
 
-def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 5) -> int:
+def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> int:
     """Create missing tables and the version row; return the stored schema version.
 
     Safe when several processes start at once: a CREATE that loses the race to another process
@@ -98,7 +98,7 @@ def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 5) -> in
         except sa.exc.DBAPIError:
             if attempt == attempts - 1:
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            time.sleep(min(0.5, 0.05 * (attempt + 1)))
     meta = tables.meta
     query = sa.select(meta.c.value).where(meta.c.name == "schema_version")
     with engine.connect() as conn:

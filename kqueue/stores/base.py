@@ -92,8 +92,9 @@ class Store(Protocol):
     ) -> bool:
         """Set the broker reference to ``new`` if it currently equals ``expected``.
 
-        Also sets ``state`` to ``enqueued`` and ``updated_at`` to ``now``. False when the record
-        is gone or its reference differs (another producer or sweeper got there first).
+        Also sets ``updated_at`` to ``now``; the state is left alone (only
+        :meth:`record_attempt` changes it). False when the record is gone or its reference
+        differs (another producer or sweeper got there first).
         """
 
     def record_attempt(

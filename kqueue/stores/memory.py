@@ -116,9 +116,7 @@ class MemoryStore(ClosingStore):
             record = self._records.get(key)
             if record is None or record.ref != expected:
                 return False
-            self._records[key] = dataclasses.replace(
-                record, ref=new, state="enqueued", updated_at=now
-            )
+            self._records[key] = dataclasses.replace(record, ref=new, updated_at=now)
             return True
 
     def record_attempt(

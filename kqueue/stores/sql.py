@@ -311,7 +311,6 @@ class SQLStore(ClosingStore):
             .values(
                 ref_server=None if new is None else new.server_id,
                 ref_job=None if new is None else new.job_id,
-                state="enqueued",
                 updated_at=float(now),
             )
         )

@@ -147,6 +147,7 @@ def run_chaos(
     finally:
         sweeper.stop()
         queue.close()
+        store.close()
     return done, sweeper, recovery
 
 
@@ -208,3 +209,4 @@ def test_worker_killed_mid_job_loses_nothing(cluster: Cluster) -> None:
         assert store.count() == 1
     finally:
         queue.close()
+        store.close()

@@ -38,6 +38,7 @@ def main() -> None:
     print("ready", flush=True)
     queue.run_jobs()
     queue.close()
+    store.close()
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def test_swap_reference_sets_the_reference_when_expected_matches(store: Store) -
     assert store.swap_reference("k1", None, REF_A, now=5.0) is True
     record = store.get("k1")
     assert record is not None
-    assert (record.ref, record.state, record.updated_at) == (REF_A, "enqueued", 5.0)
+    assert (record.ref, record.state, record.updated_at) == (REF_A, "buried", 5.0)
     assert store.swap_reference("k1", REF_A, REF_B, now=6.0) is True
     assert store.swap_reference("k1", REF_B, None, now=7.0) is True
     record = store.get("k1")

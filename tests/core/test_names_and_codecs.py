@@ -15,7 +15,7 @@ from kqueue.serialization import CodecRegistry, JsonCodec, decode_body, encode_b
 def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(kqueue) if not name.startswith("_")}
     modules = {"errors", "job", "queue", "retry", "serialization", "broker", "runner", "purge"}
-    modules |= {"sweeper"}
+    modules |= {"sweeper", "admin", "hooks"}
     modules |= {"stores"}
     assert public - modules == set(kqueue.__all__) - {"__version__"}
 

@@ -14,9 +14,11 @@ from tests.servers import BeanstalkdProcess
 
 
 @pytest.fixture(params=STORE_KINDS)
-def store(request: pytest.FixtureRequest) -> Store:
-    """A fresh store of each kind; the queue that uses it closes it."""
-    return open_test_store(request.param, request)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A fresh store of each kind, shared by the test's queues, closed after the test."""
+    instance = open_test_store(request.param, request)
+    yield instance
+    instance.close()
 
 
 @pytest.fixture
@@ -31,8 +33,6 @@ def make_queue(beanstalkd: BeanstalkdProcess, store: Store) -> Iterator[Callable
         return queue
 
     yield make
-    for queue in queues[1:]:
-        queue.store = None  # the store is shared: close it once
     for queue in queues:
         queue.close()
 

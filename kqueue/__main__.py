@@ -1,0 +1,5 @@
+"""``python -m kqueue``: the kqueue command line."""
+
+from kqueue.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Administration of a queue: suspend and resume, purge, recovery passes and statistics."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kqueue.broker import BeanstalkConnection, Stats
+from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
+from kqueue.job import SUSPEND_SECONDS, Job, tube_for
+from kqueue.purge import purge_tube
+from kqueue.serialization import decode_body
+from kqueue.stores.base import Store
+from kqueue.sweeper import Sweep, SweepReport
+
+logger = logging.getLogger("kqueue")
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A snapshot: server stats, per job type tube stats, stored records, local counters."""
+
+    server: Stats
+    job_types: dict[str, Stats]
+    stored: dict[str, int] | None
+    counters: dict[str, int]
+
+
+class QueueAdmin:
+    """The administrative half of :class:`~kqueue.KQueue` (which inherits it)."""
+
+    host: str
+    port: int
+    store: Store | None
+    tube_prefix: str
+    recovery_grace: float
+    counters: Counter[str]
+    _admin: BeanstalkConnection
+
+    def _connection(self) -> BeanstalkConnection:
+        raise NotImplementedError
+
+    # -- administration --------------------------------------------------------------------
+
+    def suspend(self, job_type: str) -> None:
+        """Hold every job of this type (for every worker) until resume(); adds still work.
+
+        beanstalkd forgets an empty tube nobody watches, and its pause with it, so this queue
+        keeps watching the tube (without ever reserving from it) while it is open.
+        """
+        tube = tube_for(job_type, self.tube_prefix)
+        if self.store is not None:
+            self.store.set_suspended(job_type, True)
+        self._admin.watch(tube)
+        self._admin.pause_tube(tube, SUSPEND_SECONDS)
+        logger.info("job type %s suspended", job_type)
+
+    def resume(self, job_type: str) -> None:
+        """Deliver the jobs of a suspended type again."""
+        tube = tube_for(job_type, self.tube_prefix)
+        if self.store is not None:
+            self.store.set_suspended(job_type, False)
+        self._admin.pause_tube(tube, 0)
+        self._admin.ignore(tube)
+        logger.info("job type %s resumed", job_type)
+
+    def purge_jobs(
+        self,
+        job_type: str,
+        pattern: str | bytes | re.Pattern[Any] | None = None,
+        *,
+        progress: Callable[[], None] | None = None,
+    ) -> int:
+        """Delete the ready, delayed and buried jobs of a type whose payload matches; a count.
+
+        ``pattern`` is searched (``re.search``) in the encoded payload: the JSON text for
+        JSON payloads, the bytes for bytes payloads (use a bytes pattern for those). None
+        deletes every waiting job of the type. Jobs reserved by workers are left alone, and
+        logged. Their stored records go with the deleted jobs.
+        """
+        tube = tube_for(job_type, self.tube_prefix)
+        matcher = None if pattern is None else self._payload_matcher(pattern)
+        conn = self._connection()
+        result = purge_tube(conn, tube, matcher, progress)
+        keys = [
+            body.key
+            for body in map(decode_body, result.deleted_bodies)
+            if body is not None and body.mode == "r"
+        ]
+        if keys and self.store is not None:
+            self.store.delete_many(keys)
+        if result.left_reserved:
+            logger.warning(
+                "purge of %s left %d job(s) alone: reserved by workers",
+                job_type,
+                result.left_reserved,
+            )
+        logger.info("purged %d job(s) of type %s", len(result.deleted_bodies), job_type)
+        return len(result.deleted_bodies)
+
+    def _payload_matcher(self, pattern: str | bytes | re.Pattern[Any]) -> Callable[[bytes], bool]:
+        try:
+            compiled = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+        except (re.error, TypeError) as exc:
+            raise ValidationError(f"invalid purge pattern {pattern!r}: {exc}") from exc
+        as_bytes = isinstance(compiled.pattern, bytes)
+
+        def matches(raw: bytes) -> bool:
+            payload = self._payload_of(raw)
+            subject: Any = payload if as_bytes else payload.decode("utf-8", "replace")
+            return compiled.search(subject) is not None
+
+        return matches
+
+    def _payload_of(self, raw: bytes) -> bytes:
+        body = decode_body(raw)
+        if body is None:
+            return raw
+        if body.mode == "i" or self.store is None:
+            return body.payload
+        record = self.store.get(body.key)
+        return record.payload if record is not None else b""
+
+    def sweep(
+        self, *, grace: float | None = None, progress: Callable[[], None] | None = None
+    ) -> SweepReport:
+        """Run one recovery pass: re-enqueue every stored job that beanstalkd lost.
+
+        Records younger than ``grace`` seconds (default: the queue's ``recovery_grace``) are
+        left alone, since their producer may still be putting them. Safe to run from several
+        processes at once. Needs a bulk store.
+        """
+        if self.store is None:
+            raise ConfigurationError("recovery needs a bulk store: KQueue(bulk_store=...)")
+        conn = self._connection()
+        try:
+            report = Sweep(
+                self.store,
+                conn,
+                tube_prefix=self.tube_prefix,
+                grace=self.recovery_grace if grace is None else grace,
+            ).run(progress)
+        finally:
+            conn.close()
+        self.counters["recovered"] += report.requeued + report.requeued_buried
+        if report.requeued or report.requeued_buried or report.errors:
+            logger.warning("recovery pass: %s", report)
+        return report
+
+    def stats(self) -> QueueStats:
+        """Server stats, and per job type (tubes under this queue's prefix) their counts."""
+        conn = self._admin
+        job_types: dict[str, Stats] = {}
+        for tube in conn.list_tubes():
+            if tube.startswith(self.tube_prefix) and len(tube) > len(self.tube_prefix):
+                tube_stats = conn.stats_tube(tube)
+                if tube_stats is not None:
+                    job_types[tube[len(self.tube_prefix) :]] = tube_stats
+        stored = None
+        if self.store is not None:
+            stored = {job_type: self.store.count(job_type) for job_type in job_types}
+        return QueueStats(conn.stats(), job_types, stored, dict(self.counters))
+
+    def job_stats(self, job: Job | int) -> Stats:
+        """beanstalkd's stats-job for a job (or job id); JobNotFoundError if it is gone."""
+        job_id = job.id if isinstance(job, Job) else job
+        stats = self._admin.stats_job(job_id)
+        if stats is None:
+            raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.host}:{self.port}")
+        return stats

@@ -1,0 +1,116 @@
+"""``kqueue worker MODULE:ATTRIBUTE``: import an application's queue and run it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from kqueue.cli.config import Settings
+from kqueue.errors import ConfigurationError
+from kqueue.queue import KQueue
+from kqueue.worker import Worker
+
+
+def load_queue(path: str) -> KQueue:
+    """The KQueue at ``module:attribute`` (or a zero-argument callable returning one)."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigurationError(f"{path!r} is not MODULE:ATTRIBUTE (e.g. myapp.jobs:queue)")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # like python -m: the current directory is importable
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        found: Any = getattr(module, attribute)
+    except AttributeError:
+        raise ConfigurationError(f"module {module_name!r} has no {attribute!r}") from None
+    if callable(found) and not isinstance(found, KQueue):
+        found = found()
+    if not isinstance(found, KQueue):
+        raise ConfigurationError(f"{path} is a {type(found).__name__}, not a kqueue.KQueue")
+    return found
+
+
+def rebind(queue: KQueue, settings: Settings) -> KQueue:
+    """The same queue (handlers, codec, retries, hooks) on the command line's broker/store."""
+    if not settings.beanstalkd_given and settings.store_url is None:
+        return queue
+    moved = KQueue(
+        host=settings.host if settings.beanstalkd_given else queue.host,
+        port=settings.port if settings.beanstalkd_given else queue.port,
+        bulk_store=settings.store_url if settings.store_url is not None else queue.store,
+        tube_prefix=queue.tube_prefix,
+        codec=queue.codecs.default,
+        retry=queue.retry,
+        strict=queue.strict,
+        recovery_grace=queue.recovery_grace,
+        hooks=queue.hooks.hooks,
+    )
+    for job_type, spec in queue._handlers.items():
+        moved.add_handler(job_type, spec.handler, retry=spec.retry, auto_touch=spec.auto_touch)
+    return moved
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the application's handlers, in this process or in --processes children."""
+    if args.processes > 1:
+        return supervise(args.processes, child_argv(sys.argv[1:]))
+    queue = rebind(load_queue(args.app), settings)
+    if args.metrics_port:
+        from kqueue.metrics import serve_metrics
+
+        serve_metrics(queue, args.metrics_port)
+    job_types = args.jobtypes.split(",") if args.jobtypes else None
+    worker = Worker(
+        queue,
+        job_types=job_types,
+        burst=args.burst,
+        grace_period=args.grace,
+        sweep_interval=args.sweep_interval,
+    )
+    return worker.run()
+
+
+def child_argv(argv: list[str]) -> list[str]:
+    """The parent's arguments for one child: the same, with ``--processes 1``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--processes":
+            skip = True
+            continue
+        if arg.startswith("--processes="):
+            continue
+        out.append(arg)
+    return [*out, "--processes", "1"]
+
+
+def supervise(count: int, argv: list[str]) -> int:
+    """Start ``count`` worker processes, forward SIGTERM/SIGINT to them, wait for all.
+
+    Each child has its own connections (the original kqueue's clustered mode). The exit code
+    is the worst of the children's.
+    """
+    children = [subprocess.Popen([sys.executable, "-m", "kqueue", *argv]) for _ in range(count)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return max(codes)

@@ -1,0 +1,130 @@
+"""The long-running worker: runs a queue's handlers until told to stop, and stops gracefully.
+
+Signals (installed only in the main thread):
+
+- the first SIGTERM or SIGINT stops reserving new jobs and lets the running handler finish,
+  for up to ``grace_period`` seconds; the worker then exits with :data:`EXIT_OK`;
+- a second signal (or the end of the grace period) stops at once: the running handler is
+  interrupted and the connection closed, which makes beanstalkd release the reserved job
+  immediately, so another worker runs it. Exit code :data:`EXIT_FORCED`.
+
+Nothing is lost either way: a job is deleted only after its handler returned.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from kqueue.errors import ConfigurationError
+from kqueue.queue import KQueue
+from kqueue.sweeper import RecoverySweeper
+
+logger = logging.getLogger("kqueue")
+
+EXIT_OK = 0
+EXIT_FORCED = 3
+
+
+class ForcedShutdown(BaseException):
+    """Raised in the worker's thread to stop a handler at once (second signal)."""
+
+
+class Worker:
+    """Runs ``queue.run_jobs`` in the calling thread with graceful shutdown.
+
+    ``job_types`` limits the worker to some of the queue's handlers; ``burst`` exits once no
+    job is ready; ``sweep_interval`` also runs a :class:`~kqueue.sweeper.RecoverySweeper`.
+    """
+
+    def __init__(
+        self,
+        queue: KQueue,
+        *,
+        job_types: Sequence[str] | None = None,
+        burst: bool = False,
+        grace_period: float = 30.0,
+        sweep_interval: float | None = None,
+    ) -> None:
+        self.queue = queue
+        self.burst = burst
+        self.grace_period = grace_period
+        self.sweep_interval = sweep_interval
+        self.jobs_run = 0
+        self._signals = 0
+        self._grace_timer: threading.Timer | None = None
+        if job_types is not None:
+            self._keep_only(list(job_types))
+        if not queue._handlers:
+            raise ConfigurationError("the queue has no handlers: nothing for a worker to run")
+        if sweep_interval is not None and queue.store is None:
+            raise ConfigurationError("--sweep-interval needs a bulk store (KQUEUE_STORE)")
+
+    def _keep_only(self, job_types: list[str]) -> None:
+        unknown = sorted(set(job_types) - set(self.queue._handlers))
+        if unknown:
+            known = ", ".join(sorted(self.queue._handlers)) or "none"
+            raise ConfigurationError(f"no handler for job type(s) {unknown}; handlers: {known}")
+        for job_type in list(self.queue._handlers):
+            if job_type not in job_types:
+                self.queue.remove_handler(job_type)
+
+    def run(self) -> int:
+        """Run until stopped (or, in burst mode, until nothing is ready); the exit code."""
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = self._install_signals() if in_main else {}
+        sweeper = None
+        if self.sweep_interval is not None:
+            sweeper = RecoverySweeper(self.queue, interval=self.sweep_interval).start()
+        handlers = ", ".join(sorted(self.queue._handlers))
+        logger.info("worker started on %s:%d for %s", self.queue.host, self.queue.port, handlers)
+        started = time.monotonic()
+        code = EXIT_OK
+        try:
+            self.jobs_run = self.queue.run_jobs(time_limit_ms=0 if self.burst else -1)
+        except ForcedShutdown:
+            code = EXIT_FORCED
+            logger.warning("worker stopped at once; the running job goes back to the queue")
+        finally:
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
+            if sweeper is not None:
+                sweeper.stop()
+            self.queue.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        logger.info(
+            "worker stopped after %d job(s) in %.1f s", self.jobs_run, time.monotonic() - started
+        )
+        return code
+
+    def _install_signals(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            raise ForcedShutdown()
+        logger.warning(
+            "%s: finishing the running job (up to %.0f s); signal again to stop now",
+            signal.Signals(signum).name,
+            self.grace_period,
+        )
+        self.queue.stop()
+        self._grace_timer = threading.Timer(self.grace_period, self._grace_over)
+        self._grace_timer.daemon = True
+        self._grace_timer.start()
+
+    def _grace_over(self) -> None:
+        logger.warning("grace period over")
+        _thread.interrupt_main(signal.SIGTERM)
