@@ -55,7 +55,8 @@ class QueueCollector:
 
     def collect(self) -> Iterator[Any]:
         """Yield the metric families (prometheus_client's collector interface)."""
-        core = _prometheus().core
+        from prometheus_client import core
+
         jobs = core.CounterMetricFamily("kqueue_jobs", "Jobs by event", labels=["event"])
         for event, counter in _EVENTS.items():
             jobs.add_metric([event], self.queue.counters.get(counter, 0))

@@ -13,7 +13,6 @@ Nothing is lost either way: a job is deleted only after its handler returned.
 
 from __future__ import annotations
 
-import _thread
 import logging
 import signal
 import threading
@@ -59,6 +58,7 @@ class Worker:
         self.jobs_run = 0
         self._signals = 0
         self._grace_timer: threading.Timer | None = None
+        self._main_ident = threading.main_thread().ident or 0
         if job_types is not None:
             self._keep_only(list(job_types))
         if not queue._handlers:
@@ -127,4 +127,5 @@ class Worker:
 
     def _grace_over(self) -> None:
         logger.warning("grace period over")
-        _thread.interrupt_main(signal.SIGTERM)
+        # A real signal to the main thread: it also interrupts a handler blocked in a syscall.
+        signal.pthread_kill(self._main_ident, signal.SIGTERM)
