@@ -2,6 +2,7 @@
 # The one test command of the README: set up what the tests need, then lint, type-check, test.
 #   ./ci/test.sh              everything
 #   ./ci/test.sh -k purge     extra arguments go to pytest
+#   SKIP_DEMO=1 ./ci/test.sh  skip the fresh-venv `kqueue demo` run at the end
 # With CI=true a missing service fails the run instead of skipping tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,3 +40,13 @@ log "mypy --strict"
 "$VENV/bin/mypy"
 log "pytest"
 "$VENV/bin/python" -m pytest "$@"
+
+# The README's first command, as a newcomer runs it: a fresh venv, a plain install, the demo.
+if [ "${SKIP_DEMO:-}" != 1 ]; then
+  log "kqueue demo from a fresh virtual environment"
+  demo_venv=$(mktemp -d)/venv
+  "$PYTHON" -m venv "$demo_venv"
+  "$demo_venv/bin/python" -m pip install --quiet . 2>&1 | grep -v -i warning || true
+  (cd "$(dirname "$demo_venv")" && "$demo_venv/bin/kqueue" demo)
+  rm -rf "$(dirname "$demo_venv")"
+fi
