@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pkgutil
 
 import pytest
 
@@ -13,11 +14,9 @@ from kqueue.serialization import CodecRegistry, JsonCodec, decode_body, encode_b
 
 
 def test_public_api_is_exactly_all() -> None:
-    public = {name for name in dir(kqueue) if not name.startswith("_")}
-    modules = {"errors", "job", "queue", "retry", "serialization", "broker", "runner", "purge"}
-    modules |= {"sweeper", "admin", "hooks"}
-    modules |= {"stores"}
-    assert public - modules == set(kqueue.__all__) - {"__version__"}
+    submodules = {info.name for info in pkgutil.iter_modules(kqueue.__path__)}
+    public = {name for name in dir(kqueue) if not name.startswith("_")} - submodules
+    assert public == set(kqueue.__all__) - {"__version__"}
 
 
 def test_priorities_keep_the_original_values_on_module_and_class() -> None:
