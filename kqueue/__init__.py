@@ -24,11 +24,13 @@ from kqueue.errors import (
     StoreError,
     ValidationError,
 )
+from kqueue.hooks import Hooks
 from kqueue.job import PRIO_BULK, PRIO_HIGH, PRIO_LOW, PRIO_NORMAL, PRIO_URGENT, Job
 from kqueue.queue import NOT_SCHEDULED, KQueue
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Codec, JsonCodec, RawCodec
 from kqueue.sweeper import RecoverySweeper, SweepReport
+from kqueue.worker import Worker
 
 __version__ = "0.1.0"
 
@@ -47,6 +49,7 @@ __all__ = [
     "BrokerTimeoutError",
     "Codec",
     "ConfigurationError",
+    "Hooks",
     "InvalidJobTypeError",
     "Job",
     "JobNotFoundError",
@@ -64,5 +67,6 @@ __all__ = [
     "StoreError",
     "SweepReport",
     "ValidationError",
+    "Worker",
     "__version__",
 ]
