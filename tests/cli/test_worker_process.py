@@ -166,3 +166,25 @@ def test_log_json_writes_one_json_object_per_line(
     buried = [entry for entry in lines if "buried" in entry["message"]]
     assert buried and buried[0]["level"] == "error"
     assert "type=failing" in buried[0]["message"]
+
+
+def test_worker_and_commands_over_redis_and_postgresql_stores(
+    spawn_kqueue: Spawn,
+    beanstalkd: BeanstalkdProcess,
+    out_file: Path,
+    redis_url: str,
+    postgres_url: str,
+) -> None:
+    for store in (redis_url, postgres_url):
+        put = spawn_kqueue("put", "record", '{"via": "%s"}' % store.split(":")[0], "--store", store)
+        assert put.wait(30) == 0
+        stats = spawn_kqueue("stats", "--json", "--store", store)
+        out, _ = stats.communicate(timeout=30)
+        (row,) = json.loads(out)["job_types"]
+        assert (row["ready"], row["stored"]) == (1, 1)
+        worker = spawn_kqueue("worker", "tests.cli.app:queue", "--burst", "--store", store)
+        assert worker.wait(30) == 0
+        stats = spawn_kqueue("stats", "--json", "--store", store)
+        out, _ = stats.communicate(timeout=30)
+        assert json.loads(out)["job_types"] == []
+    assert ran(out_file) == [{"via": "redis"}, {"via": "postgresql+psycopg"}]
