@@ -176,7 +176,8 @@ def test_worker_and_commands_over_redis_and_postgresql_stores(
     postgres_url: str,
 ) -> None:
     for store in (redis_url, postgres_url):
-        put = spawn_kqueue("put", "record", '{"via": "%s"}' % store.split(":")[0], "--store", store)
+        payload = json.dumps({"via": store.split(":")[0]})
+        put = spawn_kqueue("put", "record", payload, "--store", store)
         assert put.wait(30) == 0
         stats = spawn_kqueue("stats", "--json", "--store", store)
         out, _ = stats.communicate(timeout=30)
