@@ -89,28 +89,64 @@ class QueueAdmin:
         keys = [
             body.key
             for body in map(decode_body, result.deleted_bodies)
-            if body is not None and body.mode == "r"
+            if body is not None and body.stored
         ]
-        if keys and self.store is not None:
-            self.store.delete_many(keys)
+        lost = 0
+        if self.store is not None:
+            if keys:
+                self.store.delete_many(keys)
+            lost = self._purge_lost_records(job_type, pattern)
         if result.left_reserved:
             logger.warning(
                 "purge of %s left %d job(s) alone: reserved by workers",
                 job_type,
                 result.left_reserved,
             )
-        logger.info("purged %d job(s) of type %s", len(result.deleted_bodies), job_type)
-        return len(result.deleted_bodies)
+        deleted = len(result.deleted_bodies) + lost
+        logger.info("purged %d job(s) of type %s", deleted, job_type)
+        return deleted
+
+    def _purge_lost_records(
+        self, job_type: str, pattern: str | bytes | re.Pattern[Any] | None
+    ) -> int:
+        """Delete the matching records whose job beanstalkd no longer holds (lost, or never
+        put), so that the sweeper cannot bring a purged job back."""
+        assert self.store is not None
+        matches = None if pattern is None else self._record_matcher(pattern)
+        conn = self._connection()
+        checker = Sweep(self.store, conn, tube_prefix=self.tube_prefix, grace=0)
+        doomed: list[str] = []
+        try:
+            server_id = str(conn.stats()["id"])
+            after = None
+            while True:
+                page = self.store.scan(after=after, limit=500, job_type=job_type)
+                for record in page:
+                    if matches is not None and not matches(record.payload):
+                        continue
+                    if not checker.holds(record, server_id):
+                        doomed.append(record.key)
+                if len(page) < 500:
+                    break
+                after = page[-1].key
+        finally:
+            conn.close()
+        return self.store.delete_many(doomed) if doomed else 0
 
     def _payload_matcher(self, pattern: str | bytes | re.Pattern[Any]) -> Callable[[bytes], bool]:
+        """Matches a job body by its payload (read from the store for references)."""
+        matches = self._record_matcher(pattern)
+        return lambda raw: matches(self._payload_of(raw))
+
+    def _record_matcher(self, pattern: str | bytes | re.Pattern[Any]) -> Callable[[bytes], bool]:
+        """Matches an encoded payload: str patterns see it as UTF-8 text, bytes patterns raw."""
         try:
             compiled = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
         except (re.error, TypeError) as exc:
             raise ValidationError(f"invalid purge pattern {pattern!r}: {exc}") from exc
         as_bytes = isinstance(compiled.pattern, bytes)
 
-        def matches(raw: bytes) -> bool:
-            payload = self._payload_of(raw)
+        def matches(payload: bytes) -> bool:
             subject: Any = payload if as_bytes else payload.decode("utf-8", "replace")
             return compiled.search(subject) is not None
 
@@ -120,7 +156,7 @@ class QueueAdmin:
         body = decode_body(raw)
         if body is None:
             return raw
-        if body.mode == "i" or self.store is None:
+        if body.mode != "r" or self.store is None:
             return body.payload
         record = self.store.get(body.key)
         return record.payload if record is not None else b""

@@ -146,6 +146,13 @@ class Sweep:
             return
         self._requeue(record, report)
 
+    def holds(self, record: JobRecord, server_id: str) -> bool:
+        """True if beanstalkd holds this record's job now (in any state)."""
+        ref = record.ref
+        if ref is None or is_claim(ref):
+            return False
+        return self._holds(record, ref, SweepReport(server_id=server_id))
+
     def _holds(self, record: JobRecord, ref: BrokerRef, report: SweepReport) -> bool:
         """True if beanstalkd still holds this record's job (fixing the reference if moved)."""
         found = self.conn.peek(ref.job_id)
@@ -159,7 +166,7 @@ class Sweep:
                     if self.store.swap_reference(record.key, ref, moved, now=record.updated_at):
                         report.references_updated += 1
                 return True
-            stale = body is not None and body.mode == "r" and self.store.get(body.key) is None
+            stale = body is not None and body.stored and self.store.get(body.key) is None
             # An id reused after a restart, pointing at a record that is gone: drop it.
             if stale and self.conn.delete(found.id):
                 report.stale_dropped += 1

@@ -199,3 +199,27 @@ def test_ten_megabyte_payload_travels_through_the_store_or_is_refused_whole(
     assert queue.run_jobs(time_limit_ms=0) == 1
     assert seen == [payload]
     assert store.count() == 0
+
+
+def test_purge_also_removes_matching_records_beanstalkd_lost(
+    make_queue: Callable[..., KQueue], store: Store, beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    queue.add_job("lp", {"user": "alice"})
+    queue.add_job("lp", {"user": "bob"})
+    beanstalkd.restart(binlog_dir=False)  # both jobs lost; only their records remain
+    assert queue.purge_jobs("lp", pattern="alice") == 1
+    (left,) = store.scan(job_type="lp")
+    assert left.payload == b'{"user":"bob"}'
+    assert queue.sweep(grace=0).requeued == 1  # bob comes back, alice stays purged
+
+
+def test_purge_keeps_records_of_jobs_reserved_by_workers(
+    make_queue: Callable[..., KQueue], store: Store, beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    job_id = queue.add_job("busy", "x")
+    with greenstalk.Client(beanstalkd.address, watch="kq-busy") as worker:
+        worker.reserve_job(job_id)
+        assert queue.purge_jobs("busy") == 0
+        assert store.count() == 1
