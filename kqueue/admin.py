@@ -89,7 +89,7 @@ class QueueAdmin:
         keys = [
             body.key
             for body in map(decode_body, result.deleted_bodies)
-            if body is not None and body.stored
+            if body is not None and body.mode == "r"
         ]
         lost = 0
         if self.store is not None:
