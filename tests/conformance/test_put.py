@@ -131,3 +131,23 @@ def test_ids_are_never_reused_within_a_process(conn: RawConnection) -> None:
     assert conn.cmd(b"put 0 0 1 1\r\na\r\n") == b"INSERTED 1\r\n"
     assert conn.cmd(b"delete 1\r\n") == b"DELETED\r\n"
     assert conn.cmd(b"put 0 0 1 1\r\nb\r\n") == b"INSERTED 2\r\n"
+
+
+def test_peek_sees_a_job_whose_body_is_still_arriving(server: ServerTarget) -> None:
+    """The job exists from the moment its put line is accepted: another connection's peek
+    finds it (FOUND with the declared size, followed by the body buffer as it stands: the
+    bytes received so far, then uninitialised bytes, so only the received prefix is
+    compared), stats-job shows state ``invalid``, delete is NOT_FOUND; once the body is
+    complete the put is INSERTED with that id."""
+    with server.connect() as producer, server.connect() as other:
+        producer.send(b"put 0 0 3600 3\r\nab")
+        producer.assert_silent(0.05)
+        reply = other.cmd(b"peek 1\r\n")
+        assert reply.startswith(b"FOUND 1 3\r\nab")
+        assert len(reply) == len(b"FOUND 1 3\r\n") + 5
+        job = stats_dict(other.cmd(b"stats-job 1\r\n"))
+        assert (job["state"], job["ttr"]) == ("invalid", "3600")
+        assert other.cmd(b"delete 1\r\n") == b"NOT_FOUND\r\n"
+        producer.send(b"c\r\n")
+        assert producer.reply() == b"INSERTED 1\r\n"
+        assert other.cmd(b"peek 1\r\n") == b"FOUND 1 3\r\nabc\r\n"
