@@ -89,7 +89,7 @@ class QueueAdmin:
         keys = [
             body.key
             for body in map(decode_body, result.deleted_bodies)
-            if body is not None and body.mode == "r"
+            if body is not None and body.stored
         ]
         lost = 0
         if self.store is not None:

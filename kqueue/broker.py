@@ -1,5 +1,9 @@
 """The beanstalkd connection layer: one socket, replies matched in order, errors translated.
 
+Commands go one per round trip through the methods below, or many at once through
+:meth:`BeanstalkConnection.pipeline` (see :mod:`kqueue.pipeline`): a burst is written in one
+``send`` and its replies are matched in order, which is what makes batches cheap.
+
 kqueue speaks the beanstalkd protocol itself rather than through greenstalk because a worker
 must wait for a job with a sub-second deadline and wake at once on ``stop()``: the reply wait is
 a ``poll`` on the socket and a wake-up descriptor, with a timeout on every read. Every socket
@@ -19,6 +23,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kqueue.errors import (
     BrokerConnectionError,
@@ -29,6 +34,9 @@ from kqueue.errors import (
     BrokerTimeoutError,
     JobTooBigError,
 )
+
+if TYPE_CHECKING:
+    from kqueue.pipeline import Pipeline
 
 StatsValue = int | str
 Stats = dict[str, StatsValue]
@@ -65,6 +73,15 @@ class ReservedJob:
 
     id: int
     body: bytes
+
+
+class PipelineBroken(Exception):
+    """A pipeline lost its connection part way: the replies read, and the error for the rest."""
+
+    def __init__(self, error: BrokerError, replies: list[Reply]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.replies = replies
 
 
 class DeadlineSoon(BrokerError):
@@ -105,6 +122,7 @@ class BeanstalkConnection:
         self.command_timeout = command_timeout
         self._sock: socket.socket | None = None
         self._buf = bytearray()
+        self._pos = 0  # parsed up to here; compacted once per recv, not once per reply
         self._lock = threading.RLock()
         self._used = "default"
         self._watched: list[str] = ["default"]
@@ -166,6 +184,7 @@ class BeanstalkConnection:
                 finally:
                     self._sock = None
                     self._buf.clear()
+                    self._pos = 0
                     self._pollers.clear()
 
     def _ensure_open(self) -> socket.socket:
@@ -199,7 +218,9 @@ class BeanstalkConnection:
             try:
                 sent = sock.send(view)
             except BlockingIOError:
-                if not _writable(sock, deadline - time.monotonic()):
+                # The server may be blocked writing replies to a long pipeline: read them
+                # meanwhile, or neither side would ever move again.
+                if not self._wait_writable(sock, deadline):
                     self.close()
                     raise BrokerTimeoutError(
                         f"beanstalkd at {self.address}: send timed out"
@@ -208,6 +229,17 @@ class BeanstalkConnection:
             except OSError as exc:
                 raise self._lost(exc) from exc
             view = view[sent:]
+            deadline = time.monotonic() + self.command_timeout
+
+    def _wait_writable(self, sock: socket.socket, deadline: float) -> bool:
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT | _POLL_IN)
+        events = poller.poll(max(0, math.ceil((deadline - time.monotonic()) * 1000)))
+        if not events:
+            return False
+        if any(mask & _POLL_IN for _, mask in events):
+            self._recv_into_buffer(sock)
+        return True
 
     def _fill(self, deadline: float | None, wakeup: int | None) -> bool:
         """Read more bytes; False when the deadline passed or ``wakeup`` became readable."""
@@ -221,16 +253,22 @@ class BeanstalkConnection:
             return False
         if not any(fd == sock.fileno() for fd, _ in events):
             return False
+        self._recv_into_buffer(sock)
+        return True
+
+    def _recv_into_buffer(self, sock: socket.socket) -> None:
         try:
             chunk = sock.recv(_RECV_SIZE)
         except BlockingIOError:
-            return True
+            return
         except OSError as exc:
             raise self._lost(exc) from exc
         if not chunk:
             raise self._lost("closed by the server")
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
         self._buf += chunk
-        return True
 
     def _poller(self, sock: socket.socket, wakeup: int | None) -> select.poll:
         cached = self._pollers.get(wakeup)
@@ -244,26 +282,34 @@ class BeanstalkConnection:
 
     def _parse_reply(self) -> Reply | None:
         buf = self._buf
-        end = buf.find(b"\r\n")
+        pos = self._pos
+        end = buf.find(b"\r\n", pos)
         if end < 0:
             return None
-        word, *rest = bytes(buf[:end]).split(b" ")
+        word, *rest = bytes(buf[pos:end]).split(b" ")
         size_arg = _BODY_SIZE_ARG.get(word)
         if size_arg is None:
-            del buf[: end + 2]
+            self._consumed(end + 2)
             return Reply(word, tuple(rest))
         try:
             size = int(rest[size_arg])
         except (IndexError, ValueError) as exc:
-            raise self._protocol_error(f"malformed reply {bytes(buf[:end])!r}") from exc
+            raise self._protocol_error(f"malformed reply {bytes(buf[pos:end])!r}") from exc
         total = end + 2 + size + 2
         if len(buf) < total:
             return None
         if buf[total - 2 : total] != b"\r\n":
             raise self._protocol_error("reply body not followed by CRLF")
         body = bytes(buf[end + 2 : total - 2])
-        del buf[:total]
+        self._consumed(total)
         return Reply(word, tuple(rest), body)
+
+    def _consumed(self, upto: int) -> None:
+        if upto >= len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        else:
+            self._pos = upto
 
     def _protocol_error(self, message: str) -> BrokerProtocolError:
         self.close()
@@ -303,6 +349,52 @@ class BeanstalkConnection:
                     f"within {self.command_timeout} s"
                 )
             return self._check(command, reply, expected)
+
+    def pipeline(self) -> Pipeline:
+        """A batch of commands sent in one write, replies matched in order (see Pipeline)."""
+        from kqueue.pipeline import Pipeline
+
+        return Pipeline(self)
+
+    def exchange(self, data: bytes, count: int) -> list[Reply]:
+        """Send ``count`` commands, already framed in ``data``, in one write; their replies.
+
+        Every reply must arrive within ``command_timeout`` of the previous one. When the
+        connection drops or times out part way, :class:`PipelineBroken` carries the replies
+        read so far and the error for the rest. A connection that had worked before and
+        fails before any reply is retried once on a fresh one, as single commands are.
+        """
+        with self._lock:
+            proven = self._sock is not None and self._proven
+            try:
+                return self._exchange_once(data, count)
+            except PipelineBroken as broken:
+                retry = proven and not broken.replies
+                if not retry or not isinstance(broken.error, BrokerConnectionError):
+                    raise
+            return self._exchange_once(data, count)
+
+    def _exchange_once(self, data: bytes, count: int) -> list[Reply]:
+        replies: list[Reply] = []
+        try:
+            self._send(data)
+            while len(replies) < count:
+                reply = self._read_reply(time.monotonic() + self.command_timeout)
+                if reply is None:
+                    self.close()
+                    raise BrokerTimeoutError(
+                        f"beanstalkd at {self.address} did not answer command "
+                        f"{len(replies) + 1} of a pipeline of {count} "
+                        f"within {self.command_timeout} s"
+                    )
+                replies.append(reply)
+        except BrokerError as exc:
+            raise PipelineBroken(exc, replies) from exc
+        return replies
+
+    def check_reply(self, command: bytes, reply: Reply, expected: tuple[bytes, ...]) -> Reply:
+        """``reply`` if its word is in ``expected``; else the translated error is raised."""
+        return self._check(command, reply, expected)
 
     def _check(self, command: bytes, reply: Reply, expected: tuple[bytes, ...]) -> Reply:
         if reply.word in expected:

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -27,6 +27,7 @@ from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec, JobRunner
 from kqueue.serialization import Codec, CodecRegistry, decode_body, encode_body
 from kqueue.stores.base import BrokerRef, JobRecord, Store
+from kqueue.window import ReserveWindow
 
 logger = logging.getLogger("kqueue")
 
@@ -49,6 +50,11 @@ class KQueue(QueueAdmin):
     payloads travel inline in beanstalkd and nothing else holds them. ``strict`` makes
     add_job raise (and remove the record) when beanstalkd refuses the reference, instead of
     leaving the accepted job for the recovery sweeper.
+
+    ``window`` is the most jobs a worker reserves at once while jobs are ready (1: one at a
+    time; see :mod:`kqueue.window`). With a store, payloads up to ``inline_copy_max`` bytes
+    also travel inline in the beanstalkd body (mode ``s``), so a worker only checks that the
+    record still exists instead of reading it; 0 turns that off.
     """
 
     PRIO_URGENT: ClassVar[int] = jobmod.PRIO_URGENT
@@ -72,6 +78,8 @@ class KQueue(QueueAdmin):
         reconnect_delay: tuple[float, float] = (0.05, 5.0),
         recovery_grace: float = 30.0,
         hooks: Sequence[Hooks] = (),
+        window: int = 128,
+        inline_copy_max: int = 1024,
     ) -> None:
         from kqueue.serialization import JsonCodec
 
@@ -86,6 +94,8 @@ class KQueue(QueueAdmin):
         self.reconnect_delay = reconnect_delay
         self.recovery_grace = recovery_grace
         self.counters: Counter[str] = Counter()
+        self.inline_copy_max = check_u32("inline_copy_max", inline_copy_max)
+        self._window = ReserveWindow(check_u32("window", window, minimum=1))
         self._timeouts = (connect_timeout, command_timeout)
         self._handlers: dict[str, HandlerSpec] = {}
         self._producer = self._connection()
@@ -200,10 +210,43 @@ class KQueue(QueueAdmin):
             updated_at=now,
         )
         self.store.put(record)
-        body = encode_body("r", key=key, codec=codec, priority=priority, ttr=ttr, job_type=job_type)
-        return self._put_reference(self.store, tube, record, body)
+        return self._put_reference(self.store, tube, record, self._reference_body(record))
 
-    def _put_inline(self, tube: str, body: bytes, priority: int, delay: int, ttr: int) -> int:
+    def _reference_body(self, record: JobRecord) -> bytes:
+        """The body of a stored job: mode ``s`` with a copy of a small payload, else ``r``."""
+        small = len(record.payload) <= self.inline_copy_max
+        return encode_body(
+            "s" if small else "r",
+            key=record.key,
+            codec=record.codec,
+            priority=record.priority,
+            ttr=record.ttr,
+            job_type=record.job_type,
+            payload=record.payload if small else b"",
+        )
+
+    def add_jobs(
+        self,
+        job_type: str,
+        payloads: Iterable[Any],
+        *,
+        priority: int = jobmod.PRIO_NORMAL,
+        delay: float = 0,
+        ttr: int = 30,
+    ) -> list[int]:
+        """Enqueue many jobs of one type at once; their beanstalkd ids, in order.
+
+        Every payload is encoded before anything is written: one that cannot be encoded
+        raises :class:`~kqueue.errors.PayloadError` (naming its index) and nothing is stored
+        or enqueued. Then the records go to the store in one round trip and the references to
+        beanstalkd in one pipelined burst (per :data:`~kqueue.batch.BATCH_SIZE` jobs). Ids are
+        :data:`NOT_SCHEDULED` for jobs accepted while beanstalkd failed, as in add_job.
+        """
+        from kqueue.batch import add_batch
+
+        return add_batch(self, job_type, payloads, priority=priority, delay=delay, ttr=ttr)
+
+    def _warn_inline(self) -> None:
         if not self._warned_inline:
             self._warned_inline = True
             logger.warning(
@@ -212,6 +255,9 @@ class KQueue(QueueAdmin):
                 self.host,
                 self.port,
             )
+
+    def _put_inline(self, tube: str, body: bytes, priority: int, delay: int, ttr: int) -> int:
+        self._warn_inline()
         with self._producer._lock:
             limit = self._producer.server_stats().get("max-job-size")
             if isinstance(limit, int) and len(body) > limit:
@@ -311,9 +357,9 @@ class KQueue(QueueAdmin):
             if wait is not None and wait < 0:
                 break
             try:
-                reserved = self._reserve(wait)
-                if reserved is not None and self._runner.run(self._worker, reserved):
-                    ran += 1
+                reserved = self._reserve(wait, None if count_limit < 0 else count_limit - ran)
+                if reserved:
+                    ran += self._run_window(reserved)
             except BrokerConnectionError as exc:
                 logger.warning("worker lost beanstalkd: %s; retrying in %.2f s", exc, backoff)
                 self._pause(backoff, deadline)
@@ -329,20 +375,28 @@ class KQueue(QueueAdmin):
                 backoff = min(backoff * 2, self.reconnect_delay[1])
                 continue
             backoff = self.reconnect_delay[0]
-            if reserved is None and time_limit_ms == 0:
+            if not reserved and time_limit_ms == 0:
                 break
         return ran
 
-    def _reserve(self, wait: float | None) -> ReservedJob | None:
+    def _reserve(self, wait: float | None, room: int | None) -> list[ReservedJob]:
         # Clear wake-ups before looking at the flags they announce, so none is lost.
         self._wakeup.clear()
         if self._stop_requested:
-            return None
+            return []
         if not self._handlers:
             self._pause(wait, None)
-            return None
+            return []
         self._sync_watches()
-        return self._worker.reserve(wait, wakeup=self._wakeup.fd)
+        return self._window.reserve(self._worker, wait, wakeup=self._wakeup.fd, room=room)
+
+    def _run_window(self, reserved: list[ReservedJob]) -> int:
+        started = time.monotonic()
+        ran = self._runner.run_window(
+            self._worker, reserved, reserved_at=started, should_stop=lambda: self._stop_requested
+        )
+        self._window.observe(len(reserved), time.monotonic() - started)
+        return ran
 
     def _pause(self, seconds: float | None, deadline: float | None) -> None:
         """Sleep, but wake for stop() or add_handler(), and never past the deadline."""
@@ -381,7 +435,7 @@ class KQueue(QueueAdmin):
         if found is None:
             return False
         body = decode_body(found.body)
-        if body is not None and body.mode == "r" and self.store is not None:
+        if body is not None and body.stored and self.store is not None:
             self.store.delete(body.key)
         return self._admin.delete(job)
 

@@ -1,4 +1,4 @@
-"""Running one reserved job: body -> record -> handler -> outcome.
+"""Running reserved jobs: body -> record -> handler -> outcome, a window at a time.
 
 The outcome rules: a handler that returns has its job deleted (unless it already deleted,
 released or buried it); a handler that raises has its job released with a backoff delay, or
@@ -8,11 +8,12 @@ reference whose record is gone (done or purged already) is deleted without runni
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +22,8 @@ from kqueue.errors import KQueueError, PayloadError
 from kqueue.hooks import HookChain
 from kqueue.job import Job
 from kqueue.retry import RetryPolicy
-from kqueue.serialization import CodecRegistry, decode_body
-from kqueue.stores.base import Store
+from kqueue.serialization import Body, CodecRegistry, decode_body
+from kqueue.stores.base import JobRecord, RecordStatus, Store
 
 logger = logging.getLogger("kqueue")
 
@@ -69,8 +70,39 @@ class AutoToucher:
         self._thread.join()
 
 
+class _Acks:
+    """Finished jobs whose deletes are sent together: record keys and beanstalkd ids."""
+
+    __slots__ = ("ids", "keys", "since", "ttr")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.ids: list[int] = []
+        self.since = 0.0
+        self.ttr = 0
+
+    def add(self, job_id: int, key: str | None, ttr: int) -> None:
+        if not self.ids:
+            self.since = time.monotonic()
+            self.ttr = ttr
+        self.ids.append(job_id)
+        self.ttr = min(self.ttr, ttr)
+        if key is not None:
+            self.keys.append(key)
+
+    def due(self, interval: float) -> bool:
+        """True when the oldest pending delete has waited long enough to send the lot now."""
+        return bool(self.ids) and time.monotonic() - self.since > min(interval, self.ttr / 4)
+
+
 class JobRunner:
-    """Turns a reserved beanstalkd job into a handler call and settles its outcome."""
+    """Turns reserved beanstalkd jobs into handler calls and settles their outcomes.
+
+    A window of jobs reserved together is run in order: their records come from the store in
+    one round trip, and the deletes of finished jobs go out together (records first, then one
+    pipelined burst to beanstalkd) at the end of the window, or sooner once the oldest has
+    waited ``ack_interval`` seconds (or a quarter of its TTR).
+    """
 
     def __init__(
         self,
@@ -82,6 +114,7 @@ class JobRunner:
         tube_prefix: str,
         counters: Counter[str],
         hooks: HookChain,
+        ack_interval: float = 0.05,
     ) -> None:
         self.store = store
         self.codecs = codecs
@@ -90,32 +123,124 @@ class JobRunner:
         self.tube_prefix = tube_prefix
         self.counters = counters
         self.hooks = hooks
+        self.ack_interval = ack_interval
 
     def run(self, conn: BeanstalkConnection, reserved: ReservedJob) -> bool:
         """Process one reserved job; True if a handler ran."""
-        job = self._prepare(conn, reserved)
-        if job is None:
-            return False
-        spec = self.handlers.get(job.job_type)
-        if spec is None:
-            # The handler was removed after the reserve: hand the job back untouched.
-            conn.release(job.id, priority=job.priority, delay=0)
-            return False
-        self._call_handler(conn, job, spec)
-        return True
+        return self.run_window(conn, [reserved], reserved_at=time.monotonic()) == 1
 
-    def _prepare(self, conn: BeanstalkConnection, reserved: ReservedJob) -> Job | None:
-        body = decode_body(reserved.body)
+    def run_window(
+        self,
+        conn: BeanstalkConnection,
+        window: Sequence[ReservedJob],
+        *,
+        reserved_at: float,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Run jobs reserved together (at ``reserved_at``) in order; how many handlers ran.
+
+        A job not started within half its TTR of the reserve, and every job left when
+        ``should_stop()`` turns true, is released untouched for another worker.
+        """
+        jobs = self._prepare_window(conn, window)
+        acks = _Acks()
+        ran = 0
+        try:
+            for index, job in enumerate(jobs):
+                if job is None:
+                    continue
+                late = time.monotonic() - reserved_at > job.ttr / 2
+                if late or (ran and should_stop()):
+                    self._hand_back(conn, jobs[index:])
+                    break
+                spec = self.handlers.get(job.job_type)
+                if spec is None:
+                    # The handler was removed after the reserve: hand the job back untouched.
+                    conn.release(job.id, priority=job.priority, delay=0)
+                    continue
+                if acks.due(self.ack_interval):
+                    self._flush(conn, acks)
+                self._call_handler(conn, job, spec, acks)
+                ran += 1
+        except BaseException:
+            with contextlib.suppress(KQueueError):
+                self._flush(conn, acks)  # what finished stays finished, if we still can
+            raise
+        self._flush(conn, acks)
+        return ran
+
+    def _hand_back(self, conn: BeanstalkConnection, jobs: Sequence[Job | None]) -> None:
+        pipe = conn.pipeline()
+        for job in jobs:
+            if job is not None:
+                pipe.release(job.id, priority=job.priority, delay=0)
+        self.counters["window_released"] += len(pipe)
+        pipe.execute()
+
+    def _flush(self, conn: BeanstalkConnection, acks: _Acks) -> None:
+        """Delete finished jobs: their records first, so a crash in between never reruns one."""
+        if not acks.ids:
+            return
+        keys, ids = acks.keys, acks.ids
+        acks.keys, acks.ids = [], []
+        if keys and self.store is not None:
+            self.store.delete_many(keys)
+        pipe = conn.pipeline()
+        for job_id in ids:
+            pipe.delete(job_id)
+        pipe.execute()
+
+    def _prepare_window(
+        self, conn: BeanstalkConnection, window: Sequence[ReservedJob]
+    ) -> list[Job | None]:
+        bodies = [decode_body(reserved.body) for reserved in window]
+        records: dict[str, JobRecord | RecordStatus] = {}
+        server_id = ""
+        if self.store is not None:
+            # One round trip for the window: payloads where only the store has them, else
+            # just the statuses (the record must still exist, and its attempts count).
+            copies = [body.key for body in bodies if body is not None and body.mode == "s"]
+            refs = [body.key for body in bodies if body is not None and body.mode == "r"]
+            if copies:
+                records.update(self.store.get_status_many(copies))
+            if refs:
+                records.update(self.store.get_many(refs))
+            if copies or refs:
+                server_id = conn.server_id()
+        dropped = _Acks()
+        jobs = [
+            self._prepare(conn, reserved, body, records, server_id, dropped)
+            for reserved, body in zip(window, bodies, strict=True)
+        ]
+        self._flush(conn, dropped)
+        return jobs
+
+    def _prepare(
+        self,
+        conn: BeanstalkConnection,
+        reserved: ReservedJob,
+        body: Body | None,
+        records: dict[str, JobRecord | RecordStatus],
+        server_id: str,
+        dropped: _Acks,
+    ) -> Job | None:
         if body is None:
             self._bury_unreadable(conn, reserved.id, "foreign or corrupt job body")
             return None
         attempts: int | None = None
         payload = body.payload
-        if body.mode == "r":
-            record = self._fetch_record(conn, reserved.id, body.key)
-            if record is None:
+        if body.stored:
+            if self.store is None:
+                why = "a store reference, but this queue has no store"
+                self._bury_unreadable(conn, reserved.id, why)
                 return None
-            payload, attempts = record.payload, record.attempts + 1
+            record = records.get(body.key)
+            if not self._runnable(reserved.id, body.key, record, server_id, dropped):
+                return None
+            assert record is not None
+            attempts = record.attempts + 1
+            if isinstance(record, JobRecord):
+                payload = record.payload
         try:
             data = self.codecs.decode(body.codec, payload)
         except PayloadError as exc:
@@ -128,34 +253,37 @@ class JobRunner:
             priority=body.priority,
             ttr=body.ttr,
             key=body.key,
-            stored=body.mode == "r",
+            stored=body.stored,
             _attempts=attempts,
             _count_attempts=lambda: _attempts_from_broker(conn, reserved.id),
             _connection=conn,
         )
 
-    def _fetch_record(self, conn: BeanstalkConnection, job_id: int, key: str) -> Any:
-        if self.store is None:
-            self._bury_unreadable(conn, job_id, "a store reference, but this queue has no store")
-            return None
-        record = self.store.get(key)
+    def _runnable(
+        self,
+        job_id: int,
+        key: str,
+        record: JobRecord | RecordStatus | None,
+        server_id: str,
+        dropped: _Acks,
+    ) -> bool:
+        """False (and the job dropped) when the record is gone or names another job."""
         if record is None:
             # Done or purged already: the reference is stale. Never run it.
-            conn.delete(job_id)
+            dropped.add(job_id, None, 1)
             self.counters["stale_dropped"] += 1
             logger.info("job %s key=%s: record gone, reference dropped", job_id, key)
-            return None
+            return False
         current = record.ref
-        server_id = conn.server_id()
         if current is not None and current.server_id == server_id and current.job_id != job_id:
             # Another job on this very server carries the record (recovery re-enqueued it
             # while this one was thought lost): this one is a duplicate delivery. A reference
             # naming another server proves nothing (a binlog restart renames the server).
-            conn.delete(job_id)
+            dropped.add(job_id, None, 1)
             self.counters["duplicates_dropped"] += 1
             logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)
-            return None
-        return record
+            return False
+        return True
 
     def _bury_unreadable(self, conn: BeanstalkConnection, job_id: int, why: str) -> None:
         stats = conn.stats_job(job_id) or {}
@@ -163,7 +291,9 @@ class JobRunner:
         self.counters["unreadable_buried"] += 1
         logger.error("job %s in tube %s buried: %s", job_id, stats.get("tube", "?"), why)
 
-    def _call_handler(self, conn: BeanstalkConnection, job: Job, spec: HandlerSpec) -> None:
+    def _call_handler(
+        self, conn: BeanstalkConnection, job: Job, spec: HandlerSpec, acks: _Acks
+    ) -> None:
         self.hooks.before_job(job)
         toucher = AutoToucher(conn, job) if spec.auto_touch else None
         started = time.perf_counter()
@@ -185,7 +315,8 @@ class JobRunner:
         if toucher is not None:
             toucher.stop()
         if not job.finished:
-            self.complete(conn, job)
+            acks.add(job.id, job.key if job.stored else None, job.ttr)
+            job.outcome = "deleted"
         self.counters["completed"] += 1
         logger.debug("job %s type=%s done in %.3f ms", job.id, job.job_type, seconds * 1000)
         self.hooks.after_job(job, seconds)

@@ -5,8 +5,10 @@ through the ``raw`` codec; anything else goes through the queue's codec (JSON by
 pickle is never used unless an application registers such a codec itself.
 
 The beanstalkd body is ``kq1 <mode> <key> <codec> <priority> <ttr> <job type>\\n<payload>``
-where mode is ``i`` (inline: the payload follows, nothing else holds it) or ``r`` (reference:
-the payload lives in the bulk store under ``key``, and nothing follows the header). Carrying
+where mode is ``i`` (inline: the payload follows, nothing else holds it), ``r`` (reference:
+the payload lives in the bulk store under ``key``, and nothing follows the header) or ``s``
+(stored, with an inline copy: the record in the store is the source of truth, and a copy of
+its small payload follows, so a worker needs only to know the record still exists). Carrying
 the job type, priority and ttr lets a worker run a job without asking beanstalkd about it.
 Anything else in a watched tube is a foreign body.
 """
@@ -22,12 +24,13 @@ from kqueue.errors import PayloadError
 
 BODY_MAGIC = b"kq1 "
 _HEADER = re.compile(
-    rb"kq1 ([ir]) ([0-9a-f]{32}) ([a-z0-9_.-]{1,32}) ([0-9]{1,10}) ([0-9]{1,10}) "
+    rb"kq1 ([irs]) ([0-9a-f]{32}) ([a-z0-9_.-]{1,32}) ([0-9]{1,10}) ([0-9]{1,10}) "
     rb"([A-Za-z0-9+/;.$_()-]{1,200})\n"
 )
 _CODEC_NAME = re.compile(r"[a-z0-9_.-]{1,32}")
 
-BodyMode = Literal["i", "r"]
+BodyMode = Literal["i", "r", "s"]
+_MODES: dict[bytes, BodyMode] = {b"i": "i", b"r": "r", b"s": "s"}
 
 
 @runtime_checkable
@@ -125,6 +128,11 @@ class Body:
     job_type: str
     payload: bytes
 
+    @property
+    def stored(self) -> bool:
+        """True when a store record backs the job (modes ``r`` and ``s``)."""
+        return self.mode != "i"
+
 
 def encode_body(
     mode: BodyMode,
@@ -151,7 +159,7 @@ def decode_body(body: bytes) -> Body | None:
     if mode == b"r" and payload:
         return None
     return Body(
-        mode="i" if mode == b"i" else "r",
+        mode=_MODES[mode],
         key=key.decode(),
         codec=codec.decode(),
         priority=int(priority),

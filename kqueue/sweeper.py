@@ -166,7 +166,7 @@ class Sweep:
                     if self.store.swap_reference(record.key, ref, moved, now=record.updated_at):
                         report.references_updated += 1
                 return True
-            stale = body is not None and body.mode == "r" and self.store.get(body.key) is None
+            stale = body is not None and body.stored and self.store.get(body.key) is None
             # An id reused after a restart, pointing at a record that is gone: drop it.
             if stale and self.conn.delete(found.id):
                 report.stale_dropped += 1

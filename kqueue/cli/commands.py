@@ -84,7 +84,7 @@ def describe_job(queue: KQueue, found: ReservedJob) -> dict[str, Any]:
         return info
     info.update(job_type=body.job_type, priority=body.priority, ttr=body.ttr, key=body.key)
     payload = body.payload
-    if body.mode == "r" and queue.store is not None:
+    if body.stored and queue.store is not None:
         record = queue.store.get(body.key)
         if record is None:
             info["record"] = "gone (the job is done or purged)"

@@ -29,6 +29,50 @@ end
 return 0
 """
 
+PUT_MANY_PACKED = """
+-- The fast path of PUT_MANY for new records without a reference or an error.
+-- KEYS: index; ARGV: key prefix, then per record: key, payload, and the other fields in one
+-- space-separated string: job_type codec priority delay ttr created_at attempts state
+-- updated_at (none of them can hold a space). 3 arguments a record instead of 2 keys and 22.
+local prefix = ARGV[1]
+for i = 2, #ARGV, 3 do
+  if redis.call('EXISTS', prefix .. 'r:' .. ARGV[i]) == 1 then
+    return (i + 1) / 3
+  end
+end
+local names = {'job_type', 'codec', 'priority', 'delay', 'ttr', 'created_at', 'attempts',
+  'state', 'updated_at'}
+for i = 2, #ARGV, 3 do
+  local key = ARGV[i]
+  local fields = {'payload', ARGV[i + 1]}
+  local n = 0
+  for value in string.gmatch(ARGV[i + 2], '%S+') do
+    n = n + 1
+    fields[#fields + 1] = names[n]
+    fields[#fields + 1] = value
+  end
+  redis.call('HSET', prefix .. 'r:' .. key, unpack(fields))
+  redis.call('ZADD', KEYS[1], 0, key)
+  redis.call('ZADD', prefix .. 't:' .. fields[4], 0, key)
+end
+return 0
+"""
+
+STATUS_MANY = """
+-- KEYS: the hash keys. One string back, a line per key: '-' for a missing record, else
+-- 'attempts state ref_server ref_job' (the reference empty when there is none).
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('HMGET', KEYS[i], 'attempts', 'state', 'ref_server', 'ref_job')
+  if v[1] then
+    out[i] = v[1] .. ' ' .. v[2] .. ' ' .. (v[3] or '') .. ' ' .. (v[4] or '')
+  else
+    out[i] = '-'
+  end
+end
+return table.concat(out, '\\n')
+"""
+
 DELETE_MANY = """
 -- KEYS: index, then the hash keys; ARGV: type index prefix, then the record keys (ARGV[i]
 -- belongs to KEYS[i]). The type index key is read from the hash, so it is built here.
@@ -66,6 +110,34 @@ else
 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[7])
 return 1
+"""
+
+SWAP_REFERENCES = """
+-- KEYS: the hash keys; ARGV: now, then per key the same six values as SWAP_REFERENCE
+local swapped = 0
+for i = 1, #KEYS do
+  local base = 1 + (i - 1) * 6
+  local current = redis.call('HMGET', KEYS[i], 'job_type', 'ref_server', 'ref_job')
+  local matches
+  if not current[1] then
+    matches = false
+  elseif ARGV[base + 1] == '0' then
+    matches = not current[2]
+  else
+    matches = current[2] == ARGV[base + 2] and current[3] == ARGV[base + 3]
+  end
+  if matches then
+    if ARGV[base + 4] == '0' then
+      redis.call('HDEL', KEYS[i], 'ref_server', 'ref_job')
+      redis.call('HSET', KEYS[i], 'updated_at', ARGV[1])
+    else
+      redis.call('HSET', KEYS[i], 'ref_server', ARGV[base + 5], 'ref_job', ARGV[base + 6],
+        'updated_at', ARGV[1])
+    end
+    swapped = swapped + 1
+  end
+end
+return swapped
 """
 
 RECORD_ATTEMPT = """

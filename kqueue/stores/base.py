@@ -10,8 +10,9 @@ Rules every implementation follows:
   A key that already exists raises :class:`~kqueue.errors.StoreError` and writes nothing.
 - Methods that address one record by key return ``False``/``None`` when it does not exist;
   they never raise for a missing record.
-- ``swap_reference`` is a compare-and-set: it changes the broker reference only when the current
-  one equals ``expected``. It is what lets several sweepers run at once without double puts.
+- ``swap_reference`` (and ``swap_references``, its batch) is a compare-and-set: it changes the
+  broker reference only when the current one equals ``expected``. It is what lets several
+  sweepers run at once without double puts.
 - ``scan`` returns records in ascending key order, at most ``limit`` of them, strictly after
   ``after``: recovery pages through a large store in bounded memory.
 - Driver errors become :class:`~kqueue.errors.StoreError` (or a child) with the cause chained;
@@ -65,6 +66,21 @@ class JobRecord:
     updated_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class RecordStatus:
+    """What a worker must know of a record before running a job whose payload it already has:
+    that the record exists (it is returned at all), its attempts so far, its reference and
+    its state. :meth:`Store.get_status_many` reads it without the payload."""
+
+    attempts: int
+    state: RecordState
+    ref: BrokerRef | None
+
+
+RefSwap = tuple[str, "BrokerRef | None", "BrokerRef | None"]
+"""One compare-and-set of :meth:`Store.swap_references`: (key, expected, new)."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """A durable home for job records. See the module docstring for the rules."""
@@ -81,6 +97,13 @@ class Store(Protocol):
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key, in one round trip."""
 
+    def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
+        """The status of the records that exist among ``keys``, by key, in one round trip.
+
+        Cheaper than :meth:`get_many` (no payload travels): what a worker asks for a window
+        of jobs whose payloads came inline, to drop those whose record is gone.
+        """
+
     def delete(self, key: str) -> bool:
         """Remove a record; True if it existed."""
 
@@ -95,6 +118,13 @@ class Store(Protocol):
         Also sets ``updated_at`` to ``now``; the state is left alone (only
         :meth:`record_attempt` changes it). False when the record is gone or its reference
         differs (another producer or sweeper got there first).
+        """
+
+    def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
+        """Apply :meth:`swap_reference` to each ``(key, expected, new)`` in one round trip.
+
+        Each swap succeeds or fails on its own (there is no all-or-none); the number that
+        succeeded. A producer uses it to record the job ids of a whole batch at once.
         """
 
     def record_attempt(

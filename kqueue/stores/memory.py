@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from kqueue.errors import StoreError
 from kqueue.stores._common import ClosingStore
-from kqueue.stores.base import BrokerRef, JobRecord, RecordState
+from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, RefSwap
 
 
 class _SortedKeys:
@@ -97,6 +97,13 @@ class MemoryStore(ClosingStore):
             self._check_open()
             return {key: self._records[key] for key in keys if key in self._records}
 
+    def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
+        """The status of the records that exist among ``keys``, by key."""
+        return {
+            key: RecordStatus(record.attempts, record.state, record.ref)
+            for key, record in self.get_many(keys).items()
+        }
+
     def delete(self, key: str) -> bool:
         """Remove a record; True if it existed."""
         return self.delete_many([key]) == 1
@@ -118,6 +125,10 @@ class MemoryStore(ClosingStore):
                 return False
             self._records[key] = dataclasses.replace(record, ref=new, updated_at=now)
             return True
+
+    def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
+        """Compare-and-set several references; the number that succeeded."""
+        return sum(self.swap_reference(key, old, new, now=now) for key, old, new in swaps)
 
     def record_attempt(
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float

@@ -12,17 +12,20 @@ is not supported (scripts address keys of several hash slots).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores import _redis_scripts as scripts
 from kqueue.stores._common import ClosingStore
-from kqueue.stores.base import BrokerRef, JobRecord, RecordState
+from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, RefSwap
 from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, url_scheme
 
 if TYPE_CHECKING:
     import redis as redis_module
+
+_NO_SPACE = re.compile(r"\S+")
 
 DEFAULT_MAX_RECORD_BYTES = 512 * 1024 * 1024
 """Redis's default ``proto-max-bulk-len``: no single value may be larger."""
@@ -80,6 +83,16 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _packable(record: JobRecord) -> bool:
+    """True for a record the packed put script can write (no reference, no error)."""
+    return (
+        record.ref is None
+        and record.last_error is None
+        and _NO_SPACE.fullmatch(record.job_type) is not None
+        and _NO_SPACE.fullmatch(record.codec) is not None
+    )
+
+
 def _ref_args(ref: BrokerRef | None) -> list[str | int]:
     return ["0", "", ""] if ref is None else ["1", ref.server_id, ref.job_id]
 
@@ -132,8 +145,11 @@ class RedisStore(ClosingStore):
             message = scrub(str(exc), url)
             raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {message}") from exc
         self._put_many = self._client.register_script(scripts.PUT_MANY)
+        self._put_packed = self._client.register_script(scripts.PUT_MANY_PACKED)
+        self._status_many = self._client.register_script(scripts.STATUS_MANY)
         self._delete_many = self._client.register_script(scripts.DELETE_MANY)
         self._swap = self._client.register_script(scripts.SWAP_REFERENCE)
+        self._swap_many = self._client.register_script(scripts.SWAP_REFERENCES)
         self._attempt = self._client.register_script(scripts.RECORD_ATTEMPT)
         self._scan = self._client.register_script(scripts.SCAN)
 
@@ -205,6 +221,9 @@ class RedisStore(ClosingStore):
         if len(set(keys)) != len(keys):
             raise StoreError("put_many got the same key twice; nothing was written")
         self._check_sizes(records)
+        if all(_packable(record) for record in records):
+            self._put_many_packed(records)
+            return
         script_keys: list[str] = [self._index]
         args: list[str | bytes | int | float] = [len(records)]
         for record in records:
@@ -216,6 +235,42 @@ class RedisStore(ClosingStore):
         if duplicate:
             key = records[duplicate - 1].key
             raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+
+    def _put_many_packed(self, records: Sequence[JobRecord]) -> None:
+        args: list[str | bytes] = [self._prefix]
+        for r in records:
+            fields = (
+                f"{r.job_type} {r.codec} {r.priority} {float(r.delay)!r} {r.ttr} "
+                f"{float(r.created_at)!r} {r.attempts} {r.state} {float(r.updated_at)!r}"
+            )
+            args += [r.key, r.payload, fields]
+        with self._translate("put"):
+            duplicate = int(self._put_packed(keys=[self._index], args=args))
+        if duplicate:
+            key = records[duplicate - 1].key
+            raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+
+    def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
+        """The status of the records that exist among ``keys``, in one script call.
+
+        The script answers with one string (a line per key), which is far cheaper to read
+        than a reply of many parts.
+        """
+        unique = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        with self._translate("get_status_many"):
+            reply: bytes = self._status_many(keys=[self._record_key(key) for key in unique])
+        found: dict[str, RecordStatus] = {}
+        for key, line in zip(unique, reply.split(b"\n"), strict=True):
+            if line == b"-":
+                continue
+            attempts, state, server, job = line.decode().split(" ")
+            ref = BrokerRef(server, int(job)) if server else None
+            found[key] = RecordStatus(
+                int(attempts), "buried" if state == "buried" else "enqueued", ref
+            )
+        return found
 
     def get(self, key: str) -> JobRecord | None:
         """The record with this key, or None."""
@@ -255,6 +310,17 @@ class RedisStore(ClosingStore):
         args = [*_ref_args(expected), *_ref_args(new), repr(float(now))]
         with self._translate("swap_reference"):
             return int(self._swap(keys=[self._record_key(key)], args=args)) == 1
+
+    def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
+        """Compare-and-set several references in one script call; the number that succeeded."""
+        if not swaps:
+            return 0
+        args: list[str | int] = [repr(float(now))]
+        for _, expected, new in swaps:
+            args += [*_ref_args(expected), *_ref_args(new)]
+        script_keys = [self._record_key(key) for key, _, _ in swaps]
+        with self._translate("swap_references"):
+            return int(self._swap_many(keys=script_keys, args=args))
 
     def record_attempt(
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float

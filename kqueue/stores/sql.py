@@ -16,7 +16,7 @@ from typing import Any
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores._common import ClosingStore
-from kqueue.stores.base import BrokerRef, JobRecord, RecordState
+from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, RefSwap
 from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
 
 try:  # optional extra: SQLStore() names it when missing; importing this module never fails
@@ -275,6 +275,31 @@ class SQLStore(ClosingStore):
                     found[record.key] = record
         return found
 
+    def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
+        """The status of the records that exist among ``keys``: no payload is read."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, RecordStatus] = {}
+        if not unique:
+            return found
+        table = self._tables.records
+        columns = (
+            table.c.key,
+            table.c.attempts,
+            table.c.state,
+            table.c.ref_server,
+            table.c.ref_job,
+        )
+        with self._transaction("get_status") as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                query = sa.select(*columns).where(table.c.key.in_(chunk))
+                for key, attempts, state, ref_server, ref_job in conn.execute(query):
+                    ref = None if ref_server is None else BrokerRef(ref_server, int(ref_job))
+                    found[key] = RecordStatus(
+                        int(attempts), "buried" if state == "buried" else "enqueued", ref
+                    )
+        return found
+
     def delete(self, key: str) -> bool:
         """Remove a record; True if it existed."""
         return self.delete_many([key]) == 1
@@ -316,6 +341,42 @@ class SQLStore(ClosingStore):
         )
         with self._transaction("swap_reference") as conn:
             return bool(conn.execute(update).rowcount == 1)
+
+    def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
+        """Compare-and-set several references in one transaction; the number that succeeded.
+
+        Swaps from no reference and swaps from a reference are two executemany UPDATEs.
+        """
+        table = self._tables.records
+        changes = {
+            "ref_server": sa.bindparam("new_server"),
+            "ref_job": sa.bindparam("new_job"),
+            "updated_at": float(now),
+        }
+        from_none = sa.update(table).where(
+            table.c.key == sa.bindparam("k"), table.c.ref_server.is_(None)
+        )
+        from_ref = sa.update(table).where(
+            table.c.key == sa.bindparam("k"),
+            table.c.ref_server == sa.bindparam("old_server"),
+            table.c.ref_job == sa.bindparam("old_job"),
+        )
+        groups: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        for key, expected, new in swaps:
+            row: dict[str, Any] = {
+                "k": key,
+                "new_server": None if new is None else new.server_id,
+                "new_job": None if new is None else new.job_id,
+            }
+            if expected is not None:
+                row.update(old_server=expected.server_id, old_job=expected.job_id)
+            groups[expected is not None].append(row)
+        swapped = 0
+        with self._transaction("swap_references") as conn:
+            for statement, rows in ((from_none, groups[0]), (from_ref, groups[1])):
+                if rows:
+                    swapped += conn.execute(statement.values(**changes), rows).rowcount
+        return swapped
 
     def record_attempt(
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float

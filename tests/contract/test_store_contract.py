@@ -325,3 +325,37 @@ def test_memory_store_is_the_reference_for_this_suite() -> None:
 
     assert STORE_KINDS[0] == "memory"
     assert isinstance(MemoryStore(), Store)
+
+
+def test_swap_references_applies_each_compare_and_set_on_its_own(store: Store) -> None:
+    store.put_many([make_record("k1"), make_record("k2", ref=REF_A), make_record("k3")])
+    swaps = [
+        ("k1", None, REF_A),  # from no reference: succeeds
+        ("k2", REF_A, REF_B),  # from the current reference: succeeds
+        ("k3", REF_A, REF_B),  # from a reference it does not have: refused
+        ("gone", None, REF_A),  # a missing record: refused, not an error
+    ]
+    assert store.swap_references(swaps, now=9.0) == 2
+    records = store.get_many(["k1", "k2", "k3"])
+    assert (records["k1"].ref, records["k1"].updated_at) == (REF_A, 9.0)
+    assert (records["k2"].ref, records["k2"].updated_at) == (REF_B, 9.0)
+    assert records["k3"] == make_record("k3")
+    assert store.get("gone") is None
+
+
+def test_swap_references_can_clear_references_and_takes_an_empty_batch(store: Store) -> None:
+    store.put(make_record("k1", ref=REF_A))
+    assert store.swap_references([], now=1.0) == 0
+    assert store.swap_references([("k1", REF_A, None)], now=2.0) == 1
+    record = store.get("k1")
+    assert record is not None
+    assert (record.ref, record.updated_at) == (None, 2.0)
+
+
+def test_swap_references_handles_a_large_batch(store: Store) -> None:
+    keys = [f"key{n:05d}" for n in range(1200)]
+    store.put_many([make_record(key) for key in keys])
+    refs = {key: BrokerRef(server_id="srv", job_id=n + 1) for n, key in enumerate(keys)}
+    assert store.swap_references([(k, None, refs[k]) for k in keys], now=3.0) == len(keys)
+    found = store.get_many(keys)
+    assert all(found[key].ref == refs[key] for key in keys)
