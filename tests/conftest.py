@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import greenstalk
 import pytest
 
+from kqueue import KQueue
 from tests.servers import BeanstalkdProcess, beanstalkd_binary, missing_service, tcp_reachable
 
 REDIS_URL = os.environ.get("KQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -107,3 +110,40 @@ def mysql_url() -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """URL of a SQLite file in the test's temporary directory."""
     return f"sqlite:///{tmp_path / 'kqueue.sqlite3'}"
+
+
+@pytest.fixture
+def queue_defaults() -> dict[str, Any]:
+    """Keyword arguments every ``make_queue`` queue gets (overridden per test directory)."""
+    return {}
+
+
+@pytest.fixture
+def make_queue(
+    beanstalkd: BeanstalkdProcess, queue_defaults: dict[str, Any]
+) -> Iterator[Callable[..., KQueue]]:
+    """Build KQueues on the test's beanstalkd; all are closed after the test."""
+    queues: list[KQueue] = []
+
+    def make(**kwargs: Any) -> KQueue:
+        options = queue_defaults | kwargs
+        queue = KQueue(host=beanstalkd.host, port=beanstalkd.port, **options)
+        queues.append(queue)
+        return queue
+
+    yield make
+    for queue in queues:
+        queue.close()
+
+
+@pytest.fixture
+def queue(make_queue: Callable[..., KQueue]) -> KQueue:
+    """One KQueue on the test's beanstalkd (inline unless the directory sets a store)."""
+    return make_queue()
+
+
+@pytest.fixture
+def client(beanstalkd: BeanstalkdProcess) -> Iterator[greenstalk.Client[bytes]]:
+    """An independent beanstalkd client (greenstalk) to look at the server's state."""
+    with greenstalk.Client(beanstalkd.address, encoding=None) as conn:
+        yield conn
