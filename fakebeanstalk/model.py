@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import heapq
+from typing import NamedTuple
 
-__all__ = ["Client", "Job", "JobHeap", "JobState", "Tube", "WaitList"]
+__all__ = ["Client", "Job", "JobHeap", "JobState", "Journal", "Tube", "WaitList"]
 
 
 class JobState:
@@ -15,6 +16,20 @@ class JobState:
     BURIED = "buried"
     DELAYED = "delayed"
     INVALID = "invalid"  # a put whose body is still being read
+
+
+class Journal(NamedTuple):
+    """What beanstalkd's binlog last recorded of a job (put, bury, delayed release, kick)."""
+
+    state: str
+    pri: int
+    delay: int
+    deadline_at: int
+    reserves: int
+    timeouts: int
+    releases: int
+    buries: int
+    kicks: int
 
 
 class Job:
@@ -28,6 +43,7 @@ class Job:
         "deadline_at",
         "delay",
         "id",
+        "journal",
         "kicks",
         "pri",
         "releases",
@@ -53,6 +69,7 @@ class Job:
         self.reserver: Client | None = None
         self.reserves = self.timeouts = self.releases = self.buries = self.kicks = 0
         self._entry: list[object] | None = None
+        self.journal: Journal | None = None
 
 
 class JobHeap:

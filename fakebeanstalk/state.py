@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from fakebeanstalk import protocol as p
 from fakebeanstalk.clock import NS_PER_SECOND, Clock
-from fakebeanstalk.model import Client, Job, JobState, Tube
+from fakebeanstalk.model import Client, Job, JobState, Journal, Tube
 
 __all__ = ["Client", "Job", "JobState", "ServerState", "Tube"]
 
@@ -211,7 +211,7 @@ class ServerState:
             self.reply(client, p.TIMED_OUT)
 
     # -- job movements -------------------------------------------------------------------
-    def _enqueue(self, job: Job, delay: int) -> None:
+    def _enqueue(self, job: Job, delay: int, *, journal: bool = False) -> None:
         job.reserver = None
         tube = job.tube
         if delay:
@@ -225,7 +225,24 @@ class ServerState:
             if job.pri < p.URGENT_THRESHOLD:
                 self.urgent += 1
                 tube.urgent += 1
+        if journal:
+            self._journal(job)
         self._process_queue()
+
+    @staticmethod
+    def _journal(job: Job) -> None:
+        """Record the job as beanstalkd's binlog would now (what a keep_jobs restart sees)."""
+        job.journal = Journal(
+            job.state,
+            job.pri,
+            job.delay,
+            job.deadline_at,
+            job.reserves,
+            job.timeouts,
+            job.releases,
+            job.buries,
+            job.kicks,
+        )
 
     def _bury(self, job: Job) -> None:
         job.tube.buried[job.id] = job
@@ -343,7 +360,7 @@ class ServerState:
             self._free(job)
             return p.DRAINING
         job.body = data[:-2]
-        self._enqueue(job, job.delay)
+        self._enqueue(job, job.delay, journal=True)
         self.total_jobs += 1
         job.tube.total_jobs += 1
         return p.inserted(job.id)
@@ -414,7 +431,7 @@ class ServerState:
         job.pri = pri
         job.delay = delay * NS_PER_SECOND
         job.releases += 1
-        self._enqueue(job, job.delay)
+        self._enqueue(job, job.delay, journal=job.delay > 0)
         return True
 
     def bury(self, client: Client, job_id: int, pri: int) -> bool:
@@ -424,6 +441,7 @@ class ServerState:
             return False
         job.pri = pri
         self._bury(job)
+        self._journal(job)
         return True
 
     def touch(self, client: Client, job_id: int) -> bool:
@@ -438,7 +456,7 @@ class ServerState:
     def _kick(self, job: Job) -> None:
         self._take(job)
         job.kicks += 1
-        self._enqueue(job, 0)
+        self._enqueue(job, 0, journal=True)
 
     def kick(self, client: Client, bound: int) -> int:
         """kick: buried jobs of the used tube if any, else delayed ones."""

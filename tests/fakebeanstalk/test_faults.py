@@ -144,3 +144,18 @@ def test_inspection_lists_jobs_by_tube_and_state(
     assert fakebeanstalk.tubes() == ["default", "a"]
     assert fakebeanstalk.tube_stats("a")["current-jobs-delayed"] == "1"  # type: ignore[index]
     assert fakebeanstalk.job_stats(99) is None
+
+
+def test_restart_keeping_jobs_restores_what_the_binlog_last_recorded(
+    fakebeanstalk: FakeBeanstalkServer, connect: RawFactory
+) -> None:
+    raw = connect()
+    raw.cmd(b"put 0 0 100 1\r\na\r\n")
+    raw.cmd(b"reserve\r\n")
+    raw.cmd(b"bury 1 5\r\n")  # journaled: buried, pri 5
+    raw.cmd(b"reserve-job 1\r\n")  # not journaled
+    raw.cmd(b"release 1 9 0\r\n")  # a release without delay is not journaled either
+    fakebeanstalk.restart(keep_jobs=True)
+    job = fakebeanstalk.job_stats(1)
+    assert job is not None
+    assert (job["state"], job["pri"], job["buries"], job["releases"]) == ("buried", "5", "2", "0")
