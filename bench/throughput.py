@@ -1,0 +1,213 @@
+"""Every throughput figure of docs/performance.md in one run, as ratios to plain greenstalk.
+
+Run from the repository root (services as in ci/test.sh; peers need ``pip install rq dramatiq
+celery psutil``, or ``pip install .[bench]``)::
+
+    python -m bench.throughput [--jobs 20000] [--rss-jobs 200000] [--skip-peers]
+
+One fresh real beanstalkd serves every kqueue and greenstalk figure. The baseline is plain
+greenstalk: N puts, then N reserve + delete, one command per round trip, no store. kqueue adds
+with ``add_jobs`` (batches of 1000) and runs with ``run_jobs`` (one process, windowed);
+the peers (RQ SimpleWorker, Dramatiq with a one-thread worker, Celery solo pool) do the same
+add-then-run cycle on the same Redis with a no-op task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import greenstalk
+
+from bench.dispatch_latency import run as latency_run
+from bench.end_to_end import PAYLOAD, STORE_URLS
+from kqueue import KQueue
+from tests.servers import BeanstalkdProcess, beanstalkd_binary
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+BATCH = 1000
+
+WORKER = """
+import resource, sys, time
+from kqueue import KQueue
+host, port, store, job_type, n, rss_at = sys.argv[1:7]
+n, rss_at = int(n), int(rss_at)
+seen = [0]
+def rss_kb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+marks = {}
+def handler(job):
+    seen[0] += 1
+    if seen[0] in (rss_at, n):
+        marks[seen[0]] = rss_kb()
+q = KQueue(host=host, port=int(port), bulk_store=store or None)
+q.add_handler(job_type, handler)
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.time()
+ran = q.run_jobs(count_limit=n, time_limit_ms=0 if rss_at == 0 else 60_000)
+print(start, time.time(), ran, marks.get(rss_at, 0), marks.get(n, 0), flush=True)
+"""
+
+
+def greenstalk_cycle(server: BeanstalkdProcess, jobs: int) -> tuple[float, float]:
+    """(put rate, cycle rate) of plain greenstalk: N puts, then N reserve + delete."""
+    with greenstalk.Client(server.address, use="gs", watch="gs") as client:
+        body = str(PAYLOAD)
+        started = time.perf_counter()
+        for _ in range(jobs):
+            client.put(body)
+        put_done = time.perf_counter()
+        for _ in range(jobs):
+            client.delete(client.reserve())
+        ended = time.perf_counter()
+    return jobs / (put_done - started), jobs / (ended - started)
+
+
+def kqueue_cycle(server: BeanstalkdProcess, jobs: int, store: str | None) -> tuple[float, float]:
+    """(add rate, cycle rate): add_jobs in batches, then run_jobs until all ran."""
+    job_type = f"bench-{uuid.uuid4().hex[:8]}"
+    with KQueue(host=server.host, port=server.port, bulk_store=store) as queue:
+        queue.add_handler(job_type, lambda job: None)
+        started = time.perf_counter()
+        for start in range(0, jobs, BATCH):
+            queue.add_jobs(job_type, [PAYLOAD] * min(BATCH, jobs - start))
+        added = time.perf_counter()
+        ran = queue.run_jobs(count_limit=jobs, time_limit_ms=0)
+        ended = time.perf_counter()
+    assert ran == jobs, f"ran {ran} of {jobs}"
+    return jobs / (added - started), jobs / (ended - started)
+
+
+def spawn_workers(
+    server: BeanstalkdProcess, store: str, job_type: str, share: int, count: int, rss_at: int = 0
+) -> list[subprocess.Popen[str]]:
+    """Worker processes, each ready to run ``share`` jobs when a line arrives on stdin."""
+    procs = []
+    for _ in range(count):
+        args = [server.host, str(server.port), store, job_type, str(share), str(rss_at)]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        procs.append(proc)
+    return procs
+
+
+def finish(procs: list[subprocess.Popen[str]]) -> list[list[float]]:
+    """Each worker's line: start, end, jobs run, RSS at the mark, RSS at the end."""
+    results = []
+    for proc in procs:
+        assert proc.stdout is not None
+        results.append([float(x) for x in proc.stdout.readline().split()])
+        proc.wait(timeout=600)
+    return results
+
+
+def processes_rate(server: BeanstalkdProcess, jobs: int, count: int) -> float:
+    """Run rate of ``count`` worker processes draining ``jobs`` jobs added beforehand."""
+    job_type = f"procs-{uuid.uuid4().hex[:8]}"
+    with KQueue(host=server.host, port=server.port, bulk_store=REDIS_URL) as queue:
+        for start in range(0, jobs, BATCH):
+            queue.add_jobs(job_type, [PAYLOAD] * min(BATCH, jobs - start))
+    procs = spawn_workers(server, REDIS_URL, job_type, jobs, count)
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = finish(procs)
+    assert sum(int(r[2]) for r in results) == jobs
+    return jobs / (max(r[1] for r in results) - min(r[0] for r in results))
+
+
+def rss_growth_mb(server: BeanstalkdProcess, jobs: int) -> tuple[float, float]:
+    """(RSS after the first 10% of jobs, growth from there to the last job) of one worker."""
+    job_type = f"rss-{uuid.uuid4().hex[:8]}"
+    mark = max(1, jobs // 10)
+    (proc,) = spawn_workers(server, REDIS_URL, job_type, jobs, 1, rss_at=mark)
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    with KQueue(host=server.host, port=server.port, bulk_store=REDIS_URL) as queue:
+        for start in range(0, jobs, BATCH):
+            queue.add_jobs(job_type, [PAYLOAD] * min(BATCH, jobs - start))
+    (result,) = finish([proc])
+    return result[3] / 1024, (result[4] - result[3]) / 1024
+
+
+def line(label: str, rate: float, base: float, note: str = "") -> None:
+    """One row of the table."""
+    print(f"{label:34} {rate:9.0f} jobs/s  {rate / base:5.2f}x  {note}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--sql-jobs", type=int, default=10000)
+    parser.add_argument("--peer-jobs", type=int, default=5000)
+    parser.add_argument("--rss-jobs", type=int, default=200_000)
+    parser.add_argument("--latency-jobs", type=int, default=2000)
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args()
+    binary = beanstalkd_binary()
+    if binary is None:
+        raise SystemExit("beanstalkd not installed")
+    server = BeanstalkdProcess(binary)
+    server.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_all(server, args, tmp)
+    finally:
+        server.stop()
+
+
+def run_all(server: BeanstalkdProcess, args: argparse.Namespace, tmp: str) -> None:
+    """Print every row of the table."""
+    put_base, base = greenstalk_cycle(server, args.jobs)
+    print(f"end to end (add N, run N, delete), N={args.jobs}; baseline = greenstalk cycle")
+    line("greenstalk put+reserve+delete", base, base, f"(put alone {put_base:.0f}/s)")
+    add_rates = {}
+    for name in ("inline", "redis", "sqlite", "postgres"):
+        jobs = args.jobs if name in ("inline", "redis") else args.sql_jobs
+        add_rates[name], rate = kqueue_cycle(server, jobs, STORE_URLS[name](tmp))
+        line(f"kqueue {name}", rate, base)
+    if not args.skip_peers:
+        from bench.peers import PEERS
+
+        for name, cycle in PEERS.items():
+            try:
+                line(name, cycle(args.peer_jobs), base)
+            except Exception as exc:  # a peer that does not install or run is reported
+                print(f"{name:34} failed: {exc!r}")
+    print("bulk add (add_jobs, batches of 1000); baseline = greenstalk put")
+    line("kqueue redis add_jobs", add_rates["redis"], put_base)
+    line("kqueue inline add_jobs", add_rates["inline"], put_base)
+    lat = latency_run(args.latency_jobs, REDIS_URL, 0.001)
+    print(
+        f"dispatch latency, redis, idle worker process: add_job called -> handler starts "
+        f"p50 {lat['call_p50_us']:.0f} us p99 {lat['call_p99_us']:.0f} us "
+        f"(bare beanstalkd round trip {lat['bare_rtt_us']:.0f} us)"
+    )
+    one = processes_rate(server, args.jobs, 1)
+    two = processes_rate(server, args.jobs, 2)
+    print("worker processes, redis, run only (jobs added beforehand)")
+    line("1 process", one, one)
+    line("2 processes", two, one)
+    start_mb, growth_mb = rss_growth_mb(server, args.rss_jobs)
+    print(
+        f"memory: one worker over {args.rss_jobs} jobs (redis): RSS {start_mb:.1f} MB after "
+        f"the first 10%, grew {growth_mb:+.1f} MB by the last"
+    )
+
+
+if __name__ == "__main__":
+    main()
