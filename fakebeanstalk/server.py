@@ -360,17 +360,24 @@ class FakeBeanstalkServer(InspectionMixin):
     def _flush(self, conn: _Connection) -> None:
         session = conn.session
         out = session.client.outbox
-        if out and not session.abort:
-            try:
-                sent = conn.sock.send(out)
-                del out[:sent]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                session.abort = True
-        if session.closing and (session.abort or not out):
-            self._close(conn)
-            return
+        while True:
+            if out and not session.abort:
+                try:
+                    sent = conn.sock.send(out)
+                    del out[:sent]
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    session.abort = session.closing = True
+            if session.closing and (session.abort or not out):
+                self._close(conn)
+                return
+            if out or session.abort or not session.eof:
+                break
+            # After the peer's close the session runs one command per successful write.
+            session.process()
+            if not out and not session.closing:
+                break
         self._update_events(conn)
 
     def _update_events(self, conn: _Connection) -> None:

@@ -92,6 +92,10 @@ class Session:
         """Run buffered commands until more input, a blocking reserve or a stall is needed."""
         client = self.client
         while not self.closing and self.stall_until is None:
+            if self.eof and client.outbox:
+                # The peer has closed: like beanstalkd, write each reply before running the
+                # next command, so that a peer gone for good stops us at the failed write.
+                break
             if client.waiting:
                 if not self.eof:
                     break

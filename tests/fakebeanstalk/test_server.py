@@ -218,3 +218,18 @@ def test_flooding_a_blocked_connection_is_backpressured(connect: RawFactory) -> 
     with pytest.raises(TimeoutError):
         flooder.send(b"x" * 100_000_000)  # the server stops reading: memory stays bounded
     assert connect().cmd(b"list-tube-used\r\n") == b"USING default\r\n"
+
+
+def test_client_gone_with_commands_in_flight_releases_its_jobs(
+    fakebeanstalk: FakeBeanstalkServer, connect: RawFactory
+) -> None:
+    holder = connect()
+    holder.cmd(b"put 0 0 100 1\r\nx\r\n")
+    holder.cmd(b"reserve\r\n")
+    holder.send(b"reserve\r\n")  # blocks; what follows waits behind it
+    holder.send(b"put 0 0 100 1\r\ny\r\n")
+    holder.send(b"bury 12 1\r\n")
+    wait_until(lambda: fakebeanstalk.stats()["current-waiting"] == "1")
+    holder.close()  # replies to a vanished peer fail: the connection must still close
+    wait_until(lambda: fakebeanstalk.stats()["current-connections"] == "0")
+    assert fakebeanstalk.job_stats(1)["state"] == "ready"  # type: ignore[index]
