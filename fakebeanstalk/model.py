@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from typing import NamedTuple
 
 __all__ = ["Client", "Job", "JobHeap", "JobState", "Journal", "Tube", "WaitList"]
@@ -45,6 +46,7 @@ class Job:
         "id",
         "journal",
         "kicks",
+        "partial",
         "pri",
         "releases",
         "reserver",
@@ -70,6 +72,8 @@ class Job:
         self.reserves = self.timeouts = self.releases = self.buries = self.kicks = 0
         self._entry: list[object] | None = None
         self.journal: Journal | None = None
+        self.partial: Callable[[], bytes] | None = None
+        """While the body is arriving: the body buffer as it stands (size + 2 bytes)."""
 
 
 class JobHeap:

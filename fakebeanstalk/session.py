@@ -114,6 +114,7 @@ class Session:
     def close(self) -> None:
         """The connection is gone: forget a half-read put, release reserved jobs."""
         if self._job is not None:
+            self._job.partial = None
             self.state.abort_put(self._job)
             self._job = None
         self.state.disconnect(self.client)
@@ -128,6 +129,7 @@ class Session:
             self._mode = _WANT_COMMAND
             job, self._job = self._job, None
             assert job is not None
+            job.partial = None
             self._reply(self.state.finish_put(job, bytes(buf[pos:end])))
             return True
         if self._mode == _BITBUCKET:
@@ -208,9 +210,20 @@ class Session:
             self._reply(p.BAD_FORMAT)
             return
         self._job = self.state.begin_put(self.client, args.pri, args.delay, args.ttr)
+        self._job.partial = self._partial_body
         self._mode, self._need = _WANT_DATA, args.size + 2
 
+    def _partial_body(self) -> bytes:
+        """The body received so far, then zeros (beanstalkd shows its unfilled buffer)."""
+        received = bytes(self._buf[self._pos : self._pos + self._need])
+        return received.ljust(self._need, b"\0")
+
     def _peek(self, job_id: int) -> None:
+        job = self.state.jobs.get(job_id)
+        if job is not None and job.partial is not None:  # a put whose body is arriving
+            buffer = job.partial()
+            self._reply(b"%s %d %d\r\n%s" % (p.FOUND_WORD, job_id, len(buffer) - 2, buffer))
+            return
         self._job_reply(p.FOUND_WORD, self.state.find_job(job_id))
 
     def _peek_ready(self) -> None:
