@@ -1,0 +1,33 @@
+"""The package's public surface and its independence from kqueue."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import fakebeanstalk
+
+
+def test_package_exports_exactly_its_public_names() -> None:
+    public = {name for name in vars(fakebeanstalk) if not name.startswith("_")}
+    modules = {"clock", "errors", "faults", "inspection", "model", "protocol", "replay"}
+    modules |= {"server", "session", "state", "stats", "annotations"}
+    assert set(fakebeanstalk.__all__) == public - modules
+
+
+def test_exceptions_share_one_root() -> None:
+    for name in fakebeanstalk.__all__:
+        obj = getattr(fakebeanstalk, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, fakebeanstalk.FakeBeanstalkError)
+
+
+def test_importing_fakebeanstalk_never_imports_kqueue() -> None:
+    code = (
+        "import sys, fakebeanstalk.__main__, fakebeanstalk.pytest_plugin;"
+        "print('kqueue' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
