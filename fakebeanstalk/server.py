@@ -290,11 +290,13 @@ class FakeBeanstalkServer(InspectionMixin):
                     pass
 
     def _select_timeout(self) -> float | None:
-        if isinstance(self.clock, FakeClock):
-            return None  # fake time only moves through advance(), which wakes the loop
         nearest = self.next_deadline()
         if nearest is None:
             return None
+        if isinstance(self.clock, FakeClock):
+            # Fake time only moves through advance(), which wakes the loop; but a timer that
+            # is due already (reserve-with-timeout 0 behind another one) fires at once.
+            return 0.0 if nearest <= self.clock.now_ns() else None
         return min(3600.0, max(0.0, (nearest - self.clock.now_ns()) / NS_PER_SECOND))
 
     def _on_time(self) -> None:

@@ -159,3 +159,17 @@ def test_restart_keeping_jobs_restores_what_the_binlog_last_recorded(
     job = fakebeanstalk.job_stats(1)
     assert job is not None
     assert (job["state"], job["pri"], job["buries"], job["releases"]) == ("buried", "5", "2", "0")
+
+
+def test_pipelined_zero_timeout_reserves_all_answer_with_a_fake_clock() -> None:
+    import socket
+
+    from fakebeanstalk import FakeBeanstalkServer, FakeClock
+
+    with FakeBeanstalkServer(clock=FakeClock()) as server:
+        with socket.create_connection(server.address, timeout=5) as conn:
+            conn.sendall(b"reserve-with-timeout 0\r\n" * 3)
+            received = b""
+            while received.count(b"\r\n") < 3:
+                received += conn.recv(1024)
+    assert received == b"TIMED_OUT\r\n" * 3
