@@ -166,8 +166,10 @@ def test_pipelined_zero_timeout_reserves_all_answer_with_a_fake_clock() -> None:
 
     from fakebeanstalk import FakeBeanstalkServer, FakeClock
 
-    server = FakeBeanstalkServer(clock=FakeClock())
-    with server, socket.create_connection(server.start().address, timeout=5) as conn:
+    with (
+        FakeBeanstalkServer(clock=FakeClock()) as server,
+        socket.create_connection(server.address, timeout=5) as conn,
+    ):
         conn.sendall(b"reserve-with-timeout 0\r\n" * 3)
         received = b""
         while received.count(b"\r\n") < 3:
