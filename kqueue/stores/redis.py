@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores import _redis_scripts as scripts
@@ -135,7 +135,7 @@ class RedisStore(ClosingStore):
         try:
             # No automatic retries: a retried put whose first reply was lost would report a
             # duplicate; the queue decides what to retry.
-            self._client: redis_module.Redis[bytes] = redis.Redis.from_url(
+            self._client: redis_module.Redis = redis.Redis.from_url(
                 url,
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=socket_timeout,
@@ -157,7 +157,7 @@ class RedisStore(ClosingStore):
         return f"RedisStore({redact_url(self._url)!r}, prefix={self._prefix!r})"
 
     @property
-    def client(self) -> redis_module.Redis[bytes]:
+    def client(self) -> redis_module.Redis:
         """The underlying redis-py client (for operations and tests)."""
         return self._client
 
@@ -275,7 +275,7 @@ class RedisStore(ClosingStore):
     def get(self, key: str) -> JobRecord | None:
         """The record with this key, or None."""
         with self._translate("get"):
-            fields: dict[bytes, bytes] = self._client.hgetall(self._record_key(key))
+            fields = cast("dict[bytes, bytes]", self._client.hgetall(self._record_key(key)))
         return _decode_record(key, fields) if fields else None
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
@@ -368,7 +368,7 @@ class RedisStore(ClosingStore):
     def suspended(self) -> set[str]:
         """The job types currently marked suspended."""
         with self._translate("suspended"):
-            members: set[bytes] = self._client.smembers(self._suspended_key)
+            members = cast("set[bytes]", self._client.smembers(self._suspended_key))
         return {member.decode() for member in members}
 
     def close(self) -> None:

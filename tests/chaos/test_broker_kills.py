@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import pytest
 import redis
@@ -59,7 +60,8 @@ class Cluster:
     def completions(self) -> list[str]:
         client = redis.Redis.from_url(self.redis_url)
         try:
-            return [item.decode() for item in client.lrange(self.completions_key, 0, -1)]
+            items = cast("list[bytes]", client.lrange(self.completions_key, 0, -1))
+            return [item.decode() for item in items]
         finally:
             client.close()
 

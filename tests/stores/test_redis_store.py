@@ -90,7 +90,7 @@ def test_a_record_is_one_hash_with_raw_payload_and_two_index_entries(
     redis_store.put(make_record("k1", job_type="email", payload=b"\x00\xff"))
     keys = {key.decode() for key in client.scan_iter(match=prefix + "*")}
     assert keys == {f"{prefix}r:k1", f"{prefix}idx", f"{prefix}t:email"}
-    assert client.execute_command("TYPE", f"{prefix}r:k1") == b"hash"
+    assert client.type(f"{prefix}r:k1") == b"hash"
     assert client.hget(f"{prefix}r:k1", "payload") == b"\x00\xff"
     assert client.zrange(f"{prefix}idx", 0, -1, withscores=True) == [(b"k1", 0.0)]
     redis_store.delete("k1")
@@ -99,7 +99,7 @@ def test_a_record_is_one_hash_with_raw_payload_and_two_index_entries(
 
 def test_suspensions_live_in_a_set(redis_store: RedisStore) -> None:
     redis_store.set_suspended("email", True)
-    assert redis_store.client.execute_command("TYPE", f"{redis_store.prefix}suspended") == b"set"
+    assert redis_store.client.type(f"{redis_store.prefix}suspended") == b"set"
 
 
 def test_stores_with_different_prefixes_do_not_see_each_other(
