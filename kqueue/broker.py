@@ -15,14 +15,11 @@ reconnects, so callers survive a broker restart by simply issuing the next comma
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import select
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kqueue.errors import (
@@ -34,12 +31,35 @@ from kqueue.errors import (
     BrokerTimeoutError,
     JobTooBigError,
 )
+from kqueue.inspection import InspectionCommands
+from kqueue.wire import (
+    POLL_IN,
+    PipelineBroken,
+    Reply,
+    ReservedJob,
+    Stats,
+    StatsValue,
+    Wakeup,
+    parse_yaml_dict,
+    parse_yaml_list,
+    readable,
+)
 
 if TYPE_CHECKING:
     from kqueue.pipeline import Pipeline
 
-StatsValue = int | str
-Stats = dict[str, StatsValue]
+__all__ = [
+    "BeanstalkConnection",
+    "DeadlineSoon",
+    "PipelineBroken",
+    "Reply",
+    "ReservedJob",
+    "Stats",
+    "StatsValue",
+    "Wakeup",
+    "parse_yaml_dict",
+    "parse_yaml_list",
+]
 
 # Replies that carry a body, and which argument holds the body's size.
 _BODY_SIZE_ARG = {b"RESERVED": 1, b"FOUND": 1, b"OK": 0}
@@ -52,60 +72,16 @@ _ERROR_REPLIES: dict[bytes, type[BrokerError] | type[JobTooBigError]] = {
     b"JOB_TOO_BIG": JobTooBigError,
     b"DRAINING": BrokerDrainingError,
 }
-_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _RECV_SIZE = 256 * 1024
 # A connection idle this long is checked for a server-side close before it is used again.
 _IDLE_CHECK_AFTER = 0.5
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One reply line (split into its word and arguments) and its body, if it has one."""
-
-    word: bytes
-    args: tuple[bytes, ...]
-    body: bytes | None = None
-
-
-@dataclass(frozen=True)
-class ReservedJob:
-    """A job id and body returned by reserve, reserve-job or peek."""
-
-    id: int
-    body: bytes
-
-
-class PipelineBroken(Exception):
-    """A pipeline lost its connection part way: the replies read, and the error for the rest."""
-
-    def __init__(self, error: BrokerError, replies: list[Reply]) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.replies = replies
 
 
 class DeadlineSoon(BrokerError):
     """The connection holds a reserved job whose TTR is about to run out (DEADLINE_SOON)."""
 
 
-def parse_yaml_dict(body: bytes) -> Stats:
-    """Parse beanstalkd's flat YAML stats body into a dict; numbers become ints."""
-    result: Stats = {}
-    for line in body.decode("utf-8", "replace").splitlines():
-        key, sep, value = line.partition(": ")
-        if not sep:
-            continue
-        value = value.strip().strip('"')
-        result[key] = int(value) if value.isdigit() else value
-    return result
-
-
-def parse_yaml_list(body: bytes) -> list[str]:
-    """Parse beanstalkd's YAML list of tube names."""
-    return [line[2:] for line in body.decode("utf-8", "replace").splitlines() if line[:2] == "- "]
-
-
-class BeanstalkConnection:
+class BeanstalkConnection(InspectionCommands):
     """One beanstalkd connection. Thread-safe: one command at a time."""
 
     def __init__(
@@ -193,7 +169,7 @@ class BeanstalkConnection:
             sock is not None
             and not self._buf
             and time.monotonic() - self._last_reply > _IDLE_CHECK_AFTER
-            and _readable(sock, 0)
+            and readable(sock, 0)
         ):
             # The server never speaks unasked: readable while idle means EOF (it restarted).
             self.close()
@@ -233,11 +209,11 @@ class BeanstalkConnection:
 
     def _wait_writable(self, sock: socket.socket, deadline: float) -> bool:
         poller = select.poll()
-        poller.register(sock, select.POLLOUT | _POLL_IN)
+        poller.register(sock, select.POLLOUT | POLL_IN)
         events = poller.poll(max(0, math.ceil((deadline - time.monotonic()) * 1000)))
         if not events:
             return False
-        if any(mask & _POLL_IN for _, mask in events):
+        if any(mask & POLL_IN for _, mask in events):
             self._recv_into_buffer(sock)
         return True
 
@@ -274,7 +250,7 @@ class BeanstalkConnection:
         cached = self._pollers.get(wakeup)
         if cached is None:
             cached = select.poll()
-            cached.register(sock, _POLL_IN)
+            cached.register(sock, POLL_IN)
             if wakeup is not None:
                 cached.register(wakeup, select.POLLIN)
             self._pollers[wakeup] = cached
@@ -505,36 +481,6 @@ class BeanstalkConnection:
 
     # -- inspection and admin --------------------------------------------------------------
 
-    def peek(self, job_id: int) -> ReservedJob | None:
-        """A job by id in any state, or None."""
-        return self._peek(b"peek %d" % job_id)
-
-    def peek_ready(self) -> ReservedJob | None:
-        """The next ready job of the used tube, or None."""
-        return self._peek(b"peek-ready")
-
-    def peek_delayed(self) -> ReservedJob | None:
-        """The delayed job of the used tube with the nearest deadline, or None."""
-        return self._peek(b"peek-delayed")
-
-    def peek_buried(self) -> ReservedJob | None:
-        """The oldest buried job of the used tube, or None."""
-        return self._peek(b"peek-buried")
-
-    def _peek(self, command: bytes) -> ReservedJob | None:
-        reply = self._call(command, (b"FOUND", b"NOT_FOUND"))
-        if reply.body is None:
-            return None
-        return ReservedJob(int(reply.args[0]), reply.body)
-
-    def kick(self, bound: int) -> int:
-        """Kick up to ``bound`` buried (else delayed) jobs of the used tube; how many."""
-        return int(self._call(b"kick %d" % bound, (b"KICKED",)).args[0])
-
-    def kick_job(self, job_id: int) -> bool:
-        """Kick one buried or delayed job; False if not found."""
-        return self._call(b"kick-job %d" % job_id, (b"KICKED", b"NOT_FOUND")).word == b"KICKED"
-
     def stats(self) -> Stats:
         """Server statistics."""
         with self._lock:
@@ -556,25 +502,6 @@ class BeanstalkConnection:
         """The random ``id`` of the server process behind this connection."""
         return str(self.server_stats()["id"])
 
-    def stats_job(self, job_id: int) -> Stats | None:
-        """Statistics of one job, or None if not found."""
-        reply = self._call(b"stats-job %d" % job_id, (b"OK", b"NOT_FOUND"))
-        return None if reply.body is None else parse_yaml_dict(reply.body)
-
-    def stats_tube(self, tube: str) -> Stats | None:
-        """Statistics of one tube, or None if it does not exist."""
-        reply = self._call(b"stats-tube %s" % tube.encode(), (b"OK", b"NOT_FOUND"))
-        return None if reply.body is None else parse_yaml_dict(reply.body)
-
-    def list_tubes(self) -> list[str]:
-        """Every tube that exists on the server."""
-        return parse_yaml_list(self._body_of(self._call(b"list-tubes", (b"OK",))))
-
-    def pause_tube(self, tube: str, delay: int) -> bool:
-        """Hold back reserves from ``tube`` for ``delay`` seconds (0 lifts it); False if none."""
-        reply = self._call(b"pause-tube %s %d" % (tube.encode(), delay), (b"PAUSED", b"NOT_FOUND"))
-        return reply.word == b"PAUSED"
-
     def _body_of(self, reply: Reply) -> bytes:
         if reply.body is None:
             raise self._protocol_error(f"reply {reply.word!r} has no body")
@@ -583,46 +510,3 @@ class BeanstalkConnection:
 
 _PUT_OK = (b"INSERTED", b"BURIED")
 _RESERVE_OK = (b"RESERVED", b"TIMED_OUT", b"DEADLINE_SOON")
-
-
-def _readable(sock: socket.socket, timeout: float) -> bool:
-    poller = select.poll()
-    poller.register(sock, _POLL_IN)
-    return bool(poller.poll(max(0, timeout) * 1000))
-
-
-def _writable(sock: socket.socket, timeout: float) -> bool:
-    poller = select.poll()
-    poller.register(sock, select.POLLOUT)
-    return bool(poller.poll(max(0, timeout) * 1000))
-
-
-class Wakeup:
-    """A pipe that interrupts a waiting reserve from another thread or a signal handler."""
-
-    def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
-
-    @property
-    def fd(self) -> int:
-        """The descriptor to poll."""
-        return self._read
-
-    def set(self) -> None:
-        """Wake the waiter (safe from signal handlers)."""
-        with contextlib.suppress(BlockingIOError):  # already full of wake-ups
-            os.write(self._write, b"x")
-
-    def clear(self) -> None:
-        """Forget pending wake-ups."""
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._read, 4096):
-                pass
-
-    def close(self) -> None:
-        """Close both ends."""
-        for fd in (self._read, self._write):
-            with contextlib.suppress(OSError):
-                os.close(fd)

@@ -1,0 +1,107 @@
+"""What travels on a beanstalkd connection: replies, parsed stats, and the wake-up pipe.
+
+The pieces of :mod:`kqueue.broker` that hold no connection state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+from dataclasses import dataclass
+
+from kqueue.errors import BrokerError
+
+StatsValue = int | str
+Stats = dict[str, StatsValue]
+
+POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One reply line (split into its word and arguments) and its body, if it has one."""
+
+    word: bytes
+    args: tuple[bytes, ...]
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ReservedJob:
+    """A job id and body returned by reserve, reserve-job or peek."""
+
+    id: int
+    body: bytes
+
+
+class PipelineBroken(Exception):
+    """A pipeline lost its connection part way: the replies read, and the error for the rest."""
+
+    def __init__(self, error: BrokerError, replies: list[Reply]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.replies = replies
+
+
+def parse_yaml_dict(body: bytes) -> Stats:
+    """Parse beanstalkd's flat YAML stats body into a dict; numbers become ints."""
+    result: Stats = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        value = value.strip().strip('"')
+        result[key] = int(value) if value.isdigit() else value
+    return result
+
+
+def parse_yaml_list(body: bytes) -> list[str]:
+    """Parse beanstalkd's YAML list of tube names."""
+    return [line[2:] for line in body.decode("utf-8", "replace").splitlines() if line[:2] == "- "]
+
+
+def readable(sock: socket.socket, timeout: float) -> bool:
+    """True if ``sock`` has input (or EOF) within ``timeout`` seconds."""
+    poller = select.poll()
+    poller.register(sock, POLL_IN)
+    return bool(poller.poll(max(0, timeout) * 1000))
+
+
+def writable(sock: socket.socket, timeout: float) -> bool:
+    """True if ``sock`` accepts output within ``timeout`` seconds."""
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(max(0, timeout) * 1000))
+
+
+class Wakeup:
+    """A pipe that interrupts a waiting reserve from another thread or a signal handler."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    @property
+    def fd(self) -> int:
+        """The descriptor to poll."""
+        return self._read
+
+    def set(self) -> None:
+        """Wake the waiter (safe from signal handlers)."""
+        with contextlib.suppress(BlockingIOError):  # already full of wake-ups
+            os.write(self._write, b"x")
+
+    def clear(self) -> None:
+        """Forget pending wake-ups."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
+
+    def close(self) -> None:
+        """Close both ends."""
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
