@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from fakebeanstalk import protocol as p
 from fakebeanstalk.clock import NS_PER_SECOND, Clock
 from fakebeanstalk.model import Client, Job, JobState, Journal, Tube
+from fakebeanstalk.tubes import TubeRegistry
 
 __all__ = ["Client", "Job", "JobState", "ServerState", "Tube"]
 
 
-class ServerState:
+class ServerState(TubeRegistry):
     """Everything one beanstalkd process holds in memory, and the commands acting on it."""
 
     def __init__(self, clock: Clock, *, max_job_size: int = p.DEFAULT_MAX_JOB_SIZE) -> None:
@@ -32,8 +33,8 @@ class ServerState:
         self.instance_id = os.urandom(8).hex()
         self.started_at = clock.now_ns()
         self.draining = False
-        self.tubes: list[Tube] = []
-        self._tube_index: dict[str, Tube] = {}
+        self.tubes = []
+        self._tube_index = {}
         self.jobs: dict[int, Job] = {}
         self.next_id = 1
         self.ops = dict.fromkeys(p.COMMAND_NAMES, 0)
@@ -45,28 +46,6 @@ class ServerState:
         self._tick_seq = 0
         self.default_tube = self._find_or_make("default")
         self.default_tube.refs += 1  # never destroyed
-
-    # -- tubes -------------------------------------------------------------------------
-    def _find_or_make(self, name: str) -> Tube:
-        tube = self._tube_index.get(name)
-        if tube is None:
-            tube = Tube(name)
-            self.tubes.append(tube)
-            self._tube_index[name] = tube
-        return tube
-
-    def find_tube(self, name: str) -> Tube | None:
-        """The tube of that name, if it exists."""
-        return self._tube_index.get(name)
-
-    def _dref(self, tube: Tube) -> None:
-        tube.refs -= 1
-        if tube.refs < 1:
-            tubes = self.tubes
-            i = tubes.index(tube)
-            tubes[i] = tubes[-1]
-            tubes.pop()
-            del self._tube_index[tube.name]
 
     # -- clients -----------------------------------------------------------------------
     def connect(self) -> Client:
@@ -482,50 +461,6 @@ class ServerState:
         self._kick(job)
         return True
 
-    def use(self, client: Client, name: str) -> None:
-        """use: the new tube is made before the old one may vanish."""
-        tube = self._find_or_make(name)
-        tube.refs += 1
-        old = client.use
-        old.using -= 1
-        self._dref(old)
-        client.use = tube
-        tube.using += 1
-
-    def watch(self, client: Client, name: str) -> int:
-        """watch: returns the number of watched tubes."""
-        tube = self._find_or_make(name)
-        if tube not in client.watch:
-            client.watch.append(tube)
-            tube.watching += 1
-            tube.refs += 1
-        return len(client.watch)
-
-    def ignore(self, client: Client, name: str) -> int | None:
-        """ignore: the number of watched tubes left, or None for NOT_IGNORED."""
-        watch = client.watch
-        for i, tube in enumerate(watch):
-            if tube.name == name:
-                if len(watch) < 2:
-                    return None
-                watch[i] = watch[-1]
-                watch.pop()
-                tube.watching -= 1
-                self._dref(tube)
-                break
-        return len(watch)
-
-    def pause_tube(self, name: str, delay: int) -> bool:
-        """pause-tube: 0 means a 1 ns pause (an unpause)."""
-        tube = self._tube_index.get(name)
-        if tube is None:
-            return False
-        delay_ns = delay * NS_PER_SECOND or 1
-        tube.unpause_at = self.clock.now_ns() + delay_ns
-        tube.pause = delay_ns
-        tube.pause_count += 1
-        return True
-
     def iter_jobs(self) -> Iterator[Job]:
         """Every job but in-flight puts, by id."""
         for job_id in sorted(self.jobs):
@@ -534,10 +469,6 @@ class ServerState:
                 yield job
 
     # -- binlog-like replay (see fakebeanstalk.replay) --------------------------------------
-    def make_tube(self, name: str) -> Tube:
-        """The tube of that name, created if missing (the caller takes a reference)."""
-        return self._find_or_make(name)
-
     def replay_bury(self, job: Job) -> None:
         """Put a replayed job in its tube's buried list."""
         self._bury(job)
