@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,6 +161,32 @@ class QueueAdmin:
             return body.payload
         record = self.store.get(body.key)
         return record.payload if record is not None else b""
+
+    def kick_buried(self, job_type: str, count: int | None = None) -> int:
+        """Send buried jobs (dead letters) of a type back to ready, oldest first; how many.
+
+        Each kicked job gets a fresh retry budget: its record's attempts start again at 0 and
+        its state is ``enqueued`` again (so recovery would restore it ready, not buried).
+        """
+        tube = tube_for(job_type, self.tube_prefix)
+        conn = self._connection()
+        kicked = 0
+        try:
+            conn.use(tube)
+            while count is None or kicked < count:
+                found = conn.peek_buried()
+                if found is None or not conn.kick_job(found.id):
+                    break
+                kicked += 1
+                body = decode_body(found.body)
+                if body is not None and body.mode != "i" and self.store is not None:
+                    self.store.record_attempt(
+                        body.key, attempts=0, last_error=None, state="enqueued", now=time.time()
+                    )
+        finally:
+            conn.close()
+        logger.info("kicked %d buried job(s) of type %s", kicked, job_type)
+        return kicked
 
     def sweep(
         self, *, grace: float | None = None, progress: Callable[[], None] | None = None

@@ -154,15 +154,9 @@ def _scan_buried(queue: KQueue, job_type: str, limit: int) -> list[Any]:
 
 
 def cmd_kick(args: argparse.Namespace, settings: Settings) -> int:
-    """Kick buried jobs of a type back to ready (all of them by default)."""
+    """Kick buried jobs of a type back to ready (all by default), each with a fresh budget."""
     with settings.open_queue() as queue:
-        tube = tube_for(args.jobtype, settings.prefix)
-        buried = _int((queue._admin.stats_tube(tube) or {}).get("current-jobs-buried"))
-        bound = buried if args.count is None else min(args.count, buried)
-        kicked = 0
-        if bound:
-            queue._admin.use(tube)
-            kicked = queue._admin.kick(bound)
+        kicked = queue.kick_buried(args.jobtype, args.count)
         print(f"kicked {kicked} job(s) of type {args.jobtype}")
     return EXIT_OK
 

@@ -89,6 +89,8 @@ def test_buried_lists_dead_letters_with_last_errors_and_kick_revives_them(
     assert "kicked 2" in kicked.out
     stats = json.loads(cli("stats", "--json", store=store).out)["job_types"][0]
     assert (stats["ready"], stats["buried"], stats["stored"]) == (2, 1, 3)
+    assert cli("buried", "bad", store=store).out.count("ZeroDivisionError") == 1
+    assert "kicked 1" in cli("kick", "bad", store=store).out
 
 
 def test_purge_with_yes_deletes_matching_jobs(cli: Cli) -> None:

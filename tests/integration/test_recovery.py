@@ -218,3 +218,29 @@ def test_worker_started_before_the_restart_runs_recovered_jobs(
     while len(seen) < 2 and time.monotonic() < deadline:
         worker.run_jobs(time_limit_ms=200)
     assert seen == ["one", "two"]
+
+
+def test_kicked_dead_letter_gets_a_fresh_budget_and_is_recovered_ready(
+    make_queue: Callable[..., KQueue], store: Store, beanstalkd: BeanstalkdProcess
+) -> None:
+    from kqueue import RetryPolicy
+
+    queue = make_queue(retry=RetryPolicy(max_attempts=2, base_delay=0, max_delay=0))
+    outcomes: list[int] = []
+
+    def flaky(job: object) -> None:
+        outcomes.append(job.attempts)  # type: ignore[attr-defined]
+        raise RuntimeError("down")
+
+    queue.add_handler("dl", flaky)
+    queue.add_job("dl", 1)
+    queue.run_jobs(time_limit_ms=0)
+    assert outcomes == [1, 2]
+    assert queue.kick_buried("dl") == 1
+    (record,) = store.scan(job_type="dl")
+    assert (record.state, record.attempts, record.last_error) == ("enqueued", 0, None)
+    beanstalkd.restart(binlog_dir=False)
+    report = queue.sweep(grace=0)
+    assert (report.requeued, report.requeued_buried) == (1, 0)
+    queue.run_jobs(time_limit_ms=0)
+    assert outcomes == [1, 2, 1, 2]
