@@ -171,12 +171,15 @@ class QueueAdmin:
         tube = tube_for(job_type, self.tube_prefix)
         conn = self._connection()
         kicked = 0
+        seen: set[int] = set()
         try:
             conn.use(tube)
             while count is None or kicked < count:
                 found = conn.peek_buried()
-                if found is None or not conn.kick_job(found.id):
+                # A job a worker buried again meanwhile is not kicked twice in one call.
+                if found is None or found.id in seen or not conn.kick_job(found.id):
                     break
+                seen.add(found.id)
                 kicked += 1
                 body = decode_body(found.body)
                 if body is not None and body.mode != "i" and self.store is not None:

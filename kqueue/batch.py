@@ -16,7 +16,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from kqueue.errors import BrokerError, JobTooBigError, KQueueError, PayloadError, ValidationError
+from kqueue.errors import (
+    BrokerError,
+    JobTooBigError,
+    KQueueError,
+    PayloadError,
+    StoreError,
+    ValidationError,
+)
 from kqueue.job import check_delay, check_u32, tube_for
 from kqueue.pipeline import Pending, Pipeline
 from kqueue.serialization import encode_body
@@ -183,7 +190,11 @@ class _Batch:
                 failed.append(record.key)
                 failure = failure or _as_broker_error(slot.error)
         if swaps:
-            store.swap_references(swaps, now=time.time())
+            try:
+                store.swap_references(swaps, now=time.time())
+            except StoreError as exc:
+                # The jobs are in beanstalkd and will run: report them as added.
+                logger.warning("%d job(s) put, references not saved: %s", len(swaps), exc)
         queue.counters["added"] += len(records) - (len(failed) if queue.strict else 0)
         if failed and queue.strict:
             store.delete_many(failed)

@@ -10,6 +10,7 @@ way, closing the connection hands every job it holds back to beanstalkd (as read
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +37,33 @@ class _Held:
     delay: int
 
 
+class _Holding:
+    """The jobs purge holds reserved (kept, to be put back), touched before their TTR ends:
+    a held delayed job or dead letter whose TTR ran out would come back *ready*."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, _Held] = {}
+        self._shortest_ttr = float("inf")
+        self._touched = 0.0
+
+    def __contains__(self, job_id: int) -> bool:
+        return job_id in self.jobs
+
+    def add(self, job_id: int, held: _Held, ttr: int) -> None:
+        if not self.jobs:
+            self._touched = time.monotonic()
+        self.jobs[job_id] = held
+        self._shortest_ttr = min(self._shortest_ttr, max(1, ttr))
+
+    def keep_alive(self, conn: BeanstalkConnection) -> None:
+        """Touch every held job once a third of the shortest TTR has gone by."""
+        if self.jobs and time.monotonic() - self._touched > self._shortest_ttr / 3:
+            with conn.pipeline() as pipe:
+                for job_id in self.jobs:
+                    pipe.touch(job_id)
+            self._touched = time.monotonic()
+
+
 Progress = Callable[[], None]
 
 
@@ -54,7 +82,7 @@ def purge_tube(
     before = conn.stats_tube(tube)
     if before is None:
         return result
-    held: dict[int, _Held] = {}
+    held = _Holding()
     try:
         budget = 4 * _int(before.get("total-jobs")) + 1000
         for state, peek in (
@@ -76,13 +104,14 @@ def _walk(
     state: str,
     peek: Callable[[], ReservedJob | None],
     matches: Matcher | None,
-    held: dict[int, _Held],
+    held: _Holding,
     result: PurgeResult,
     budget: int,
     progress: Progress | None,
 ) -> int:
     while budget > 0:
         budget -= 1
+        held.keep_alive(conn)
         found = peek()
         if found is None:
             break
@@ -102,7 +131,8 @@ def _walk(
             conn.delete(taken.id)
             result.deleted_bodies.append(taken.body)
         else:
-            held[taken.id] = _Held(state, _int(stats.get("pri")), _delay_left(state, stats))
+            kept = _Held(state, _int(stats.get("pri")), _delay_left(state, stats))
+            held.add(taken.id, kept, _int(stats.get("ttr")))
     return budget
 
 
@@ -113,13 +143,15 @@ def _delay_left(state: str, stats: Stats) -> int:
     return _int(stats.get("time-left")) + 1
 
 
-def _put_back(conn: BeanstalkConnection, held: dict[int, _Held]) -> None:
-    for job_id, hold in held.items():
-        if hold.state == "buried":
-            conn.bury(job_id, priority=hold.priority)
-        else:
-            conn.release(job_id, priority=hold.priority, delay=hold.delay)
-    held.clear()
+def _put_back(conn: BeanstalkConnection, held: _Holding) -> None:
+    held.keep_alive(conn)
+    with conn.pipeline() as pipe:  # one burst: no held job can time out half way
+        for job_id, hold in held.jobs.items():
+            if hold.state == "buried":
+                pipe.bury(job_id, priority=hold.priority)
+            else:
+                pipe.release(job_id, priority=hold.priority, delay=hold.delay)
+    held.jobs.clear()
 
 
 def _int(value: object) -> int:

@@ -14,7 +14,6 @@ from kqueue import job as jobmod
 from kqueue.admin import QueueAdmin
 from kqueue.broker import BeanstalkConnection, DeadlineSoon, ReservedJob, Wakeup
 from kqueue.errors import (
-    BrokerConnectionError,
     BrokerError,
     JobNotFoundError,
     JobTooBigError,
@@ -280,9 +279,22 @@ class KQueue(QueueAdmin):
     def _put_reference(self, store: Store, tube: str, record: JobRecord, body: bytes) -> int:
         try:
             with self._producer._lock:
-                job_id = self._put(tube, body, record.priority, int(record.delay), record.ttr)
+                try:
+                    job_id = self._put(tube, body, record.priority, int(record.delay), record.ttr)
+                except JobTooBigError:
+                    # The inline copy does not fit this server's max job size: a plain
+                    # reference does (the record is already durable, so the job stays).
+                    body = encode_body(
+                        "r",
+                        key=record.key,
+                        codec=record.codec,
+                        priority=record.priority,
+                        ttr=record.ttr,
+                        job_type=record.job_type,
+                    )
+                    job_id = self._put(tube, body, record.priority, int(record.delay), record.ttr)
                 server_id = self._producer.server_id()
-        except BrokerError as exc:
+        except (BrokerError, JobTooBigError) as exc:
             if self.strict:
                 store.delete(record.key)
                 raise
@@ -296,8 +308,16 @@ class KQueue(QueueAdmin):
                 exc,
             )
             return NOT_SCHEDULED
-        store.swap_reference(record.key, None, BrokerRef(server_id, job_id), now=time.time())
         self.counters["added"] += 1
+        try:
+            store.swap_reference(record.key, None, BrokerRef(server_id, job_id), now=time.time())
+        except StoreError as exc:
+            # The job is in beanstalkd and will run: report success. Without its reference
+            # the sweeper may put it again after the grace period (a duplicate the worker
+            # drops once the record names the other copy).
+            logger.warning(
+                "job %s key=%s: put, but its reference not saved: %s", job_id, record.key, exc
+            )
         return job_id
 
     # -- handlers and running --------------------------------------------------------------
@@ -360,16 +380,20 @@ class KQueue(QueueAdmin):
                 reserved = self._reserve(wait, None if count_limit < 0 else count_limit - ran)
                 if reserved:
                     ran += self._run_window(reserved)
-            except BrokerConnectionError as exc:
-                logger.warning("worker lost beanstalkd: %s; retrying in %.2f s", exc, backoff)
-                self._pause(backoff, deadline)
-                backoff = min(backoff * 2, self.reconnect_delay[1])
-                continue
             except DeadlineSoon:
                 self._pause(0.25, deadline)
                 continue
+            except BrokerError as exc:
+                # Lost, timed out, or an answer that makes no sense: start again on a fresh
+                # connection (closing this one hands its reserved jobs back at once).
+                self._worker.close()
+                logger.warning("worker: beanstalkd failed: %s; retrying in %.2f s", exc, backoff)
+                self._pause(backoff, deadline)
+                backoff = min(backoff * 2, self.reconnect_delay[1])
+                continue
             except StoreError as exc:
-                # The job stays reserved until its TTR runs out, then runs again.
+                # Hand the window back at once (closing releases it); retry after a pause.
+                self._worker.close()
                 logger.error("store failed while running a job: %s", exc)
                 self._pause(backoff, deadline)
                 backoff = min(backoff * 2, self.reconnect_delay[1])
@@ -445,7 +469,8 @@ class KQueue(QueueAdmin):
             raise JobNotFoundError(f"job {job.id} is not reserved here (TTR ran out?)")
 
     def release_job(self, job: Job, *, delay: float = 0, priority: int | None = None) -> None:
-        """Hand a reserved job back to the queue (not counted as a failure)."""
+        """Hand a reserved job back to the queue (a stored job's attempts do not change;
+        an inline job counts attempts from beanstalkd's release counter, so this counts)."""
         whole_delay = check_delay(delay)
         new_priority = job.priority if priority is None else check_u32("priority", priority)
         if not _job_connection(job).release(job.id, priority=new_priority, delay=whole_delay):

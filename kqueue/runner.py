@@ -73,35 +73,25 @@ class AutoToucher:
 class _Acks:
     """Finished jobs whose deletes are sent together: record keys and beanstalkd ids."""
 
-    __slots__ = ("ids", "keys", "since", "ttr")
+    __slots__ = ("ids", "keys")
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.ids: list[int] = []
-        self.since = 0.0
-        self.ttr = 0
 
     def add(self, job_id: int, key: str | None, ttr: int) -> None:
-        if not self.ids:
-            self.since = time.monotonic()
-            self.ttr = ttr
         self.ids.append(job_id)
-        self.ttr = min(self.ttr, ttr)
         if key is not None:
             self.keys.append(key)
-
-    def due(self, interval: float) -> bool:
-        """True when the oldest pending delete has waited long enough to send the lot now."""
-        return bool(self.ids) and time.monotonic() - self.since > min(interval, self.ttr / 4)
 
 
 class JobRunner:
     """Turns reserved beanstalkd jobs into handler calls and settles their outcomes.
 
     A window of jobs reserved together is run in order: their records come from the store in
-    one round trip, and the deletes of finished jobs go out together (records first, then one
-    pipelined burst to beanstalkd) at the end of the window, or sooner once the oldest has
-    waited ``ack_interval`` seconds (or a quarter of its TTR).
+    one round trip. A finished job's delete (record first, then beanstalkd) goes out before the
+    next handler starts, since that handler may outlast the finished job's TTR; jobs dropped
+    without running are deleted together.
     """
 
     def __init__(
@@ -114,7 +104,6 @@ class JobRunner:
         tube_prefix: str,
         counters: Counter[str],
         hooks: HookChain,
-        ack_interval: float = 0.05,
     ) -> None:
         self.store = store
         self.codecs = codecs
@@ -123,7 +112,6 @@ class JobRunner:
         self.tube_prefix = tube_prefix
         self.counters = counters
         self.hooks = hooks
-        self.ack_interval = ack_interval
 
     def run(self, conn: BeanstalkConnection, reserved: ReservedJob) -> bool:
         """Process one reserved job; True if a handler ran."""
@@ -155,10 +143,11 @@ class JobRunner:
                     break
                 spec = self.handlers.get(job.job_type)
                 if spec is None:
-                    # The handler was removed after the reserve: hand the job back untouched.
-                    conn.release(job.id, priority=job.priority, delay=0)
+                    self._no_handler(conn, job)
                     continue
-                if acks.due(self.ack_interval):
+                if acks.ids:
+                    # Settle finished jobs before the next handler starts: that handler may
+                    # outlast their TTR, and an unsent delete would let them run again.
                     self._flush(conn, acks)
                 self._call_handler(conn, job, spec, acks)
                 ran += 1
@@ -168,6 +157,15 @@ class JobRunner:
             raise
         self._flush(conn, acks)
         return ran
+
+    def _no_handler(self, conn: BeanstalkConnection, job: Job) -> None:
+        """A job whose type has no handler here: its handler was removed after the reserve
+        (hand it back untouched), or its body names a type its tube is not (bury it)."""
+        stats = conn.stats_job(job.id) or {}
+        if stats.get("tube") == self.tube_prefix + job.job_type:
+            conn.release(job.id, priority=job.priority, delay=0)
+        else:
+            self._bury_unreadable(conn, job.id, f"body names job type {job.job_type!r}")
 
     def _hand_back(self, conn: BeanstalkConnection, jobs: Sequence[Job | None]) -> None:
         pipe = conn.pipeline()
@@ -305,7 +303,11 @@ class JobRunner:
                 toucher.stop()
             self.counters["failed"] += 1
             logger.warning(
-                "job %s type=%s attempt %d failed: %r", job.id, job.job_type, job.attempts, exc
+                "job %s type=%s attempt %d failed: %s",
+                job.id,
+                job.job_type,
+                job.attempts,
+                describe_error(exc),
             )
             if not job.finished:
                 self._settle_failure(conn, job, spec.retry or self.retry, exc)
@@ -331,7 +333,7 @@ class JobRunner:
     def _settle_failure(
         self, conn: BeanstalkConnection, job: Job, policy: RetryPolicy, exc: Exception
     ) -> None:
-        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_TEXT]
+        error = describe_error(exc)
         bury = policy.should_bury(job.attempts)
         if job.stored and self.store is not None:
             try:
@@ -343,7 +345,10 @@ class JobRunner:
                     now=time.time(),
                 )
             except KQueueError as store_exc:
+                # The count could not be kept on the record: beanstalkd's own counters of
+                # this job bound the retries instead, so it cannot retry forever uncounted.
                 logger.error("job %s: cannot record the failure: %s", job.id, store_exc)
+                bury = bury or policy.should_bury(_attempts_from_broker(conn, job.id))
         if bury:
             conn.bury(job.id, priority=job.priority)
             job.outcome = "buried"
@@ -360,6 +365,15 @@ class JobRunner:
             conn.release(job.id, priority=job.priority, delay=delay)
             job.outcome = "released"
             self.counters["retried"] += 1
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` for logs and records: bounded, no NUL bytes, never raises."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # an exception whose __str__ itself fails
+        text = f"{type(exc).__name__}: <unprintable>"
+    return text.replace("\x00", "\\x00")[:MAX_ERROR_TEXT]
 
 
 def _attempts_from_broker(conn: BeanstalkConnection, job_id: int) -> int:

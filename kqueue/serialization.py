@@ -29,6 +29,8 @@ _HEADER = re.compile(
 )
 _CODEC_NAME = re.compile(r"[a-z0-9_.-]{1,32}")
 
+_U32_MAX = 2**32 - 1
+
 BodyMode = Literal["i", "r", "s"]
 _MODES: dict[bytes, BodyMode] = {b"i": "i", b"r": "r", b"s": "s"}
 
@@ -158,12 +160,15 @@ def decode_body(body: bytes) -> Body | None:
     payload = body[match.end() :]
     if mode == b"r" and payload:
         return None
+    pri, seconds = int(priority), int(ttr)
+    if pri > _U32_MAX or not 1 <= seconds <= _U32_MAX:
+        return None  # kqueue never writes these: a corrupt or forged header
     return Body(
         mode=_MODES[mode],
         key=key.decode(),
         codec=codec.decode(),
-        priority=int(priority),
-        ttr=int(ttr),
+        priority=pri,
+        ttr=seconds,
         job_type=job_type.decode(),
         payload=payload,
     )

@@ -166,11 +166,19 @@ class Sweep:
                     if self.store.swap_reference(record.key, ref, moved, now=record.updated_at):
                         report.references_updated += 1
                 return True
-            stale = body is not None and body.stored and self.store.get(body.key) is None
-            # An id reused after a restart, pointing at a record that is gone: drop it.
+            # An id reused after a restart, holding a reference of ours whose record is gone:
+            # drop it (the worker would drop it too, without running it).
+            stale = body is not None and body.stored and self._is_stale(found.id, body.key)
             if stale and self.conn.delete(found.id):
                 report.stale_dropped += 1
         return False
+
+    def _is_stale(self, job_id: int, key: str) -> bool:
+        """True for a job in one of this queue's tubes whose record is gone. Another
+        application's job (another prefix, another store) is never touched."""
+        stats = self.conn.stats_job(job_id) or {}
+        ours = str(stats.get("tube", "")).startswith(self.tube_prefix)
+        return ours and self.store.get(key) is None
 
     def _requeue(self, record: JobRecord, report: SweepReport) -> None:
         now = time.time()

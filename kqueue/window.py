@@ -27,9 +27,10 @@ class ReserveWindow:
 
     def size(self, room: int | None = None) -> int:
         """How many jobs the next burst may take at most (``room``: at most this many)."""
-        size = self.max_size
         if self._seconds_per_job > 0:
-            size = min(size, max(1, int(self.target_seconds / self._seconds_per_job)))
+            size = min(self.max_size, max(1, int(self.target_seconds / self._seconds_per_job)))
+        else:
+            size = 1  # no pace measured yet: a slow first job must not hoard the queue
         return size if room is None else max(1, min(size, room))
 
     def observe(self, jobs: int, seconds: float) -> None:

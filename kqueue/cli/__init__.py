@@ -40,6 +40,23 @@ exit codes: 0 ok, 1 kqueue error, 2 bad usage or input, 3 worker forced to stop,
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type that accepts only numbers above zero."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+POSITIVE_FLOAT = _positive(float)
+POSITIVE_INT = _positive(int)
+
+
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument("--beanstalkd", metavar="HOST:PORT", help="env KQUEUE_BEANSTALKD")
@@ -68,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     _worker_parser(command)
     stats = command("stats", commands.cmd_stats, "job counts per type")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
-    stats.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS")
+    stats.add_argument(
+        "--watch", type=POSITIVE_FLOAT, metavar="SECONDS", help="refresh every SECONDS"
+    )
     put = command("put", commands.cmd_put, "add one job (payload in JSON)")
     put.add_argument("jobtype")
     put.add_argument("payload", help="JSON, e.g. '{\"id\": 7}'")
@@ -82,10 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     buried = command("buried", commands.cmd_buried, "list buried jobs with their last errors")
     buried.add_argument("jobtype")
-    buried.add_argument("--limit", type=int, default=50)
+    buried.add_argument("--limit", type=POSITIVE_INT, default=50)
     kick = command("kick", commands.cmd_kick, "kick buried jobs back to ready")
     kick.add_argument("jobtype")
-    kick.add_argument("count", type=int, nargs="?", help="how many (default: all buried)")
+    kick.add_argument("count", type=POSITIVE_INT, nargs="?", help="how many (default: all buried)")
     purge = command("purge", commands.cmd_purge, "delete waiting jobs of a type")
     purge.add_argument("jobtype")
     purge.add_argument("--match", metavar="REGEX", help="only payloads matching REGEX")
@@ -96,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grace", type=float, help="skip records younger than this (s)")
     sweep.add_argument("--json", action="store_true")
     sweeper = command("sweeper", commands.cmd_sweeper, "recovery passes until stopped")
-    sweeper.add_argument("--interval", type=float, default=30.0)
+    sweeper.add_argument("--interval", type=POSITIVE_FLOAT, default=30.0)
     sweeper.add_argument("--grace", type=float)
     _demo_parser(command)
     return parser
@@ -107,10 +126,10 @@ def _worker_parser(command: Callable[[str, Command, str], argparse.ArgumentParse
 
     worker = command("worker", cmd_worker, "run an application's handlers")
     worker.add_argument("app", help="MODULE:ATTRIBUTE of a KQueue, e.g. myapp.jobs:queue")
-    worker.add_argument("--processes", type=int, default=1, help="worker processes")
+    worker.add_argument("--processes", type=POSITIVE_INT, default=1, help="worker processes")
     worker.add_argument("--jobtypes", metavar="A,B", help="serve only these job types")
     worker.add_argument("--burst", action="store_true", help="exit when nothing is ready")
-    worker.add_argument("--sweep-interval", type=float, metavar="SECONDS")
+    worker.add_argument("--sweep-interval", type=POSITIVE_FLOAT, metavar="SECONDS")
     worker.add_argument("--grace", type=float, default=30.0, help="shutdown grace (s)")
     worker.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus metrics")
 
@@ -119,8 +138,8 @@ def _demo_parser(command: Callable[[str, Command, str], argparse.ArgumentParser]
     from kqueue.cli.demo import cmd_demo
 
     demo = command("demo", cmd_demo, "run the demo on an in-process broker and SQLite")
-    demo.add_argument("--jobs", type=int, default=3000)
-    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--jobs", type=POSITIVE_INT, default=3000)
+    demo.add_argument("--workers", type=POSITIVE_INT, default=2)
     demo.add_argument("--crash-at", type=float, default=0.4, help="fraction done")
     demo.add_argument("--seed", type=int, default=7)
 

@@ -11,7 +11,7 @@ from typing import Any
 from kqueue.broker import ReservedJob, Stats
 from kqueue.cli.config import Settings
 from kqueue.cli.output import Progress, print_json, table
-from kqueue.errors import JobNotFoundError, ValidationError
+from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
 from kqueue.job import tube_for
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
@@ -233,6 +233,8 @@ def cmd_sweeper(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with settings.open_queue() as queue:
+        if queue.store is None:
+            raise ConfigurationError("recovery needs a bulk store: --store or KQUEUE_STORE")
         sweeper = RecoverySweeper(queue, interval=args.interval, grace=args.grace).start()
         stop.wait()
         sweeper.stop()

@@ -41,6 +41,7 @@ def rebind(queue: KQueue, settings: Settings) -> KQueue:
     """The same queue (handlers, codec, retries, hooks) on the command line's broker/store."""
     if not settings.beanstalkd_given and settings.store_url is None:
         return queue
+    connect_timeout, command_timeout = queue._timeouts
     moved = KQueue(
         host=settings.host if settings.beanstalkd_given else queue.host,
         port=settings.port if settings.beanstalkd_given else queue.port,
@@ -49,9 +50,16 @@ def rebind(queue: KQueue, settings: Settings) -> KQueue:
         codec=queue.codecs.default,
         retry=queue.retry,
         strict=queue.strict,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+        reconnect_delay=queue.reconnect_delay,
         recovery_grace=queue.recovery_grace,
         hooks=queue.hooks.hooks,
+        window=queue._window.max_size,
+        inline_copy_max=queue.inline_copy_max,
     )
+    moved.codecs = queue.codecs  # every codec the application registered for decoding
+    moved._runner.codecs = queue.codecs
     for job_type, spec in queue._handlers.items():
         moved.add_handler(job_type, spec.handler, retry=spec.retry, auto_touch=spec.auto_touch)
     return moved
@@ -100,7 +108,12 @@ def supervise(count: int, argv: list[str]) -> int:
     Each child has its own connections (the original kqueue's clustered mode). The exit code
     is the worst of the children's.
     """
-    children = [subprocess.Popen([sys.executable, "-m", "kqueue", *argv]) for _ in range(count)]
+    # Each child in its own session: a terminal's Ctrl-C reaches only this parent, which
+    # forwards it once (a child that got it twice would stop at once instead of gracefully).
+    children = [
+        subprocess.Popen([sys.executable, "-m", "kqueue", *argv], start_new_session=True)
+        for _ in range(count)
+    ]
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:

@@ -177,3 +177,30 @@ def test_demo_runs_the_whole_story_and_loses_nothing(
     assert lost.split()[-1] == "0"
     crashes = next(line for line in out.splitlines() if line.startswith("broker crashes"))
     assert crashes.split()[-1] == "1"
+
+
+def test_sweeper_without_a_store_exits_at_once_with_a_configuration_error(cli: Cli) -> None:
+    result = cli("sweeper", "--interval", "0.1")
+    assert result.code == 2
+    assert "bulk store" in result.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("stats", "--watch", "-1"),
+        ("sweeper", "--interval", "0"),
+        ("kick", "t", "0"),
+        ("buried", "t", "--limit", "-3"),
+        ("worker", "x:y", "--processes", "0"),
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors(
+    args: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kqueue.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code == 2
+    assert "must be above 0" in capsys.readouterr().err

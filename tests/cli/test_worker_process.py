@@ -189,3 +189,34 @@ def test_worker_and_commands_over_redis_and_postgresql_stores(
         out, _ = stats.communicate(timeout=30)
         assert json.loads(out)["job_types"] == []
     assert ran(out_file) == [{"via": "redis"}, {"via": "postgresql+psycopg"}]
+
+
+def test_ctrl_c_on_a_process_group_stops_every_child_gracefully(
+    beanstalkd: BeanstalkdProcess, out_file: Path
+) -> None:
+    import os
+    import sys
+
+    from tests.cli.conftest import ROOT
+
+    env = dict(os.environ, KQ_TEST_OUT=str(out_file), PYTHONPATH=str(ROOT))
+    env["KQUEUE_BEANSTALKD"] = f"{beanstalkd.host}:{beanstalkd.port}"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "kqueue", "worker", "tests.cli.app:queue", "--processes", "2"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,  # its own process group, as a shell job would have
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with producer(beanstalkd) as queue:
+            wait_until(
+                lambda: queue.stats().job_types.get("record", {}).get("current-watching") == 2
+            )
+        os.killpg(supervisor.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        assert supervisor.wait(15) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+        supervisor.communicate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import greenstalk
 import pytest
@@ -223,3 +224,59 @@ def test_purge_keeps_records_of_jobs_reserved_by_workers(
         worker.reserve_job(job_id)
         assert queue.purge_jobs("busy") == 0
         assert store.count() == 1
+
+
+def test_error_text_with_nul_bytes_is_still_recorded_and_counted(
+    make_queue: Callable[..., KQueue], store: Store
+) -> None:
+    queue = make_queue(retry=NO_WAIT)
+
+    def fails(job: Job) -> None:
+        raise ValueError("bad\x00byte")
+
+    queue.add_handler("nul", fails)
+    queue.add_job("nul", 1)
+    assert queue.run_jobs(time_limit_ms=0) == 2
+    (record,) = store.scan(job_type="nul")
+    assert (record.attempts, record.state) == (2, "buried")
+    assert record.last_error == "ValueError: bad\\x00byte"
+
+
+def test_job_put_but_reference_not_saved_is_reported_as_added(
+    make_queue: Callable[..., KQueue], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = make_queue()
+
+    def broken_swap(*args: object, **kwargs: object) -> bool:
+        raise StoreError("store went away after the put")
+
+    monkeypatch.setattr(store, "swap_reference", broken_swap)
+    job_id = queue.add_job("nosave", 1)
+    assert job_id > 0
+    monkeypatch.undo()
+    ran: list[object] = []
+    queue.add_handler("nosave", ran.append)
+    assert queue.run_jobs(time_limit_ms=0) == 1
+    assert store.count() == 0
+
+
+def test_inline_copy_too_big_for_the_server_falls_back_to_a_reference(
+    store: Store, tmp_path: Path
+) -> None:
+    from tests.servers import beanstalkd_binary
+
+    binary = beanstalkd_binary()
+    assert binary is not None
+    server = BeanstalkdProcess(binary, max_job_size=300)
+    server.start()
+    try:
+        queue = KQueue(host=server.host, port=server.port, bulk_store=store)
+        ran: list[object] = []
+        queue.add_handler("big", lambda job: ran.append(job.data))
+        payload = "y" * 500  # under inline_copy_max, over this server's 300 bytes
+        assert queue.add_job("big", payload) > 0
+        assert queue.run_jobs(time_limit_ms=0) == 1
+        assert ran == [payload]
+        queue.close()
+    finally:
+        server.stop()
