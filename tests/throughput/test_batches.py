@@ -99,12 +99,29 @@ class CountingStore:
 
 def test_a_window_of_ready_jobs_reads_the_store_once(make_queue: Any, store: Store) -> None:
     producer = make_queue()
-    producer.add_jobs("win", list(range(50)))
     counting = CountingStore(store)
     worker = make_queue(bulk_store=counting)
     worker.add_handler("win", lambda job: None)
+    # The window starts at one job until it has measured a pace: measure one, and let the
+    # window hold up to 10 s of work so that the 50 jobs fit in one.
+    worker._window.target_seconds = 10.0
+    producer.add_job("win", "warm-up")
+    assert worker.run_jobs(count_limit=1, time_limit_ms=0) == 1
+    counting.reads = 0
+    producer.add_jobs("win", list(range(50)))
     assert worker.run_jobs(count_limit=50, time_limit_ms=0) == 50
     assert counting.reads == 1
+
+
+def test_the_window_holds_one_job_until_it_has_measured_a_pace() -> None:
+    from kqueue.window import ReserveWindow
+
+    window = ReserveWindow(128)
+    assert window.size() == 1  # a slow first job must not hoard the queue from other workers
+    window.observe(10, 0.001)  # fast handlers: 0.1 ms a job
+    assert window.size() == 128
+    window.observe(1, 5.0)  # then a slow one: the window shrinks again
+    assert window.size() < 10
 
 
 def test_a_lone_job_is_reserved_alone_and_runs(make_queue: Any) -> None:
@@ -125,6 +142,9 @@ def test_jobs_not_started_within_half_their_ttr_are_handed_back(make_queue: Any)
             time.sleep(0.6)  # past half of the 1 s TTR of the jobs waiting behind it
 
     queue.add_handler("ttr", slow_first)
+    queue.add_jobs("ttr", [10, 11, 12], ttr=1)  # fast ones first: the window learns a pace
+    assert queue.run_jobs(count_limit=3, time_limit_ms=0) == 3
+    ran.clear()
     queue.add_jobs("ttr", [0, 1, 2], ttr=1)
     assert queue.run_jobs(count_limit=3, time_limit_ms=5000) == 3
     assert sorted(ran) == [0, 1, 2]  # each ran exactly once
