@@ -102,7 +102,6 @@ class BeanstalkConnection(InspectionCommands):
         self._lock = threading.RLock()
         self._used = "default"
         self._watched: list[str] = ["default"]
-        self.connects = 0
         self._server_stats: Stats | None = None
         self._pollers: dict[int | None, select.poll] = {}
         self._last_reply = 0.0
@@ -139,7 +138,6 @@ class BeanstalkConnection(InspectionCommands):
             self._sock = sock
             self._proven = False
             self._server_stats = None
-            self.connects += 1
             self._restore_tubes()
 
     def _restore_tubes(self) -> None:
