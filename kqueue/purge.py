@@ -49,9 +49,10 @@ class _Holding:
     def __contains__(self, job_id: int) -> bool:
         return job_id in self.jobs
 
-    def add(self, job_id: int, held: _Held, ttr: int) -> None:
-        if not self.jobs:
-            self._touched = time.monotonic()
+    def add(self, job_id: int, held: _Held, ttr: int, reserved_at: float) -> None:
+        # The clock of the oldest untouched hold starts at its reserve, not now: matching the
+        # payload (a store read) took some of its TTR already.
+        self._touched = reserved_at if not self.jobs else min(self._touched, reserved_at)
         self.jobs[job_id] = held
         self._shortest_ttr = min(self._shortest_ttr, max(1, ttr))
 
@@ -122,6 +123,7 @@ def _walk(
                 result.deleted_bodies.append(found.body)
             continue
         stats = conn.stats_job(found.id)
+        reserved_at = time.monotonic()
         taken = conn.reserve_job(found.id) if stats is not None else None
         if stats is None or taken is None:
             continue  # a worker got it between peek and reserve-job
@@ -132,7 +134,7 @@ def _walk(
             result.deleted_bodies.append(taken.body)
         else:
             kept = _Held(state, _int(stats.get("pri")), _delay_left(state, stats))
-            held.add(taken.id, kept, _int(stats.get("ttr")))
+            held.add(taken.id, kept, _int(stats.get("ttr")), reserved_at)
     return budget
 
 

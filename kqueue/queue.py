@@ -144,6 +144,7 @@ class KQueue(QueueAdmin):
         A store this queue opened from a URL is closed too; a Store object passed in belongs
         to the caller, who may share it between queues.
         """
+        self._runner.close()  # the deletes of finished jobs go out before their connection
         for conn in (self._producer, self._worker, self._admin):
             conn.close()
         self._wakeup.close()

@@ -8,14 +8,13 @@ reference whose record is gone (done or purged already) is deleted without runni
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kqueue.broker import BeanstalkConnection, ReservedJob
 from kqueue.errors import KQueueError, PayloadError
@@ -24,6 +23,9 @@ from kqueue.job import Job
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Body, CodecRegistry, decode_body
 from kqueue.stores.base import JobRecord, RecordStatus, Store
+
+if TYPE_CHECKING:
+    from kqueue.pipeline import Pipeline
 
 logger = logging.getLogger("kqueue")
 
@@ -71,7 +73,7 @@ class AutoToucher:
 
 
 class _Acks:
-    """Finished jobs whose deletes are sent together: record keys and beanstalkd ids."""
+    """Jobs dropped unrun whose deletes are sent together: record keys and beanstalkd ids."""
 
     __slots__ = ("ids", "keys")
 
@@ -85,13 +87,104 @@ class _Acks:
             self.keys.append(key)
 
 
+class AckFlusher:
+    """Sends the deletes of finished jobs from a background thread while the next handler runs.
+
+    :meth:`add` hands a finished job over; the thread takes everything handed over so far (so
+    batches form while it is busy), deletes the records in one store call, then the jobs in
+    one pipelined burst on the connection that reserved them, whose lock serialises the burst
+    with the handler thread's own commands. A delete thus goes out within about one round trip
+    of its handler returning, however long the next handler runs (it may outlast the finished
+    job's TTR). :meth:`drain` waits until everything handed over is sent: the runner calls it
+    before a window ends, so no delete ever waits behind a blocking reserve.
+
+    Errors are logged, never raised: a lost connection releases the jobs, whose records are
+    gone (they are dropped as stale when they come back); records the store failed to delete
+    stay, and their jobs are released to run again. The daemon thread starts with the first
+    job and stops on :meth:`close` (after sending what it holds); a later job starts it again.
+    """
+
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
+        self._cond = threading.Condition()
+        self._pending: list[tuple[BeanstalkConnection, Job]] = []
+        self._busy = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, conn: BeanstalkConnection, job: Job) -> None:
+        """Delete ``job`` (reserved on ``conn``) soon: its record first, then the job."""
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kqueue-acks", daemon=True)
+                self._thread.start()
+            self._pending.append((conn, job))
+            self._cond.notify_all()
+
+    def drain(self) -> None:
+        """Wait until every job handed over has been deleted (or its delete has failed)."""
+        with self._cond:
+            while self._pending or self._busy:
+                self._cond.wait()
+
+    def close(self) -> None:
+        """Send what is pending, then stop the thread."""
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._cond:
+                while not self._pending and self._thread is me:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                batch, self._pending = self._pending, []
+                self._busy += 1
+            try:
+                self._send(batch)
+            except Exception:  # the thread must outlive anything
+                logger.exception("deleting %d finished job(s) failed", len(batch))
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _send(self, batch: list[tuple[BeanstalkConnection, Job]]) -> None:
+        keys = [job.key for _, job in batch if job.stored]
+        kept = False
+        if keys and self.store is not None:
+            try:
+                self.store.delete_many(keys)
+            except KQueueError as exc:
+                kept = True
+                logger.error("cannot delete %d finished job record(s): %s", len(keys), exc)
+        pipes: dict[BeanstalkConnection, Pipeline] = {}
+        for conn, job in batch:
+            pipe = pipes.get(conn)
+            if pipe is None:
+                pipe = pipes[conn] = conn.pipeline()
+            if kept and job.stored:
+                pipe.release(job.id, priority=job.priority, delay=0)  # its record is still there
+            else:
+                pipe.delete(job.id)
+        for conn, pipe in pipes.items():
+            try:
+                pipe.execute()
+            except KQueueError as exc:
+                logger.warning("deletes of finished jobs on %s failed: %s", conn.address, exc)
+
+
 class JobRunner:
     """Turns reserved beanstalkd jobs into handler calls and settles their outcomes.
 
     A window of jobs reserved together is run in order: their records come from the store in
-    one round trip. A finished job's delete (record first, then beanstalkd) goes out before the
-    next handler starts, since that handler may outlast the finished job's TTR; jobs dropped
-    without running are deleted together.
+    one round trip. A finished job is handed to the :class:`AckFlusher`, which deletes it
+    (record first, then beanstalkd) while the next handler runs; the window ends once every
+    delete went out. Jobs dropped without running are deleted together.
     """
 
     def __init__(
@@ -112,6 +205,11 @@ class JobRunner:
         self.tube_prefix = tube_prefix
         self.counters = counters
         self.hooks = hooks
+        self.acks = AckFlusher(store)
+
+    def close(self) -> None:
+        """Send the pending deletes and stop the flusher's thread."""
+        self.acks.close()
 
     def run(self, conn: BeanstalkConnection, reserved: ReservedJob) -> bool:
         """Process one reserved job; True if a handler ran."""
@@ -131,7 +229,6 @@ class JobRunner:
         ``should_stop()`` turns true, is released untouched for another worker.
         """
         jobs = self._prepare_window(conn, window)
-        acks = _Acks()
         ran = 0
         try:
             for index, job in enumerate(jobs):
@@ -145,17 +242,11 @@ class JobRunner:
                 if spec is None:
                     self._no_handler(conn, job)
                     continue
-                if acks.ids:
-                    # Settle finished jobs before the next handler starts: that handler may
-                    # outlast their TTR, and an unsent delete would let them run again.
-                    self._flush(conn, acks)
-                self._call_handler(conn, job, spec, acks)
+                self._call_handler(conn, job, spec)
                 ran += 1
-        except BaseException:
-            with contextlib.suppress(KQueueError):
-                self._flush(conn, acks)  # what finished stays finished, if we still can
-            raise
-        self._flush(conn, acks)
+        finally:
+            # Every delete out before the next reserve, which may block holding the lock.
+            self.acks.drain()
         return ran
 
     def _no_handler(self, conn: BeanstalkConnection, job: Job) -> None:
@@ -289,9 +380,7 @@ class JobRunner:
         self.counters["unreadable_buried"] += 1
         logger.error("job %s in tube %s buried: %s", job_id, stats.get("tube", "?"), why)
 
-    def _call_handler(
-        self, conn: BeanstalkConnection, job: Job, spec: HandlerSpec, acks: _Acks
-    ) -> None:
+    def _call_handler(self, conn: BeanstalkConnection, job: Job, spec: HandlerSpec) -> None:
         self.hooks.before_job(job)
         toucher = AutoToucher(conn, job) if spec.auto_touch else None
         started = time.perf_counter()
@@ -317,18 +406,11 @@ class JobRunner:
         if toucher is not None:
             toucher.stop()
         if not job.finished:
-            acks.add(job.id, job.key if job.stored else None, job.ttr)
             job.outcome = "deleted"
+            self.acks.add(conn, job)
         self.counters["completed"] += 1
         logger.debug("job %s type=%s done in %.3f ms", job.id, job.job_type, seconds * 1000)
         self.hooks.after_job(job, seconds)
-
-    def complete(self, conn: BeanstalkConnection, job: Job) -> None:
-        """Delete a finished job: its record first, so a crash in between never reruns it."""
-        if job.stored and self.store is not None:
-            self.store.delete(job.key)
-        conn.delete(job.id)
-        job.outcome = "deleted"
 
     def _settle_failure(
         self, conn: BeanstalkConnection, job: Job, policy: RetryPolicy, exc: Exception

@@ -1,0 +1,125 @@
+"""The ack flusher: finished jobs are deleted while the next handler runs, and in batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import greenstalk
+
+from kqueue import KQueue
+from kqueue.job import Job
+from kqueue.stores import Store
+
+
+class CountingDeletes:
+    """Wraps a store and counts its delete_many calls."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.delete_calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        self.delete_calls += 1
+        return self.inner.delete_many(keys)
+
+
+def _prime(queue: KQueue, job_type: str) -> None:
+    """Let the window hold many jobs: it starts at one until it has measured a pace."""
+    queue._window.target_seconds = 10.0
+    queue.add_job(job_type, "warm-up")
+    assert queue.run_jobs(count_limit=1, time_limit_ms=0) == 1
+
+
+def test_a_finished_job_is_deleted_while_a_slow_next_handler_outlasts_its_ttr(
+    make_queue: Any, store: Store, client: greenstalk.Client[bytes]
+) -> None:
+    worker, other = make_queue(), make_queue()
+    ran: list[str] = []
+    gone_during_sleep: list[bool] = []
+    fast_id = 0
+    rival = threading.Thread(target=lambda: other.run_jobs(time_limit_ms=2500))
+
+    def handler(job: Job) -> None:
+        ran.append(job.data)
+        if job.data == "slow":
+            rival.start()  # another worker, ready to take the fast job should its TTR run out
+            time.sleep(0.3)
+            try:
+                client.stats_job(fast_id)
+            except greenstalk.NotFoundError:
+                gone_during_sleep.append(True)
+            else:
+                gone_during_sleep.append(False)
+            time.sleep(1.5)  # well past the fast job's 1 s TTR
+
+    worker.add_handler("ttr", handler)
+    other.add_handler("ttr", handler)
+    _prime(worker, "ttr")
+    ran.clear()
+    fast_id = worker.add_job("ttr", "fast", ttr=1)
+    worker.add_job("ttr", "slow", ttr=10)
+    # Both jobs in one window, the fast one first; then wait for any second delivery.
+    assert worker.run_jobs(count_limit=3, time_limit_ms=2500) == 2
+    rival.join()
+    assert ran == ["fast", "slow"]
+    assert gone_during_sleep == [True]
+    assert store.count() == 0
+    assert worker.counters["window_released"] == 0
+
+
+def test_quick_jobs_are_deleted_in_batches(make_queue: Any, store: Store) -> None:
+    counting = CountingDeletes(store)
+    queue = make_queue(bulk_store=counting)
+    queue.add_handler("quick", lambda job: None)
+    _prime(queue, "quick")
+    counting.delete_calls = 0
+    queue.add_jobs("quick", list(range(200)))
+    assert queue.run_jobs(count_limit=200, time_limit_ms=0) == 200
+    assert 1 <= counting.delete_calls < 100
+    assert store.count() == 0
+    stats = queue._admin.stats()
+    assert stats["current-jobs-ready"] == 0 and stats["current-jobs-reserved"] == 0
+
+
+def test_the_flusher_thread_starts_with_the_first_job_and_stops_on_close(
+    make_queue: Any,
+) -> None:
+    queue = make_queue()
+    queue.add_handler("life", lambda job: None)
+    assert not _flusher_threads()
+    queue.add_job("life", 1)
+    assert queue.run_jobs(count_limit=1, time_limit_ms=0) == 1
+    assert len(_flusher_threads()) == 1
+    queue.close()
+    assert not _flusher_threads()
+    queue.add_job("life", 2)  # a closed queue reconnects; so does its flusher
+    assert queue.run_jobs(count_limit=1, time_limit_ms=0) == 1
+    queue.close()
+    assert not _flusher_threads()
+
+
+def test_a_job_whose_connection_dropped_under_its_handler_runs_once(
+    queue: KQueue, store: Store
+) -> None:
+    ran: list[int] = []
+
+    def handler(job: Job) -> None:
+        ran.append(job.data)
+        if job.data == 0:
+            queue._worker.close()  # the job goes back to ready; its delete reconnects
+
+    queue.add_handler("lost", handler)
+    queue.add_jobs("lost", [0, 1])
+    assert queue.run_jobs(count_limit=2, time_limit_ms=2000) == 2
+    assert ran == [0, 1]
+    assert store.count() == 0
+
+
+def _flusher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "kqueue-acks" and t.is_alive()]
