@@ -24,7 +24,7 @@ from kqueue.hooks import HookChain, Hooks
 from kqueue.job import Job, check_delay, check_u32, tube_for, validate_tube_prefix
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec, JobRunner
-from kqueue.serialization import Codec, CodecRegistry, decode_body, encode_body
+from kqueue.serialization import Codec, CodecRegistry, decode_body, encode_body, record_body
 from kqueue.stores.base import BrokerRef, JobRecord, Store
 from kqueue.window import ReserveWindow
 
@@ -214,16 +214,7 @@ class KQueue(QueueAdmin):
 
     def _reference_body(self, record: JobRecord) -> bytes:
         """The body of a stored job: mode ``s`` with a copy of a small payload, else ``r``."""
-        small = len(record.payload) <= self.inline_copy_max
-        return encode_body(
-            "s" if small else "r",
-            key=record.key,
-            codec=record.codec,
-            priority=record.priority,
-            ttr=record.ttr,
-            job_type=record.job_type,
-            payload=record.payload if small else b"",
-        )
+        return record_body(record, copy_max=self.inline_copy_max)
 
     def add_jobs(
         self,
@@ -285,14 +276,7 @@ class KQueue(QueueAdmin):
                 except JobTooBigError:
                     # The inline copy does not fit this server's max job size: a plain
                     # reference does (the record is already durable, so the job stays).
-                    body = encode_body(
-                        "r",
-                        key=record.key,
-                        codec=record.codec,
-                        priority=record.priority,
-                        ttr=record.ttr,
-                        job_type=record.job_type,
-                    )
+                    body = record_body(record)
                     job_id = self._put(tube, body, record.priority, int(record.delay), record.ttr)
                 server_id = self._producer.server_id()
         except (BrokerError, JobTooBigError) as exc:

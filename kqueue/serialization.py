@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from kqueue.errors import PayloadError
+from kqueue.stores.base import JobRecord
 
 BODY_MAGIC = b"kq1 "
 _HEADER = re.compile(
@@ -149,6 +150,21 @@ def encode_body(
     """Build the bytes put into beanstalkd."""
     header = f"{mode} {key} {codec} {priority} {ttr} {job_type}\n".encode()
     return BODY_MAGIC + header + payload
+
+
+def record_body(record: JobRecord, *, copy_max: int = -1) -> bytes:
+    """The body of a stored job: mode ``s`` with a copy of a payload of at most ``copy_max``
+    bytes, else (and by default) a plain reference, mode ``r``."""
+    copy = len(record.payload) <= copy_max
+    return encode_body(
+        "s" if copy else "r",
+        key=record.key,
+        codec=record.codec,
+        priority=record.priority,
+        ttr=record.ttr,
+        job_type=record.job_type,
+        payload=record.payload if copy else b"",
+    )
 
 
 def decode_body(body: bytes) -> Body | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from kqueue.broker import BeanstalkConnection
 from kqueue.errors import BrokerConnectionError, KQueueError
 from kqueue.job import SUSPEND_SECONDS
-from kqueue.serialization import decode_body, encode_body
+from kqueue.serialization import decode_body, record_body
 from kqueue.stores.base import BrokerRef, JobRecord, Store
 
 if TYPE_CHECKING:
@@ -186,14 +186,7 @@ class Sweep:
         if not self.store.swap_reference(record.key, record.ref, claim, now=now):
             report.claimed_elsewhere += 1
             return
-        body = encode_body(
-            "r",
-            key=record.key,
-            codec=record.codec,
-            priority=record.priority,
-            ttr=record.ttr,
-            job_type=record.job_type,
-        )
+        body = record_body(record)
         # A postdated job keeps what is left of its delay; a retry waiting out its backoff
         # runs now.
         delay = 0 if record.attempts else max(0, math.ceil(record.created_at + record.delay - now))
