@@ -22,7 +22,7 @@ from pathlib import Path
 import greenstalk
 
 from kqueue import KQueue
-from tests.servers import BeanstalkdProcess, beanstalkd_binary
+from tests.servers import BeanstalkdProcess, running_beanstalkd
 
 WORKER = """
 import json, sys, time
@@ -54,11 +54,13 @@ def bare_round_trip_us(server: BeanstalkdProcess, samples: int = 2000) -> float:
 
 
 def run(jobs: int, store: str | None, gap_s: float) -> dict[str, float]:
-    binary = beanstalkd_binary()
-    if binary is None:
-        sys.exit("beanstalkd not installed")
-    server = BeanstalkdProcess(binary)
-    server.start()
+    with running_beanstalkd() as server:
+        return _measure(server, jobs, store, gap_s)
+
+
+def _measure(
+    server: BeanstalkdProcess, jobs: int, store: str | None, gap_s: float
+) -> dict[str, float]:
     out = Path(f"/tmp/kqueue-bench-lat-{server.port}.json")
     try:
         worker = subprocess.Popen(
@@ -92,7 +94,6 @@ def run(jobs: int, store: str | None, gap_s: float) -> dict[str, float]:
         from_return = [(started[k] - returned[k]) / 1000 for k in returned]
         rtt = bare_round_trip_us(server)
     finally:
-        server.stop()
         out.unlink(missing_ok=True)
     return {
         "call_p50_us": percentile(from_call, 50),

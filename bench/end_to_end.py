@@ -19,7 +19,7 @@ from collections.abc import Callable
 import greenstalk
 
 from kqueue import KQueue
-from tests.servers import BeanstalkdProcess, beanstalkd_binary
+from tests.servers import BeanstalkdProcess, running_beanstalkd
 
 STORE_URLS: dict[str, Callable[[str], str | None]] = {
     "inline": lambda tmp: None,
@@ -62,20 +62,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--stores", default="inline,redis,sqlite,postgres")
     args = parser.parse_args()
-    binary = beanstalkd_binary()
-    if binary is None:
-        raise SystemExit("beanstalkd not installed")
-    server = BeanstalkdProcess(binary)
-    server.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            base = args.jobs / greenstalk_cycle(server, args.jobs)
-            print(f"{'greenstalk (no store)':24} {base:9.0f} jobs/s  1.00x")
-            for name in args.stores.split(","):
-                rate = args.jobs / kqueue_cycle(server, args.jobs, STORE_URLS[name](tmp))
-                print(f"{'kqueue ' + name:24} {rate:9.0f} jobs/s  {rate / base:.2f}x")
-    finally:
-        server.stop()
+    with running_beanstalkd() as server, tempfile.TemporaryDirectory() as tmp:
+        base = args.jobs / greenstalk_cycle(server, args.jobs)
+        print(f"{'greenstalk (no store)':24} {base:9.0f} jobs/s  1.00x")
+        for name in args.stores.split(","):
+            rate = args.jobs / kqueue_cycle(server, args.jobs, STORE_URLS[name](tmp))
+            print(f"{'kqueue ' + name:24} {rate:9.0f} jobs/s  {rate / base:.2f}x")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import greenstalk
 from bench.dispatch_latency import run as latency_run
 from bench.end_to_end import PAYLOAD, STORE_URLS
 from kqueue import KQueue
-from tests.servers import BeanstalkdProcess, beanstalkd_binary
+from tests.servers import BeanstalkdProcess, running_beanstalkd
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BATCH = 1000
@@ -158,16 +158,8 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=2000)
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args()
-    binary = beanstalkd_binary()
-    if binary is None:
-        raise SystemExit("beanstalkd not installed")
-    server = BeanstalkdProcess(binary)
-    server.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            run_all(server, args, tmp)
-    finally:
-        server.stop()
+    with running_beanstalkd() as server, tempfile.TemporaryDirectory() as tmp:
+        run_all(server, args, tmp)
 
 
 def run_all(server: BeanstalkdProcess, args: argparse.Namespace, tmp: str) -> None:

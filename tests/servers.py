@@ -6,12 +6,14 @@ A real-service test skips with a clear reason on a machine without the service, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,17 @@ def tcp_reachable(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def running_beanstalkd() -> Iterator[BeanstalkdProcess]:
+    """A real beanstalkd on a free port for a script (the benchmarks); exits if not installed."""
+    binary = beanstalkd_binary()
+    if binary is None:
+        raise SystemExit("beanstalkd not installed (apt-get install beanstalkd)")
+    server = BeanstalkdProcess(binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
