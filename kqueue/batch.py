@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from kqueue.errors import (
     ValidationError,
 )
 from kqueue.job import check_delay, check_u32, tube_for
+from kqueue.keys import new_keys
 from kqueue.pipeline import Pending, Pipeline
 from kqueue.serialization import encode_body
 from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, Store
@@ -102,7 +102,11 @@ class _Batch:
     def add_inline(self, encoded: list[tuple[str, bytes]]) -> list[int]:
         """No store: the payloads travel in the bodies; all are size-checked before any put."""
         queue = self.queue
-        bodies = [self._inline_body(uuid.uuid4().hex, codec, data) for codec, data in encoded]
+        keys = new_keys(len(encoded))
+        bodies = [
+            self._inline_body(key, codec, data)
+            for key, (codec, data) in zip(keys, encoded, strict=True)
+        ]
         queue._warn_inline()
         with queue._producer._lock:
             limit = queue._producer.server_stats().get("max-job-size")
@@ -126,7 +130,7 @@ class _Batch:
         now = time.time()
         records = [
             JobRecord(
-                key=uuid.uuid4().hex,
+                key=key,
                 job_type=self.job_type,
                 payload=data,
                 codec=codec,
@@ -136,7 +140,7 @@ class _Batch:
                 created_at=now,
                 updated_at=now,
             )
-            for codec, data in encoded
+            for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
         ]
         store.put_many(records)  # raises before anything reaches beanstalkd
         bodies = [queue._reference_body(record) for record in records]

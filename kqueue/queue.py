@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -22,6 +21,7 @@ from kqueue.errors import (
 )
 from kqueue.hooks import HookChain, Hooks
 from kqueue.job import Job, check_delay, check_u32, tube_for, validate_tube_prefix
+from kqueue.keys import new_key
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec, JobRunner
 from kqueue.serialization import Codec, CodecRegistry, decode_body, encode_body, record_body
@@ -185,7 +185,7 @@ class KQueue(QueueAdmin):
         whole_delay = check_delay(delay)
         check_u32("ttr", ttr, minimum=1)
         codec, data = self.codecs.encode(payload)
-        key = uuid.uuid4().hex
+        key = new_key()
         if self.store is None:
             body = encode_body(
                 "i",

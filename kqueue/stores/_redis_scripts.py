@@ -30,30 +30,40 @@ return 0
 """
 
 PUT_MANY_PACKED = """
--- The fast path of PUT_MANY for new records without a reference or an error.
--- KEYS: index; ARGV: key prefix, then per record: key, payload, and the other fields in one
--- space-separated string: job_type codec priority delay ttr created_at attempts state
--- updated_at (none of them can hold a space). 3 arguments a record instead of 2 keys and 22.
-local prefix = ARGV[1]
-for i = 2, #ARGV, 3 do
-  if redis.call('EXISTS', prefix .. 'r:' .. ARGV[i]) == 1 then
-    return (i + 1) / 3
+-- The fast path of PUT_MANY for new records of one job type without a reference or an error.
+-- KEYS: index, type index; ARGV: key prefix, job type, then per record ten values: key,
+-- payload, codec, priority, delay, ttr, created_at, attempts, state, updated_at.
+-- The existence check and both index updates take one command per 500 records, not one each.
+local prefix, job_type = ARGV[1], ARGV[2]
+local n = (#ARGV - 2) / 10
+local hashes, members = {}, {}
+for i = 1, n do
+  local key = ARGV[3 + (i - 1) * 10]
+  hashes[i] = prefix .. 'r:' .. key
+  members[2 * i - 1] = '0'
+  members[2 * i] = key
+end
+for first = 1, n, 500 do
+  local last = math.min(first + 499, n)
+  if redis.call('EXISTS', unpack(hashes, first, last)) > 0 then
+    for i = first, last do
+      if redis.call('EXISTS', hashes[i]) == 1 then
+        return i
+      end
+    end
   end
 end
-local names = {'job_type', 'codec', 'priority', 'delay', 'ttr', 'created_at', 'attempts',
-  'state', 'updated_at'}
-for i = 2, #ARGV, 3 do
-  local key = ARGV[i]
-  local fields = {'payload', ARGV[i + 1]}
-  local n = 0
-  for value in string.gmatch(ARGV[i + 2], '%S+') do
-    n = n + 1
-    fields[#fields + 1] = names[n]
-    fields[#fields + 1] = value
-  end
-  redis.call('HSET', prefix .. 'r:' .. key, unpack(fields))
-  redis.call('ZADD', KEYS[1], 0, key)
-  redis.call('ZADD', prefix .. 't:' .. fields[4], 0, key)
+for i = 1, n do
+  local b = 3 + (i - 1) * 10
+  redis.call('HSET', hashes[i], 'job_type', job_type, 'payload', ARGV[b + 1],
+    'codec', ARGV[b + 2], 'priority', ARGV[b + 3], 'delay', ARGV[b + 4], 'ttr', ARGV[b + 5],
+    'created_at', ARGV[b + 6], 'attempts', ARGV[b + 7], 'state', ARGV[b + 8],
+    'updated_at', ARGV[b + 9])
+end
+for first = 1, n, 500 do
+  local last = math.min(first + 499, n)
+  redis.call('ZADD', KEYS[1], unpack(members, 2 * first - 1, 2 * last))
+  redis.call('ZADD', KEYS[2], unpack(members, 2 * first - 1, 2 * last))
 end
 return 0
 """
@@ -75,18 +85,38 @@ return table.concat(out, '\\n')
 
 DELETE_MANY = """
 -- KEYS: index, then the hash keys; ARGV: type index prefix, then the record keys (ARGV[i]
--- belongs to KEYS[i]). The type index key is read from the hash, so it is built here.
-local removed = 0
+-- belongs to KEYS[i]). The type index key is read from the hash, so it is built here. The
+-- deletes and index removals go out one command per 500 records (per job type), not one each.
+local hashes, members, by_type = {}, {}, {}
 for i = 2, #KEYS do
   local job_type = redis.call('HGET', KEYS[i], 'job_type')
   if job_type then
-    redis.call('DEL', KEYS[i])
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('ZREM', ARGV[1] .. job_type, ARGV[i])
-    removed = removed + 1
+    hashes[#hashes + 1] = KEYS[i]
+    members[#members + 1] = ARGV[i]
+    local of_type = by_type[job_type]
+    if not of_type then
+      of_type = {}
+      by_type[job_type] = of_type
+    end
+    of_type[#of_type + 1] = ARGV[i]
   end
 end
-return removed
+local function chunked(command, key, list)
+  for first = 1, #list, 500 do
+    local last = math.min(first + 499, #list)
+    if key then
+      redis.call(command, key, unpack(list, first, last))
+    else
+      redis.call(command, unpack(list, first, last))
+    end
+  end
+end
+chunked('DEL', nil, hashes)
+chunked('ZREM', KEYS[1], members)
+for job_type, of_type in pairs(by_type) do
+  chunked('ZREM', ARGV[1] .. job_type, of_type)
+end
+return #hashes
 """
 
 SWAP_REFERENCE = """

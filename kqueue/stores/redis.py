@@ -12,7 +12,6 @@ is not supported (scripts address keys of several hash slots).
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,7 +24,6 @@ from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, url_scheme
 if TYPE_CHECKING:
     import redis as redis_module
 
-_NO_SPACE = re.compile(r"\S+")
 
 DEFAULT_MAX_RECORD_BYTES = 512 * 1024 * 1024
 """Redis's default ``proto-max-bulk-len``: no single value may be larger."""
@@ -83,13 +81,12 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _packable(record: JobRecord) -> bool:
-    """True for a record the packed put script can write (no reference, no error)."""
-    return (
-        record.ref is None
-        and record.last_error is None
-        and _NO_SPACE.fullmatch(record.job_type) is not None
-        and _NO_SPACE.fullmatch(record.codec) is not None
+def _packable(records: Sequence[JobRecord]) -> bool:
+    """True for records the packed put script can write: one job type, no reference or error."""
+    job_type = records[0].job_type
+    return all(
+        record.ref is None and record.last_error is None and record.job_type == job_type
+        for record in records
     )
 
 
@@ -221,7 +218,7 @@ class RedisStore(ClosingStore):
         if len(set(keys)) != len(keys):
             raise StoreError("put_many got the same key twice; nothing was written")
         self._check_sizes(records)
-        if all(_packable(record) for record in records):
+        if _packable(records):
             self._put_many_packed(records)
             return
         script_keys: list[str] = [self._index]
@@ -237,15 +234,16 @@ class RedisStore(ClosingStore):
             raise StoreError(f"a record with key {key!r} already exists; nothing was written")
 
     def _put_many_packed(self, records: Sequence[JobRecord]) -> None:
-        args: list[str | bytes] = [self._prefix]
+        job_type = records[0].job_type
+        args: list[str | bytes | int] = [self._prefix, job_type]
         for r in records:
-            fields = (
-                f"{r.job_type} {r.codec} {r.priority} {float(r.delay)!r} {r.ttr} "
-                f"{float(r.created_at)!r} {r.attempts} {r.state} {float(r.updated_at)!r}"
-            )
-            args += [r.key, r.payload, fields]
+            args += [
+                r.key, r.payload, r.codec, r.priority, repr(float(r.delay)), r.ttr,
+                repr(float(r.created_at)), r.attempts, r.state, repr(float(r.updated_at)),
+            ]  # fmt: skip
+        script_keys = [self._index, self._type_index(job_type)]
         with self._translate("put"):
-            duplicate = int(self._put_packed(keys=[self._index], args=args))
+            duplicate = int(self._put_packed(keys=script_keys, args=args))
         if duplicate:
             key = records[duplicate - 1].key
             raise StoreError(f"a record with key {key!r} already exists; nothing was written")
