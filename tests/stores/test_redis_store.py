@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -120,3 +122,59 @@ def test_a_refused_password_is_a_connection_error_without_the_password(redis_url
         store.count()
     assert "hunter2" not in str(caught.value)
     assert "hunter2" not in repr(store)
+
+
+def _connections_named(client: redis.Redis, name: str) -> int:
+    return sum(1 for entry in client.client_list() if entry.get("name") == name)
+
+
+def test_a_thread_holds_one_connection_and_returns_it_when_it_ends(
+    redis_url: str, redis_prefix: str
+) -> None:
+    name = f"kq-held-{redis_prefix.strip(':')}"
+    sep = "&" if "?" in redis_url else "?"
+    store = RedisStore(f"{redis_url}{sep}client_name={name}", prefix=redis_prefix)
+    observer = redis.Redis.from_url(redis_url)
+    try:
+        for index in range(20):  # one after the other: each thread's connection is reused
+            thread = threading.Thread(target=store.put, args=(make_record(f"k{index:03d}"),))
+            thread.start()
+            thread.join()
+        assert store.count() == 20
+        assert _connections_named(observer, name) <= 2
+
+        def busy() -> None:
+            for _ in range(50):
+                store.get("k000")
+
+        threads = [threading.Thread(target=busy) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert 1 <= _connections_named(observer, name) <= 5
+    finally:
+        store.close()
+        observer_count = _connections_named(observer, name)
+        observer.close()
+    assert observer_count == 0  # close() gave back and closed every held connection
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_opens_its_own_connection(redis_store: RedisStore) -> None:
+    redis_store.put(make_record("parent"))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, never the parent's socket
+        try:
+            redis_store.put(make_record("child"))
+            found = redis_store.get("parent") is not None
+            os.write(write, b"ok" if found else b"no")
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 2) == b"ok"
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert redis_store.get("child") is not None
+    assert redis_store.count() == 2
