@@ -54,15 +54,18 @@ class JsonCodec:
 
     name = "json"
 
+    # One encoder and decoder for every call: json.dumps with options builds a new encoder
+    # each time, and json.loads on bytes sniffs the encoding first.
+    _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    _decoder = json.JSONDecoder()
+
     def encode(self, payload: Any) -> bytes:
         """Compact JSON; raises TypeError/ValueError for values JSON cannot represent."""
-        return json.dumps(
-            payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode("utf-8")
+        return self._encoder.encode(payload).encode("utf-8")
 
     def decode(self, data: bytes) -> Any:
         """Parse UTF-8 JSON."""
-        return json.loads(data)
+        return self._decoder.decode(data.decode("utf-8"))
 
 
 class RawCodec:
