@@ -30,15 +30,17 @@ return 0
 """
 
 PUT_MANY_PACKED = """
--- The fast path of PUT_MANY for new records of one job type without a reference or an error.
--- KEYS: index, type index; ARGV: key prefix, job type, then per record ten values: key,
--- payload, codec, priority, delay, ttr, created_at, attempts, state, updated_at.
+-- The fast path of PUT_MANY for new records that share every field but key, payload and codec
+-- (as add_jobs writes them), without a reference or an error.
+-- KEYS: index, type index; ARGV: key prefix, then the shared job_type, priority, delay, ttr,
+-- created_at, attempts, state, updated_at, then per record: key, payload, codec.
 -- The existence check and both index updates take one command per 500 records, not one each.
-local prefix, job_type = ARGV[1], ARGV[2]
-local n = (#ARGV - 2) / 10
+local prefix = ARGV[1]
+local first_record = 10
+local n = (#ARGV - first_record + 1) / 3
 local hashes, members = {}, {}
 for i = 1, n do
-  local key = ARGV[3 + (i - 1) * 10]
+  local key = ARGV[first_record + (i - 1) * 3]
   hashes[i] = prefix .. 'r:' .. key
   members[2 * i - 1] = '0'
   members[2 * i] = key
@@ -54,11 +56,10 @@ for first = 1, n, 500 do
   end
 end
 for i = 1, n do
-  local b = 3 + (i - 1) * 10
-  redis.call('HSET', hashes[i], 'job_type', job_type, 'payload', ARGV[b + 1],
-    'codec', ARGV[b + 2], 'priority', ARGV[b + 3], 'delay', ARGV[b + 4], 'ttr', ARGV[b + 5],
-    'created_at', ARGV[b + 6], 'attempts', ARGV[b + 7], 'state', ARGV[b + 8],
-    'updated_at', ARGV[b + 9])
+  local b = first_record + (i - 1) * 3
+  redis.call('HSET', hashes[i], 'job_type', ARGV[2], 'payload', ARGV[b + 1],
+    'codec', ARGV[b + 2], 'priority', ARGV[3], 'delay', ARGV[4], 'ttr', ARGV[5],
+    'created_at', ARGV[6], 'attempts', ARGV[7], 'state', ARGV[8], 'updated_at', ARGV[9])
 end
 for first = 1, n, 500 do
   local last = math.min(first + 499, n)
@@ -164,6 +165,22 @@ for i = 1, #KEYS do
       redis.call('HSET', KEYS[i], 'ref_server', ARGV[base + 5], 'ref_job', ARGV[base + 6],
         'updated_at', ARGV[1])
     end
+    swapped = swapped + 1
+  end
+end
+return swapped
+"""
+
+SET_NEW_REFERENCES = """
+-- The fast path of SWAP_REFERENCES for new jobs: every expected reference is none and every
+-- new one is on the same server. KEYS: the hash keys; ARGV: server, now, then per key the
+-- job id. A record that is gone, or already has a reference, is left alone.
+local swapped = 0
+for i = 1, #KEYS do
+  local current = redis.call('HMGET', KEYS[i], 'job_type', 'ref_server')
+  if current[1] and not current[2] then
+    redis.call('HSET', KEYS[i], 'ref_server', ARGV[1], 'ref_job', ARGV[i + 2],
+      'updated_at', ARGV[2])
     swapped = swapped + 1
   end
 end

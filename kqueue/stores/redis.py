@@ -85,13 +85,26 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _packable(records: Sequence[JobRecord]) -> bool:
-    """True for records the packed put script can write: one job type, no reference or error."""
-    job_type = records[0].job_type
-    return all(
-        record.ref is None and record.last_error is None and record.job_type == job_type
-        for record in records
-    )
+def _shared_fields(records: Sequence[JobRecord]) -> list[str | int] | None:
+    """The fields that every record shares, when the packed put script can write them all:
+    new records (no reference or error) alike in everything but key, payload and codec."""
+    first = records[0]
+    shared = (
+        first.job_type, first.priority, first.delay, first.ttr, first.created_at,
+        first.attempts, first.state, first.updated_at,
+    )  # fmt: skip
+    for r in records:
+        mine = (
+            r.job_type, r.priority, r.delay, r.ttr, r.created_at, r.attempts, r.state,
+            r.updated_at,
+        )  # fmt: skip
+        if mine != shared or r.ref is not None or r.last_error is not None:
+            return None
+    return [
+        first.job_type, first.priority, repr(float(first.delay)), first.ttr,
+        repr(float(first.created_at)), first.attempts, first.state,
+        repr(float(first.updated_at)),
+    ]  # fmt: skip
 
 
 def _ref_args(ref: BrokerRef | None) -> list[str | int]:
@@ -154,6 +167,7 @@ class RedisStore(ClosingStore):
         self._delete_many = self._client.register_script(scripts.DELETE_MANY)
         self._swap = self._client.register_script(scripts.SWAP_REFERENCE)
         self._swap_many = self._client.register_script(scripts.SWAP_REFERENCES)
+        self._set_new_refs = self._client.register_script(scripts.SET_NEW_REFERENCES)
         self._attempt = self._client.register_script(scripts.RECORD_ATTEMPT)
         self._scan = self._client.register_script(scripts.SCAN)
 
@@ -253,8 +267,9 @@ class RedisStore(ClosingStore):
         if len(set(keys)) != len(keys):
             raise StoreError("put_many got the same key twice; nothing was written")
         self._check_sizes(records)
-        if _packable(records):
-            self._put_many_packed(records)
+        shared = _shared_fields(records)
+        if shared is not None:
+            self._put_many_packed(records, shared)
             return
         script_keys: list[str] = [self._index]
         args: list[str | bytes | int | float] = [len(records)]
@@ -268,14 +283,11 @@ class RedisStore(ClosingStore):
             key = records[duplicate - 1].key
             raise StoreError(f"a record with key {key!r} already exists; nothing was written")
 
-    def _put_many_packed(self, records: Sequence[JobRecord]) -> None:
+    def _put_many_packed(self, records: Sequence[JobRecord], shared: list[str | int]) -> None:
         job_type = records[0].job_type
-        args: list[str | bytes | int] = [self._prefix, job_type]
+        args: list[str | bytes | int] = [self._prefix, *shared]
         for r in records:
-            args += [
-                r.key, r.payload, r.codec, r.priority, repr(float(r.delay)), r.ttr,
-                repr(float(r.created_at)), r.attempts, r.state, repr(float(r.updated_at)),
-            ]  # fmt: skip
+            args += [r.key, r.payload, r.codec]
         script_keys = [self._index, self._type_index(job_type)]
         with self._translate("put"):
             duplicate = int(self._run(self._put_packed, keys=script_keys, args=args))
@@ -352,6 +364,21 @@ class RedisStore(ClosingStore):
         """Compare-and-set several references in one script call; the number that succeeded."""
         if not swaps:
             return 0
+        server = swaps[0][2].server_id if swaps[0][2] is not None else None
+        if server is not None and all(
+            expected is None and new is not None and new.server_id == server
+            for _, expected, new in swaps
+        ):
+            # New jobs (add_jobs): one job id a key instead of six values.
+            job_ids = [new.job_id for _, _, new in swaps if new is not None]
+            with self._translate("swap_references"):
+                return int(
+                    self._run(
+                        self._set_new_refs,
+                        keys=[self._record_key(key) for key, _, _ in swaps],
+                        args=[server, repr(float(now)), *job_ids],
+                    )
+                )
         args: list[str | int] = [repr(float(now))]
         for _, expected, new in swaps:
             args += [*_ref_args(expected), *_ref_args(new)]

@@ -343,6 +343,36 @@ def test_swap_references_applies_each_compare_and_set_on_its_own(store: Store) -
     assert store.get("gone") is None
 
 
+def test_swap_references_of_new_jobs_skip_gone_and_already_referenced_records(
+    store: Store,
+) -> None:
+    # The shape add_jobs sends: every swap from no reference to the same server.
+    store.put_many([make_record("k1"), make_record("k2", ref=REF_A), make_record("k3")])
+    refs = [BrokerRef(REF_B.server_id, n) for n in (11, 12, 13, 14)]
+    swaps = [("k1", None, refs[0]), ("k2", None, refs[1]), ("gone", None, refs[2])]
+    swaps.append(("k3", None, refs[3]))
+    assert store.swap_references(swaps, now=5.0) == 2
+    records = store.get_many(["k1", "k2", "k3"])
+    assert (records["k1"].ref, records["k1"].updated_at) == (refs[0], 5.0)
+    assert records["k2"] == make_record("k2", ref=REF_A)  # a reference it did not expect
+    assert (records["k3"].ref, records["k3"].updated_at) == (refs[3], 5.0)
+    assert store.get("gone") is None
+
+
+def test_put_many_keeps_every_field_of_records_alike_or_not(store: Store) -> None:
+    # Records that differ only in key, payload and codec (add_jobs), then a batch where one
+    # record differs in a shared field: each must read back exactly as written.
+    alike = [
+        make_record(f"a{n}", payload=bytes([n]) * n, codec="raw" if n % 2 else "json")
+        for n in range(5)
+    ]
+    mixed = [make_record(f"m{n}", priority=n, delay=n / 4, attempts=n) for n in range(3)]
+    mixed.append(make_record("m3", state="buried", created_at=1.5, updated_at=2.5))
+    for batch in (alike, mixed):
+        store.put_many(batch)
+        assert store.get_many([r.key for r in batch]) == {r.key: r for r in batch}
+
+
 def test_swap_references_can_clear_references_and_takes_an_empty_batch(store: Store) -> None:
     store.put(make_record("k1", ref=REF_A))
     assert store.swap_references([], now=1.0) == 0
