@@ -350,20 +350,32 @@ class BeanstalkConnection(InspectionCommands):
 
     def _exchange_once(self, data: bytes, count: int) -> list[Reply]:
         replies: list[Reply] = []
+        parse = self._parse_reply
+        deadline: float | None = None  # of the reply being read: command_timeout after the last
         try:
             self._send(data)
             while len(replies) < count:
-                reply = self._read_reply(time.monotonic() + self.command_timeout)
-                if reply is None:
+                # Parse every whole reply already read before waiting for more bytes.
+                reply = parse()
+                if reply is not None:
+                    replies.append(reply)
+                    deadline = None
+                    continue
+                if deadline is None:
+                    deadline = time.monotonic() + self.command_timeout
+                if not self._fill(deadline, None):
                     self.close()
                     raise BrokerTimeoutError(
                         f"beanstalkd at {self.address} did not answer command "
                         f"{len(replies) + 1} of a pipeline of {count} "
                         f"within {self.command_timeout} s"
                     )
-                replies.append(reply)
         except BrokerError as exc:
             raise PipelineBroken(exc, replies) from exc
+        finally:
+            if replies:
+                self._last_reply = time.monotonic()
+                self._proven = True
         return replies
 
     def check_reply(self, command: bytes, reply: Reply, expected: tuple[bytes, ...]) -> Reply:
