@@ -357,35 +357,42 @@ class KQueue(QueueAdmin):
         deadline = None if time_limit_ms < 0 else time.monotonic() + time_limit_ms / 1000
         ran = 0
         backoff = self.reconnect_delay[0]
-        while (count_limit < 0 or ran < count_limit) and not self._stop_requested:
-            wait = _remaining(deadline, drain=time_limit_ms == 0)
-            if wait is not None and wait < 0:
-                break
-            try:
-                reserved = self._reserve(wait, None if count_limit < 0 else count_limit - ran)
-                if reserved:
-                    ran += self._run_window(reserved)
-            except DeadlineSoon:
-                self._pause(0.25, deadline)
-                continue
-            except BrokerError as exc:
-                # Lost, timed out, or an answer that makes no sense: start again on a fresh
-                # connection (closing this one hands its reserved jobs back at once).
-                self._worker.close()
-                logger.warning("worker: beanstalkd failed: %s; retrying in %.2f s", exc, backoff)
-                self._pause(backoff, deadline)
-                backoff = min(backoff * 2, self.reconnect_delay[1])
-                continue
-            except StoreError as exc:
-                # Hand the window back at once (closing releases it); retry after a pause.
-                self._worker.close()
-                logger.error("store failed while running a job: %s", exc)
-                self._pause(backoff, deadline)
-                backoff = min(backoff * 2, self.reconnect_delay[1])
-                continue
-            backoff = self.reconnect_delay[0]
-            if not reserved and time_limit_ms == 0:
-                break
+        try:
+            while (count_limit < 0 or ran < count_limit) and not self._stop_requested:
+                wait = _remaining(deadline, drain=time_limit_ms == 0)
+                if wait is not None and wait < 0:
+                    break
+                try:
+                    reserved = self._reserve(wait, None if count_limit < 0 else count_limit - ran)
+                    if reserved:
+                        ran += self._run_window(reserved)
+                except DeadlineSoon:
+                    self._pause(0.25, deadline)
+                    continue
+                except BrokerError as exc:
+                    # Lost, timed out, or an answer that makes no sense: start again on a fresh
+                    # connection (closing this one hands its reserved jobs back at once).
+                    self._runner.drain()
+                    self._worker.close()
+                    logger.warning(
+                        "worker: beanstalkd failed: %s; retrying in %.2f s", exc, backoff
+                    )
+                    self._pause(backoff, deadline)
+                    backoff = min(backoff * 2, self.reconnect_delay[1])
+                    continue
+                except StoreError as exc:
+                    # Hand the window back at once (closing releases it); retry after a pause.
+                    self._runner.drain()
+                    self._worker.close()
+                    logger.error("store failed while running a job: %s", exc)
+                    self._pause(backoff, deadline)
+                    backoff = min(backoff * 2, self.reconnect_delay[1])
+                    continue
+                backoff = self.reconnect_delay[0]
+                if not reserved and time_limit_ms == 0:
+                    break
+        finally:
+            self._runner.drain()  # every finished job deleted when run_jobs returns
         return ran
 
     def _reserve(self, wait: float | None, room: int | None) -> list[ReservedJob]:
@@ -397,12 +404,18 @@ class KQueue(QueueAdmin):
             self._pause(wait, None)
             return []
         self._sync_watches()
-        return self._window.reserve(self._worker, wait, wakeup=self._wakeup.fd, room=room)
+        return self._window.reserve(
+            self._worker, wait, wakeup=self._wakeup.fd, room=room, before_wait=self._runner.drain
+        )
 
     def _run_window(self, reserved: list[ReservedJob]) -> int:
         started = time.monotonic()
         ran = self._runner.run_window(
-            self._worker, reserved, reserved_at=started, should_stop=lambda: self._stop_requested
+            self._worker,
+            reserved,
+            reserved_at=started,
+            should_stop=lambda: self._stop_requested,
+            drain=False,  # the next window's reserve overlaps the last deletes
         )
         self._window.observe(len(reserved), time.monotonic() - started)
         return ran

@@ -222,11 +222,14 @@ class JobRunner:
         *,
         reserved_at: float,
         should_stop: Callable[[], bool] = lambda: False,
+        drain: bool = True,
     ) -> int:
         """Run jobs reserved together (at ``reserved_at``) in order; how many handlers ran.
 
         A job not started within half its TTR of the reserve, and every job left when
-        ``should_stop()`` turns true, is released untouched for another worker.
+        ``should_stop()`` turns true, is released untouched for another worker. With
+        ``drain`` False the last deletes may still be going out on return: the caller must
+        call :meth:`drain` before a reserve that may block (run_jobs does).
         """
         jobs = self._prepare_window(conn, window)
         ran = 0
@@ -245,9 +248,14 @@ class JobRunner:
                 self._call_handler(conn, job, spec)
                 ran += 1
         finally:
-            # Every delete out before the next reserve, which may block holding the lock.
-            self.acks.drain()
+            if drain:
+                self.acks.drain()
         return ran
+
+    def drain(self) -> None:
+        """Wait until the deletes of every finished job went out (before a blocking reserve,
+        which holds the connection the deletes need)."""
+        self.acks.drain()
 
     def _no_handler(self, conn: BeanstalkConnection, job: Job) -> None:
         """A job whose type has no handler here: its handler was removed after the reserve

@@ -14,6 +14,8 @@ anywhere near its TTR (the runner also hands back any job not started within hal
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kqueue.broker import BeanstalkConnection, ReservedJob
 
 
@@ -48,10 +50,12 @@ class ReserveWindow:
         *,
         wakeup: int | None = None,
         room: int | None = None,
+        before_wait: Callable[[], None] | None = None,
     ) -> list[ReservedJob]:
         """Reserve the ready jobs (up to the window), else wait up to ``wait`` for one.
 
         ``wait`` 0 never blocks; None waits until a job comes or ``wakeup`` is readable.
+        ``before_wait`` runs before a reserve that may block.
         """
         size = self.size(room)
         if size > 1 or wait == 0:
@@ -59,6 +63,8 @@ class ReserveWindow:
             got = self._burst(conn, size) if size else []
             if got or wait == 0:
                 return got
+        if before_wait is not None:
+            before_wait()
         one = conn.reserve(wait, wakeup=wakeup)
         return [] if one is None else [one]
 

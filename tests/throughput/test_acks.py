@@ -123,3 +123,30 @@ def test_a_job_whose_connection_dropped_under_its_handler_runs_once(
 
 def _flusher_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "kqueue-acks" and t.is_alive()]
+
+
+def test_the_last_finished_job_is_deleted_before_the_worker_blocks_in_reserve(
+    make_queue: Any, store: Store, client: greenstalk.Client[bytes]
+) -> None:
+    queue = make_queue()
+    queue.add_handler("last", lambda job: None)
+    job_id = queue.add_job("last", "only")
+    worker = threading.Thread(target=lambda: queue.run_jobs(time_limit_ms=1500))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        while queue.counters["completed"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.1)  # the worker is now blocked in reserve, holding its connection
+        assert worker.is_alive()
+        try:
+            client.stats_job(job_id)
+        except greenstalk.NotFoundError:
+            deleted = True
+        else:
+            deleted = False
+        assert deleted, "the finished job waited behind the blocking reserve"
+        assert store.count() == 0
+    finally:
+        queue.stop()
+        worker.join()
