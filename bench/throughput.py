@@ -10,11 +10,18 @@ greenstalk: N puts, then N reserve + delete, one command per round trip, no stor
 with ``add_jobs`` (batches of 1000) and runs with ``run_jobs`` (one process, windowed);
 the peers (RQ SimpleWorker, Dramatiq with a one-thread worker, Celery solo pool) do the same
 add-then-run cycle on the same Redis with a no-op task.
+
+Two ceilings are measured in the same run to read the targets against: raw pipelined puts
+(pre-built commands on a bare socket: what any one Python producer can put into this
+beanstalkd), and how busy the machine's cores are while worker processes run (CPU time of
+the workers, beanstalkd and Redis over wall time; near 100% nothing more can scale here).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,18 +37,24 @@ from tests.servers import BeanstalkdProcess, running_beanstalkd
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 BATCH = 1000
+HEAVY_US = 200
+"""CPU time of the handler in the second process-scaling pair (its own work, not kqueue's)."""
 
 WORKER = """
 import resource, sys, time
 from kqueue import KQueue
-host, port, store, job_type, n, rss_at = sys.argv[1:7]
-n, rss_at = int(n), int(rss_at)
+host, port, store, job_type, n, rss_at, work_us = sys.argv[1:8]
+n, rss_at, work_s = int(n), int(rss_at), int(work_us) / 1e6
 seen = [0]
 def rss_kb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
 marks = {}
 def handler(job):
+    if work_s:  # CPU-bound work of the handler's own
+        until = time.perf_counter() + work_s
+        while time.perf_counter() < until:
+            pass
     seen[0] += 1
     if seen[0] in (rss_at, n):
         marks[seen[0]] = rss_kb()
@@ -69,6 +82,23 @@ def greenstalk_cycle(server: BeanstalkdProcess, jobs: int) -> tuple[float, float
     return jobs / (put_done - started), jobs / (ended - started)
 
 
+def raw_put_ceiling(server: BeanstalkdProcess, jobs: int) -> float:
+    """Put rate of pre-built put commands written 1000 at a time on one socket, no store and no
+    client library: the most one Python process can put into this beanstalkd."""
+    body = str(PAYLOAD).encode()
+    frame = b"put 0 0 60 %d\r\n%s\r\n" % (len(body), body)
+    with socket.create_connection(server.address) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        started = time.perf_counter()
+        for start in range(0, jobs, BATCH):
+            count = min(BATCH, jobs - start)
+            sock.sendall(frame * count)
+            replies = 0
+            while replies < count:
+                replies += sock.recv(1 << 16).count(b"\r\n")
+        return jobs / (time.perf_counter() - started)
+
+
 def kqueue_cycle(server: BeanstalkdProcess, jobs: int, store: str | None) -> tuple[float, float]:
     """(add rate, cycle rate): add_jobs in batches, then run_jobs until all ran."""
     job_type = f"bench-{uuid.uuid4().hex[:8]}"
@@ -85,12 +115,19 @@ def kqueue_cycle(server: BeanstalkdProcess, jobs: int, store: str | None) -> tup
 
 
 def spawn_workers(
-    server: BeanstalkdProcess, store: str, job_type: str, share: int, count: int, rss_at: int = 0
+    server: BeanstalkdProcess,
+    store: str,
+    job_type: str,
+    share: int,
+    count: int,
+    rss_at: int = 0,
+    work_us: int = 0,
 ) -> list[subprocess.Popen[str]]:
     """Worker processes, each ready to run ``share`` jobs when a line arrives on stdin."""
     procs = []
     for _ in range(count):
         args = [server.host, str(server.port), store, job_type, str(share), str(rss_at)]
+        args.append(str(work_us))
         proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, *args],
             stdin=subprocess.PIPE,
@@ -113,20 +150,52 @@ def finish(procs: list[subprocess.Popen[str]]) -> list[list[float]]:
     return results
 
 
-def processes_rate(server: BeanstalkdProcess, jobs: int, count: int) -> float:
-    """Run rate of ``count`` worker processes draining ``jobs`` jobs added beforehand."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc); 0 where unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_pid() -> int:
+    """The local Redis server's process id (0 if unknown)."""
+    import redis
+
+    with redis.Redis.from_url(REDIS_URL) as client:
+        return int(client.info("server").get("process_id", 0))
+
+
+def processes_rate(
+    server: BeanstalkdProcess, jobs: int, count: int, work_us: int = 0
+) -> tuple[float, float]:
+    """(run rate, share of the machine's cores busy in workers + beanstalkd + Redis) of
+    ``count`` worker processes draining ``jobs`` jobs added beforehand (handlers busy
+    ``work_us`` each). The share is 0 where /proc cannot be read."""
     job_type = f"procs-{uuid.uuid4().hex[:8]}"
     with KQueue(host=server.host, port=server.port, bulk_store=REDIS_URL) as queue:
         for start in range(0, jobs, BATCH):
             queue.add_jobs(job_type, [PAYLOAD] * min(BATCH, jobs - start))
-    procs = spawn_workers(server, REDIS_URL, job_type, jobs, count)
+    procs = spawn_workers(server, REDIS_URL, job_type, jobs, count, work_us=work_us)
+    assert server.process is not None
+    servers = [server.process.pid, redis_pid()]
+    before = sum(cpu_seconds(pid) for pid in servers + [p.pid for p in procs])
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
-    results = finish(procs)
+    results = []
+    for proc in procs:  # each worker's line, read while the worker still exists
+        assert proc.stdout is not None
+        results.append([float(x) for x in proc.stdout.readline().split()])
+    after = sum(cpu_seconds(pid) for pid in servers + [p.pid for p in procs])
+    for proc in procs:
+        proc.wait(timeout=600)
     assert sum(int(r[2]) for r in results) == jobs
-    return jobs / (max(r[1] for r in results) - min(r[0] for r in results))
+    wall = max(r[1] for r in results) - min(r[0] for r in results)
+    return jobs / wall, (after - before) / wall / (os.cpu_count() or 1)
 
 
 def rss_growth_mb(server: BeanstalkdProcess, jobs: int) -> tuple[float, float]:
@@ -183,17 +252,37 @@ def run_all(server: BeanstalkdProcess, args: argparse.Namespace, tmp: str) -> No
     print("bulk add (add_jobs, batches of 1000); baseline = greenstalk put")
     line("kqueue redis add_jobs", add_rates["redis"], put_base)
     line("kqueue inline add_jobs", add_rates["inline"], put_base)
+    ceiling = raw_put_ceiling(server, args.jobs)
+    line("ceiling: raw pipelined puts", ceiling, put_base, "(pre-built, no store, no library)")
     lat = latency_run(args.latency_jobs, REDIS_URL, 0.001)
     print(
         f"dispatch latency, redis, idle worker process: add_job called -> handler starts "
         f"p50 {lat['call_p50_us']:.0f} us p99 {lat['call_p99_us']:.0f} us "
         f"(bare beanstalkd round trip {lat['bare_rtt_us']:.0f} us)"
     )
-    one = processes_rate(server, args.jobs, 1)
-    two = processes_rate(server, args.jobs, 2)
-    print("worker processes, redis, run only (jobs added beforehand)")
-    line("1 process", one, one)
-    line("2 processes", two, one)
+    one, one_busy = processes_rate(server, args.jobs, 1)
+    two, two_busy = processes_rate(server, args.jobs, 2)
+    print(
+        "worker processes, redis, run only (jobs added beforehand); busy = CPU time of the "
+        f"workers, beanstalkd and Redis over wall time x {os.cpu_count()} cores"
+    )
+    line("1 process", one, one, f"cores {one_busy:.0%} busy")
+    line("2 processes", two, one, f"cores {two_busy:.0%} busy")
+    heavy = max(1000, args.jobs // 8)
+    one_heavy, one_heavy_busy = processes_rate(server, heavy, 1, work_us=HEAVY_US)
+    two_heavy, two_heavy_busy = processes_rate(server, heavy, 2, work_us=HEAVY_US)
+    line(
+        f"1 process, {HEAVY_US} us CPU handler",
+        one_heavy,
+        one_heavy,
+        f"cores {one_heavy_busy:.0%} busy",
+    )
+    line(
+        f"2 processes, {HEAVY_US} us CPU handler",
+        two_heavy,
+        one_heavy,
+        f"cores {two_heavy_busy:.0%} busy",
+    )
     start_mb, growth_mb = rss_growth_mb(server, args.rss_jobs)
     print(
         f"memory: one worker over {args.rss_jobs} jobs (redis): RSS {start_mb:.1f} MB after "
