@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from kqueue.errors import PayloadError
 from kqueue.stores.base import JobRecord
@@ -122,9 +121,8 @@ class CodecRegistry:
             raise PayloadError(f"codec {codec_name!r} cannot decode the payload: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class Body:
-    """A parsed job body."""
+class Body(NamedTuple):
+    """A parsed job body (a named tuple: one is built per job)."""
 
     mode: BodyMode
     key: str

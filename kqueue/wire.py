@@ -9,7 +9,7 @@ import contextlib
 import os
 import select
 import socket
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kqueue.errors import BrokerError
 
@@ -19,17 +19,18 @@ Stats = dict[str, StatsValue]
 POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
-@dataclass(frozen=True)
-class Reply:
-    """One reply line (split into its word and arguments) and its body, if it has one."""
+class Reply(NamedTuple):
+    """One reply line (split into its word and arguments) and its body, if it has one.
+
+    Named tuples, not frozen dataclasses: one is built per reply, and a frozen dataclass
+    costs several times more to build."""
 
     word: bytes
     args: tuple[bytes, ...]
     body: bytes | None = None
 
 
-@dataclass(frozen=True)
-class ReservedJob:
+class ReservedJob(NamedTuple):
     """A job id and body returned by reserve, reserve-job or peek."""
 
     id: int
