@@ -22,7 +22,7 @@ from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
 try:  # optional extra: SQLStore() names it when missing; importing this module never fails
     import sqlalchemy as sa
 
-    from kqueue.stores import _sql_schema
+    from kqueue.stores import _sql_bulk, _sql_schema
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     _MISSING_SQLALCHEMY: ImportError | None = exc
 else:
@@ -244,10 +244,12 @@ class SQLStore(ClosingStore):
         self._ensure_schema()
         self._check_sizes(records)
         try:
+            rows = [_sql_schema.record_row(r) for r in records]
             with self._transaction("put") as conn:
-                conn.execute(
-                    sa.insert(self._tables.records), [_sql_schema.record_row(r) for r in records]
-                )
+                if self.dialect == "postgresql":
+                    _sql_bulk.insert_rows(conn, self._tables.records, rows)
+                else:
+                    conn.execute(sa.insert(self._tables.records), rows)
         except StoreError as exc:
             if isinstance(exc.__cause__, sa.exc.IntegrityError):
                 raise StoreError(
@@ -345,9 +347,14 @@ class SQLStore(ClosingStore):
     def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
         """Compare-and-set several references in one transaction; the number that succeeded.
 
-        Swaps from no reference and swaps from a reference are two executemany UPDATEs.
+        Swaps from no reference and swaps from a reference are two executemany UPDATEs (on
+        PostgreSQL, new jobs' swaps are one set-based UPDATE).
         """
         table = self._tables.records
+        server = _sql_bulk.one_new_server(swaps) if self.dialect == "postgresql" else None
+        if server is not None:
+            with self._transaction("swap_references") as conn:
+                return _sql_bulk.set_new_references(conn, table, server, swaps, now)
         changes = {
             "ref_server": sa.bindparam("new_server"),
             "ref_job": sa.bindparam("new_job"),
