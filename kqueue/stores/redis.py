@@ -230,8 +230,29 @@ class RedisStore(ClosingStore):
     def _run(
         self, script: Script, *, keys: Sequence[str], args: Sequence[str | bytes | int | float] = ()
     ) -> Any:
-        """Run one of the Lua scripts on this thread's connection."""
-        return script(keys=keys, args=args, client=self._conn())
+        """Run one of the Lua scripts on this thread's connection.
+
+        EVALSHA goes straight to the held connection, skipping the client's command layer
+        (about 20 us a call hot, 60 us after idle, on this project's machine); a server
+        that lost the script (restarted, SCRIPT FLUSH) gets it loaded again once.
+        """
+        conn: Any = self._conn().connection  # redis-py's Connection is not annotated
+        assert conn is not None, "a single-connection client always holds one"
+        errors = self._redis.exceptions
+        try:
+            try:
+                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return conn.read_response()
+            except errors.NoScriptError:
+                conn.send_command("SCRIPT", "LOAD", script.script)
+                conn.read_response()
+                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return conn.read_response()
+        except errors.ResponseError:
+            raise  # the connection is still in step: the reply was read
+        except BaseException:
+            conn.disconnect()  # a reply may be left unread: the next call reconnects
+            raise
 
     def _record_key(self, key: str) -> str:
         return f"{self._prefix}r:{key}"

@@ -10,7 +10,9 @@ UPDATE, so concurrent sweepers cannot both win.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -117,7 +119,17 @@ class SQLStore(ClosingStore):
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cursor = dbapi_conn.cursor()
                 cursor.execute(f"PRAGMA busy_timeout = {millis}")
-                cursor.execute("PRAGMA journal_mode = WAL")
+                # Switching to WAL takes an exclusive lock and does not wait on the busy
+                # handler: connections opening a new file at once retry for the busy timeout.
+                deadline = time.monotonic() + busy_timeout
+                while True:
+                    try:
+                        cursor.execute("PRAGMA journal_mode = WAL")
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if "locked" not in str(exc) or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.02)
                 cursor.close()
 
             sa.event.listen(engine, "connect", _pragmas)

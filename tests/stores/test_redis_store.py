@@ -10,7 +10,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError
+from kqueue.errors import (
+    ConfigurationError,
+    RecordTooLargeError,
+    StoreConnectionError,
+    StoreError,
+)
 from kqueue.stores.redis import RedisStore
 from tests.contract.records import make_record
 from tests.servers import free_port
@@ -178,3 +183,19 @@ def test_a_forked_child_opens_its_own_connection(redis_store: RedisStore) -> Non
     os.close(read)
     assert redis_store.get("child") is not None
     assert redis_store.count() == 2
+
+
+def test_scripts_flushed_from_the_server_are_loaded_again(redis_store: RedisStore) -> None:
+    redis_store.put(make_record("before"))
+    redis_store.client.script_flush()  # as after a Redis restart
+    redis_store.put(make_record("after"))
+    assert redis_store.get_status_many(["before", "after"]).keys() == {"before", "after"}
+    assert redis_store.delete_many(["before", "after"]) == 2
+
+
+def test_a_script_error_leaves_the_connection_usable(redis_store: RedisStore) -> None:
+    redis_store.client.set(redis_store.prefix + "r:clash", "not a hash")
+    with pytest.raises(StoreError):
+        redis_store.get_status_many(["clash"])  # HMGET on a string: WRONGTYPE
+    redis_store.put(make_record("fine"))
+    assert redis_store.get("fine") == make_record("fine")
