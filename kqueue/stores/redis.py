@@ -142,6 +142,7 @@ class RedisStore(ClosingStore):
             ) from exc
         self._redis = redis
         self._url = url
+        self._where = redact_url(url)
         self._prefix = prefix
         self.max_record_bytes = max_record_bytes
         self._index = f"{prefix}idx"
@@ -172,7 +173,7 @@ class RedisStore(ClosingStore):
         self._scan = self._client.register_script(scripts.SCAN)
 
     def __repr__(self) -> str:
-        return f"RedisStore({redact_url(self._url)!r}, prefix={self._prefix!r})"
+        return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
 
     @property
     def client(self) -> redis_module.Redis:
@@ -188,22 +189,23 @@ class RedisStore(ClosingStore):
     def _translate(self, action: str) -> Iterator[None]:
         """Turn redis-py errors into the kqueue error tree, with credentials scrubbed."""
         errors = self._redis.exceptions
-        where = redact_url(self._url)
         try:
             yield
         except (errors.ConnectionError, errors.TimeoutError) as exc:
             message = scrub(str(exc), self._url)
             raise StoreConnectionError(
-                f"cannot reach Redis at {where} ({action}): {message}"
+                f"cannot reach Redis at {self._where} ({action}): {message}"
             ) from exc
         except errors.ResponseError as exc:
             message = scrub(str(exc), self._url)
             if "bulk length" in message or "query buffer" in message:
-                raise RecordTooLargeError(f"Redis at {where} refused {action}: {message}") from exc
-            raise StoreError(f"Redis at {where} failed {action}: {message}") from exc
+                raise RecordTooLargeError(
+                    f"Redis at {self._where} refused {action}: {message}"
+                ) from exc
+            raise StoreError(f"Redis at {self._where} failed {action}: {message}") from exc
         except errors.RedisError as exc:
             message = scrub(str(exc), self._url)
-            raise StoreError(f"Redis at {where} failed {action}: {message}") from exc
+            raise StoreError(f"Redis at {self._where} failed {action}: {message}") from exc
 
     def _conn(self) -> redis_module.Redis:
         """This thread's client, holding one connection of the pool for the thread's life.
