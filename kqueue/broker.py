@@ -34,12 +34,14 @@ from kqueue.errors import (
 from kqueue.inspection import InspectionCommands
 from kqueue.wire import (
     POLL_IN,
+    MalformedReply,
     PipelineBroken,
     Reply,
     ReservedJob,
     Stats,
     StatsValue,
     Wakeup,
+    parse_replies,
     parse_yaml_dict,
     parse_yaml_list,
     readable,
@@ -62,7 +64,6 @@ __all__ = [
 ]
 
 # Replies that carry a body, and which argument holds the body's size.
-_BODY_SIZE_ARG = {b"RESERVED": 1, b"FOUND": 1, b"OK": 0}
 _ERROR_REPLIES: dict[bytes, type[BrokerError] | type[JobTooBigError]] = {
     b"OUT_OF_MEMORY": BrokerServerError,
     b"INTERNAL_ERROR": BrokerServerError,
@@ -254,29 +255,19 @@ class BeanstalkConnection(InspectionCommands):
             self._pollers[wakeup] = cached
         return cached
 
-    def _parse_reply(self) -> Reply | None:
-        buf = self._buf
-        pos = self._pos
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            return None
-        word, *rest = bytes(buf[pos:end]).split(b" ")
-        size_arg = _BODY_SIZE_ARG.get(word)
-        if size_arg is None:
-            self._consumed(end + 2)
-            return Reply(word, tuple(rest))
+    def _parse_replies(self, limit: int) -> list[Reply]:
+        """Up to ``limit`` whole replies already in the buffer (consumed from it)."""
         try:
-            size = int(rest[size_arg])
-        except (IndexError, ValueError) as exc:
-            raise self._protocol_error(f"malformed reply {bytes(buf[pos:end])!r}") from exc
-        total = end + 2 + size + 2
-        if len(buf) < total:
-            return None
-        if buf[total - 2 : total] != b"\r\n":
-            raise self._protocol_error("reply body not followed by CRLF")
-        body = bytes(buf[end + 2 : total - 2])
-        self._consumed(total)
-        return Reply(word, tuple(rest), body)
+            replies, upto = parse_replies(self._buf, self._pos, limit)
+        except MalformedReply as exc:
+            raise self._protocol_error(str(exc)) from exc
+        if replies:
+            self._consumed(upto)
+        return replies
+
+    def _parse_reply(self) -> Reply | None:
+        replies = self._parse_replies(1)
+        return replies[0] if replies else None
 
     def _consumed(self, upto: int) -> None:
         if upto >= len(self._buf):
@@ -350,15 +341,14 @@ class BeanstalkConnection(InspectionCommands):
 
     def _exchange_once(self, data: bytes, count: int) -> list[Reply]:
         replies: list[Reply] = []
-        parse = self._parse_reply
         deadline: float | None = None  # of the reply being read: command_timeout after the last
         try:
             self._send(data)
             while len(replies) < count:
                 # Parse every whole reply already read before waiting for more bytes.
-                reply = parse()
-                if reply is not None:
-                    replies.append(reply)
+                parsed = self._parse_replies(count - len(replies))
+                if parsed:
+                    replies += parsed
                     deadline = None
                     continue
                 if deadline is None:

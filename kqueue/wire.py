@@ -46,6 +46,47 @@ class PipelineBroken(Exception):
         self.replies = replies
 
 
+BODY_SIZE_ARG = {b"RESERVED": 1, b"FOUND": 1, b"OK": 0}
+"""Replies followed by a body, and which argument gives the body's size."""
+
+
+class MalformedReply(Exception):
+    """A reply that does not follow the protocol (the connection cannot be trusted after it)."""
+
+
+def parse_replies(buf: bytearray, pos: int, limit: int) -> tuple[list[Reply], int]:
+    """Up to ``limit`` whole replies from ``buf[pos:]``, and the offset after the last one.
+
+    A reply whose body has not fully arrived ends the list (nothing is copied for it yet, so
+    a large body arriving in pieces costs no repeated copies).
+    """
+    replies: list[Reply] = []
+    find = buf.find
+    available = len(buf)
+    while len(replies) < limit:
+        end = find(b"\r\n", pos)
+        if end < 0:
+            break
+        word, *rest = bytes(buf[pos:end]).split(b" ")
+        size_arg = BODY_SIZE_ARG.get(word)
+        if size_arg is None:
+            replies.append(Reply(word, tuple(rest)))
+            pos = end + 2
+            continue
+        try:
+            size = int(rest[size_arg])
+        except (IndexError, ValueError) as exc:
+            raise MalformedReply(f"malformed reply {bytes(buf[pos:end])!r}") from exc
+        total = end + 2 + size + 2
+        if available < total:
+            break
+        if buf[total - 2 : total] != b"\r\n":
+            raise MalformedReply("reply body not followed by CRLF")
+        replies.append(Reply(word, tuple(rest), bytes(buf[end + 2 : total - 2])))
+        pos = total
+    return replies, pos
+
+
 def parse_yaml_dict(body: bytes) -> Stats:
     """Parse beanstalkd's flat YAML stats body into a dict; numbers become ints."""
     result: Stats = {}
