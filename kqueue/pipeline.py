@@ -195,6 +195,39 @@ class Pipeline:
                 pending._error = exc
 
 
+def reserve_ready(conn: BeanstalkConnection, count: int) -> list[ReservedJob]:
+    """Up to ``count`` ready jobs, with one burst of ``reserve-with-timeout 0`` (the worker's
+    hot path: no :class:`Pending` per command). Raises the connection's error when it drops;
+    jobs reserved before the drop go back to ready with the connection."""
+    command = b"reserve-with-timeout 0"
+    try:
+        replies = conn.exchange((command + b"\r\n") * count, count)
+    except PipelineBroken as broken:
+        raise broken.error from broken.error.__cause__
+    jobs = []
+    for reply in replies:
+        if reply.word == b"RESERVED" and reply.body is not None:
+            jobs.append(ReservedJob(int(reply.args[0]), reply.body))
+        else:
+            conn.check_reply(command, reply, _RESERVE_OK)
+    return jobs
+
+
+def delete_jobs(conn: BeanstalkConnection, job_ids: list[int]) -> None:
+    """Delete jobs (reserved on ``conn``, or not reserved at all) in one burst; a job already
+    gone is fine. Raises the connection's error when it drops."""
+    if not job_ids:
+        return
+    data = b"".join(b"delete %d\r\n" % job_id for job_id in job_ids)
+    try:
+        replies = conn.exchange(data, len(job_ids))
+    except PipelineBroken as broken:
+        raise broken.error from broken.error.__cause__
+    for job_id, reply in zip(job_ids, replies, strict=True):
+        if reply.word != b"DELETED":
+            conn.check_reply(b"delete %d" % job_id, reply, (b"DELETED", b"NOT_FOUND"))
+
+
 _PUT_OK = (b"INSERTED", b"BURIED")
 _RESERVE_OK = (b"RESERVED", b"TIMED_OUT", b"DEADLINE_SOON")
 

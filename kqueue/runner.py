@@ -14,18 +14,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kqueue.broker import BeanstalkConnection, ReservedJob
 from kqueue.errors import KQueueError, PayloadError
 from kqueue.hooks import HookChain
 from kqueue.job import Job
+from kqueue.pipeline import delete_jobs
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Body, CodecRegistry, decode_body
 from kqueue.stores.base import JobRecord, RecordStatus, Store
-
-if TYPE_CHECKING:
-    from kqueue.pipeline import Pipeline
 
 logger = logging.getLogger("kqueue")
 
@@ -118,7 +116,8 @@ class AckFlusher:
                 self._thread = threading.Thread(target=self._run, name="kqueue-acks", daemon=True)
                 self._thread.start()
             self._pending.append((conn, job))
-            self._cond.notify_all()
+            if len(self._pending) == 1:  # else the thread was told already, and will look
+                self._cond.notify_all()
 
     def drain(self) -> None:
         """Wait until every job handed over has been deleted (or its delete has failed)."""
@@ -162,18 +161,21 @@ class AckFlusher:
             except KQueueError as exc:
                 kept = True
                 logger.error("cannot delete %d finished job record(s): %s", len(keys), exc)
-        pipes: dict[BeanstalkConnection, Pipeline] = {}
+        by_conn: dict[BeanstalkConnection, list[Job]] = {}
         for conn, job in batch:
-            pipe = pipes.get(conn)
-            if pipe is None:
-                pipe = pipes[conn] = conn.pipeline()
-            if kept and job.stored:
-                pipe.release(job.id, priority=job.priority, delay=0)  # its record is still there
-            else:
-                pipe.delete(job.id)
-        for conn, pipe in pipes.items():
+            by_conn.setdefault(conn, []).append(job)
+        for conn, jobs in by_conn.items():
             try:
-                pipe.execute()
+                if kept:  # records still there: their jobs go back to run again
+                    pipe = conn.pipeline()
+                    for job in jobs:
+                        if job.stored:
+                            pipe.release(job.id, priority=job.priority, delay=0)
+                        else:
+                            pipe.delete(job.id)
+                    pipe.execute()
+                else:
+                    delete_jobs(conn, [job.id for job in jobs])
             except KQueueError as exc:
                 logger.warning("deletes of finished jobs on %s failed: %s", conn.address, exc)
 
@@ -352,7 +354,9 @@ class JobRunner:
             key=body.key,
             stored=body.stored,
             _attempts=attempts,
-            _count_attempts=lambda: _attempts_from_broker(conn, reserved.id),
+            _count_attempts=(
+                None if attempts is not None else lambda: _attempts_from_broker(conn, reserved.id)
+            ),
             _connection=conn,
         )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kqueue.broker import BeanstalkConnection, ReservedJob
+from kqueue.pipeline import reserve_ready
 
 
 class ReserveWindow:
@@ -77,12 +78,4 @@ class ReserveWindow:
 
     @staticmethod
     def _burst(conn: BeanstalkConnection, size: int) -> list[ReservedJob]:
-        pipe = conn.pipeline()
-        pending = [pipe.reserve_nowait() for _ in range(size)]
-        pipe.execute()
-        reserved = []
-        for slot in pending:
-            job = slot.result()
-            if job is not None:
-                reserved.append(job)
-        return reserved
+        return reserve_ready(conn, size)

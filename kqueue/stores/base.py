@@ -23,19 +23,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 RecordState = Literal["enqueued", "buried"]
 """``enqueued``: beanstalkd should hold the job (ready, delayed or reserved); ``buried``: it
 was buried as a dead letter after its retry budget."""
 
 
-@dataclass(frozen=True)
-class BrokerRef:
+class BrokerRef(NamedTuple):
     """Where beanstalkd holds a job: the server's ``id`` (from stats) and the job id.
 
     A beanstalkd restarted without a binlog reuses job ids from 1, so a job id alone never
-    identifies a job: the server id tells one process lifetime from the next.
+    identifies a job: the server id tells one process lifetime from the next. (Named tuples
+    here and in :class:`RecordStatus`: workers build one per job.)
     """
 
     server_id: str
@@ -66,8 +66,7 @@ class JobRecord:
     updated_at: float = 0.0
 
 
-@dataclass(frozen=True)
-class RecordStatus:
+class RecordStatus(NamedTuple):
     """What a worker must know of a record before running a job whose payload it already has:
     that the record exists (it is returned at all), its attempts so far, its reference and
     its state. :meth:`Store.get_status_many` reads it without the payload."""
