@@ -27,7 +27,7 @@ from kqueue.job import check_delay, check_u32, tube_for
 from kqueue.keys import new_keys
 from kqueue.pipeline import Pending, Pipeline
 from kqueue.serialization import encode_body
-from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, Store
+from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, Store, new_record
 
 if TYPE_CHECKING:
     from kqueue.queue import KQueue
@@ -129,16 +129,15 @@ class _Batch:
         queue = self.queue
         now = time.time()
         records = [
-            JobRecord(
-                key=key,
-                job_type=self.job_type,
-                payload=data,
-                codec=codec,
+            new_record(
+                key,
+                self.job_type,
+                data,
+                codec,
                 priority=self.priority,
                 delay=self.delay,
                 ttr=self.ttr,
-                created_at=now,
-                updated_at=now,
+                now=now,
             )
             for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
         ]

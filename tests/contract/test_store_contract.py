@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import threading
@@ -9,7 +10,8 @@ import threading
 import pytest
 
 from kqueue.errors import RecordTooLargeError, StoreError
-from kqueue.stores import BrokerRef, MemoryStore, Store
+from kqueue.stores import BrokerRef, JobRecord, MemoryStore, Store
+from kqueue.stores.base import new_record
 from tests.contract.records import make_record
 
 REF_A = BrokerRef(server_id="a1b2c3d4e5f60718", job_id=7)
@@ -389,3 +391,25 @@ def test_swap_references_handles_a_large_batch(store: Store) -> None:
     assert store.swap_references([(k, None, refs[k]) for k in keys], now=3.0) == len(keys)
     found = store.get_many(keys)
     assert all(found[key].ref == refs[key] for key in keys)
+
+
+def test_new_record_is_the_record_the_constructor_builds() -> None:
+    built = new_record("k1", "email", b"{}", "json", priority=5, delay=2.0, ttr=30, now=7.5)
+    assert built == JobRecord(
+        key="k1",
+        job_type="email",
+        payload=b"{}",
+        codec="json",
+        priority=5,
+        delay=2.0,
+        ttr=30,
+        created_at=7.5,
+        updated_at=7.5,
+    )
+    assert repr(built) == repr(
+        make_record(
+            "k1", payload=b"{}", priority=5, delay=2.0, ttr=30, created_at=7.5, updated_at=7.5
+        )
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.attempts = 3  # type: ignore[misc]
