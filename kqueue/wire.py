@@ -58,7 +58,8 @@ def parse_replies(buf: bytearray, pos: int, limit: int) -> tuple[list[Reply], in
     """Up to ``limit`` whole replies from ``buf[pos:]``, and the offset after the last one.
 
     A reply whose body has not fully arrived ends the list (nothing is copied for it yet, so
-    a large body arriving in pieces costs no repeated copies).
+    a large body arriving in pieces costs no repeated copies). A malformed reply raises
+    :class:`MalformedReply` only when it comes first: the replies before it are returned.
     """
     replies: list[Reply] = []
     find = buf.find
@@ -76,11 +77,15 @@ def parse_replies(buf: bytearray, pos: int, limit: int) -> tuple[list[Reply], in
         try:
             size = int(rest[size_arg])
         except (IndexError, ValueError) as exc:
+            if replies:  # hand over the good ones first: the caller must know what went through
+                break
             raise MalformedReply(f"malformed reply {bytes(buf[pos:end])!r}") from exc
         total = end + 2 + size + 2
         if available < total:
             break
         if buf[total - 2 : total] != b"\r\n":
+            if replies:
+                break
             raise MalformedReply("reply body not followed by CRLF")
         replies.append(Reply(word, tuple(rest), bytes(buf[end + 2 : total - 2])))
         pos = total

@@ -84,6 +84,16 @@ end
 return table.concat(out, '\\n')
 """
 
+GET_MANY = """
+-- KEYS: the hash keys. One HGETALL reply per key (empty for a missing record), so that a
+-- batch read runs on the caller's one connection instead of a pipeline taking another.
+local out = {}
+for i = 1, #KEYS do
+  out[i] = redis.call('HGETALL', KEYS[i])
+end
+return out
+"""
+
 DELETE_MANY = """
 -- KEYS: index, then the hash keys; ARGV: type index prefix, then the record keys (ARGV[i]
 -- belongs to KEYS[i]). The type index key is read from the hash, so it is built here. The

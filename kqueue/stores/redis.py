@@ -160,11 +160,15 @@ class RedisStore(ClosingStore):
             message = scrub(str(exc), url)
             raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {message}") from exc
         self._local = threading.local()
+        self._closed = False
+        # redis-py's pool without max_connections allows 2**31: only then hold one per thread.
+        self._hold_connections = self._client.connection_pool.max_connections >= 2**30
         self._held: weakref.WeakSet[redis_module.Redis] = weakref.WeakSet()
         self._held_lock = threading.Lock()
         self._put_many = self._client.register_script(scripts.PUT_MANY)
         self._put_packed = self._client.register_script(scripts.PUT_MANY_PACKED)
         self._status_many = self._client.register_script(scripts.STATUS_MANY)
+        self._get_many = self._client.register_script(scripts.GET_MANY)
         self._delete_many = self._client.register_script(scripts.DELETE_MANY)
         self._swap = self._client.register_script(scripts.SWAP_REFERENCE)
         self._swap_many = self._client.register_script(scripts.SWAP_REFERENCES)
@@ -212,21 +216,38 @@ class RedisStore(ClosingStore):
 
         A pooled command takes and returns a connection every time, which costs redis-py 8
         about 35 us a call on this project's machine (a third of a loopback round trip): a
-        held connection skips that. It goes back to the pool when the thread ends (the
-        client is garbage) or the store closes; a forked child opens its own.
+        held connection skips that, so each thread using the store holds one connection. With
+        a ``max_connections`` in the URL nothing is held (threads would use up the limit):
+        every call takes a pooled connection, as plain redis-py does. A held one goes back to the
+        pool when the thread ends (the client is garbage) or the store closes; a forked child
+        opens its own. Like the pool, it is checked before each use: one the server closed
+        (restart, idle timeout, CLIENT KILL), or with a stray reply waiting, is reopened.
         """
+        if self._closed:
+            raise StoreError(f"the Redis store for {self._where} is closed")
         pid = os.getpid()
         held: tuple[int, redis_module.Redis] | None = getattr(self._local, "held", None)
         if held is not None and held[0] == pid:
-            return held[1]
-        client = self._redis.Redis(
-            connection_pool=self._client.connection_pool,
-            single_connection_client=True,
-            retry=self._redis.retry.Retry(self._redis.backoff.NoBackoff(), 0),
-        )
-        self._local.held = (pid, client)
-        with self._held_lock:
-            self._held.add(client)
+            client = held[1]
+        else:
+            if not self._hold_connections:
+                return self._client
+            client = self._redis.Redis(
+                connection_pool=self._client.connection_pool,
+                single_connection_client=True,
+                retry=self._redis.retry.Retry(self._redis.backoff.NoBackoff(), 0),
+            )
+            self._local.held = (pid, client)
+            with self._held_lock:
+                self._held.add(client)
+        conn: Any = client.connection  # redis-py's Connection is not annotated
+        if conn is not None and conn._sock is not None:
+            try:
+                stale = conn.can_read(timeout=0)
+            except (self._redis.exceptions.ConnectionError, OSError):
+                stale = True
+            if stale:
+                conn.disconnect()  # the next command connects afresh
         return client
 
     def _run(
@@ -238,8 +259,10 @@ class RedisStore(ClosingStore):
         (about 20 us a call hot, 60 us after idle, on this project's machine); a server
         that lost the script (restarted, SCRIPT FLUSH) gets it loaded again once.
         """
-        conn: Any = self._conn().connection  # redis-py's Connection is not annotated
-        assert conn is not None, "a single-connection client always holds one"
+        client = self._conn()
+        conn: Any = client.connection  # redis-py's Connection is not annotated
+        if conn is None:  # no connection to hold (see _conn): the client's own script call
+            return script(keys=keys, args=args, client=client)
         errors = self._redis.exceptions
         try:
             try:
@@ -349,16 +372,19 @@ class RedisStore(ClosingStore):
         return _decode_record(key, fields) if fields else None
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
-        """The records that exist among ``keys``, by key, in one pipelined round trip."""
+        """The records that exist among ``keys``, by key, in one script call."""
         unique = list(dict.fromkeys(keys))
         if not unique:
             return {}
         with self._translate("get_many"):
-            pipe = self._conn().pipeline(transaction=False)
-            for key in unique:
-                pipe.hgetall(self._record_key(key))
-            replies: list[dict[bytes, bytes]] = pipe.execute()
-        return {key: _decode_record(key, f) for key, f in zip(unique, replies, strict=True) if f}
+            replies: list[list[bytes]] = self._run(
+                self._get_many, keys=[self._record_key(key) for key in unique]
+            )
+        return {
+            key: _decode_record(key, _pairs(flat))
+            for key, flat in zip(unique, replies, strict=True)
+            if flat
+        }
 
     def delete(self, key: str) -> bool:
         """Remove a record and its index entries; True if it existed."""
@@ -463,6 +489,7 @@ class RedisStore(ClosingStore):
     def close(self) -> None:
         """Close the connection pool; the store may not be used afterwards."""
         with self._held_lock:
+            self._closed = True
             held = list(self._held)
             self._held.clear()
         with self._translate("close"):

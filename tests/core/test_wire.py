@@ -44,3 +44,11 @@ def test_a_body_may_hold_crlf_and_a_line_may_be_incomplete() -> None:
 def test_a_reply_that_breaks_the_protocol_is_refused(data: bytes) -> None:
     with pytest.raises(MalformedReply):
         parse_replies(bytearray(data), 0, 5)
+
+
+def test_replies_before_a_malformed_one_are_handed_over_first() -> None:
+    buf = bytearray(b"INSERTED 7\r\nINSERTED 8\r\nOK x\r\n")
+    replies, pos = parse_replies(buf, 0, 3)
+    assert replies == [Reply(b"INSERTED", (b"7",)), Reply(b"INSERTED", (b"8",))]
+    with pytest.raises(MalformedReply):
+        parse_replies(buf, pos, 1)

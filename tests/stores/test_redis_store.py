@@ -202,3 +202,38 @@ def test_a_script_error_leaves_the_connection_usable(redis_store: RedisStore) ->
         redis_store.get_status_many(["clash"])  # HMGET on a string: WRONGTYPE
     redis_store.put(make_record("fine"))
     assert redis_store.get("fine") == make_record("fine")
+
+
+def test_a_held_connection_the_server_closed_is_reopened_not_failed(
+    redis_url: str, redis_prefix: str
+) -> None:
+    name = f"kq-killed-{redis_prefix.strip(':')}"
+    sep = "&" if "?" in redis_url else "?"
+    with RedisStore(f"{redis_url}{sep}client_name={name}", prefix=redis_prefix) as store:
+        store.put(make_record("k1"))
+        with redis.Redis.from_url(redis_url) as admin:
+            ids = [c["id"] for c in admin.client_list() if c.get("name") == name]
+            assert ids, "the test meant to kill the store's held connection"
+            for client_id in ids:
+                admin.client_kill_filter(_id=client_id)
+        time.sleep(0.05)  # as after a Redis restart or an idle timeout
+        assert store.get("k1") == make_record("k1")
+        assert store.get_status_many(["k1"])["k1"].attempts == 0
+        store.put(make_record("k2"))
+        assert store.count() == 2
+
+
+def test_one_connection_is_enough_for_one_thread(redis_url: str, redis_prefix: str) -> None:
+    sep = "&" if "?" in redis_url else "?"
+    with RedisStore(f"{redis_url}{sep}max_connections=1", prefix=redis_prefix) as store:
+        store.put_many([make_record("a"), make_record("b")])
+        assert store.get("a") == make_record("a")
+        assert set(store.get_many(["a", "b", "gone"])) == {"a", "b"}
+        assert store.delete_many(["a", "b"]) == 2
+
+
+def test_a_closed_store_refuses_calls_with_a_store_error(redis_store: RedisStore) -> None:
+    redis_store.put(make_record("k1"))
+    redis_store.close()
+    with pytest.raises(StoreError, match="closed"):
+        redis_store.get("k1")
