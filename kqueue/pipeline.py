@@ -195,21 +195,25 @@ class Pipeline:
                 pending._error = exc
 
 
+def _exchange_all(conn: BeanstalkConnection, data: bytes, count: int) -> list[Reply]:
+    """Every reply of a burst, or the connection's error (replies read before it dropped are
+    of no use to these callers)."""
+    try:
+        return conn.exchange(data, count)
+    except PipelineBroken as broken:
+        raise broken.error from broken.error.__cause__
+
+
 def reserve_ready(conn: BeanstalkConnection, count: int) -> list[ReservedJob]:
     """Up to ``count`` ready jobs, with one burst of ``reserve-with-timeout 0`` (the worker's
     hot path: no :class:`Pending` per command). Raises the connection's error when it drops;
     jobs reserved before the drop go back to ready with the connection."""
     command = b"reserve-with-timeout 0"
-    try:
-        replies = conn.exchange((command + b"\r\n") * count, count)
-    except PipelineBroken as broken:
-        raise broken.error from broken.error.__cause__
     jobs = []
-    for reply in replies:
-        if reply.word == b"RESERVED" and reply.body is not None:
-            jobs.append(ReservedJob(int(reply.args[0]), reply.body))
-        else:
-            conn.check_reply(command, reply, _RESERVE_OK)
+    for reply in _exchange_all(conn, (command + b"\r\n") * count, count):
+        job = _reserved(conn.check_reply(command, reply, _RESERVE_OK))
+        if job is not None:
+            jobs.append(job)
     return jobs
 
 
@@ -219,11 +223,7 @@ def delete_jobs(conn: BeanstalkConnection, job_ids: list[int]) -> None:
     if not job_ids:
         return
     data = b"".join(b"delete %d\r\n" % job_id for job_id in job_ids)
-    try:
-        replies = conn.exchange(data, len(job_ids))
-    except PipelineBroken as broken:
-        raise broken.error from broken.error.__cause__
-    for job_id, reply in zip(job_ids, replies, strict=True):
+    for job_id, reply in zip(job_ids, _exchange_all(conn, data, len(job_ids)), strict=True):
         if reply.word != b"DELETED":
             conn.check_reply(b"delete %d" % job_id, reply, (b"DELETED", b"NOT_FOUND"))
 

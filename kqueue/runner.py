@@ -284,10 +284,7 @@ class JobRunner:
         acks.keys, acks.ids = [], []
         if keys and self.store is not None:
             self.store.delete_many(keys)
-        pipe = conn.pipeline()
-        for job_id in ids:
-            pipe.delete(job_id)
-        pipe.execute()
+        delete_jobs(conn, ids)
 
     def _prepare_window(
         self, conn: BeanstalkConnection, window: Sequence[ReservedJob]

@@ -61,7 +61,7 @@ class ReserveWindow:
         size = self.size(room)
         if size > 1 or wait == 0:
             size = min(size, self._ready(conn))
-            got = self._burst(conn, size) if size else []
+            got = reserve_ready(conn, size) if size else []
             if got or wait == 0:
                 return got
         if before_wait is not None:
@@ -75,7 +75,3 @@ class ReserveWindow:
         counts = [pipe.ready_count(tube) for tube in conn.watched]
         pipe.execute()
         return sum(count.result() for count in counts)
-
-    @staticmethod
-    def _burst(conn: BeanstalkConnection, size: int) -> list[ReservedJob]:
-        return reserve_ready(conn, size)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TypeVar
+
+from kqueue.stores.base import RefSwap
 
 _StoreT = TypeVar("_StoreT", bound="ClosingStore")
 
@@ -24,3 +27,15 @@ class ClosingStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def one_new_server(swaps: Sequence[RefSwap]) -> str | None:
+    """The server of swaps that all go from no reference to one on that server, each key
+    once (the shape add_jobs sends); None for any other batch."""
+    first = swaps[0][2] if swaps else None
+    if first is None or len({key for key, _, _ in swaps}) != len(swaps):
+        return None
+    for _, expected, new in swaps:
+        if expected is not None or new is None or new.server_id != first.server_id:
+            return None
+    return first.server_id

@@ -65,15 +65,3 @@ def set_new_references(
         "jobs": [new.job_id for _, _, new in swaps if new is not None],
     }
     return int(conn.execute(statement, params).rowcount)
-
-
-def one_new_server(swaps: Sequence[RefSwap]) -> str | None:
-    """The server of swaps that all go from no reference to one on that server, each key
-    once (the shape add_jobs sends); None for any other batch."""
-    first = swaps[0][2] if swaps else None
-    if first is None or len({key for key, _, _ in swaps}) != len(swaps):
-        return None
-    for _, expected, new in swaps:
-        if expected is not None or new is None or new.server_id != first.server_id:
-            return None
-    return first.server_id

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores import _redis_scripts as scripts
-from kqueue.stores._common import ClosingStore
+from kqueue.stores._common import ClosingStore, one_new_server
 from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, RefSwap
 from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, url_scheme
 
@@ -413,11 +413,8 @@ class RedisStore(ClosingStore):
         """Compare-and-set several references in one script call; the number that succeeded."""
         if not swaps:
             return 0
-        server = swaps[0][2].server_id if swaps[0][2] is not None else None
-        if server is not None and all(
-            expected is None and new is not None and new.server_id == server
-            for _, expected, new in swaps
-        ):
+        server = one_new_server(swaps)
+        if server is not None:
             # New jobs (add_jobs): one job id a key instead of six values.
             job_ids = [new.job_id for _, _, new in swaps if new is not None]
             with self._translate("swap_references"):

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
-from kqueue.stores._common import ClosingStore
+from kqueue.stores._common import ClosingStore, one_new_server
 from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, RefSwap
 from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
 
@@ -363,7 +363,7 @@ class SQLStore(ClosingStore):
         PostgreSQL, new jobs' swaps are one set-based UPDATE).
         """
         table = self._tables.records
-        server = _sql_bulk.one_new_server(swaps) if self.dialect == "postgresql" else None
+        server = one_new_server(swaps) if self.dialect == "postgresql" else None
         if server is not None:
             with self._transaction("swap_references") as conn:
                 return _sql_bulk.set_new_references(conn, table, server, swaps, now)

@@ -129,6 +129,10 @@ def test_a_refused_password_is_a_connection_error_without_the_password(redis_url
     assert "hunter2" not in repr(store)
 
 
+def _with_query(url: str, parameter: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{parameter}"
+
+
 def _connections_named(client: redis.Redis, name: str) -> int:
     return sum(1 for entry in client.client_list() if entry.get("name") == name)
 
@@ -137,8 +141,7 @@ def test_a_thread_holds_one_connection_and_returns_it_when_it_ends(
     redis_url: str, redis_prefix: str
 ) -> None:
     name = f"kq-held-{redis_prefix.strip(':')}"
-    sep = "&" if "?" in redis_url else "?"
-    store = RedisStore(f"{redis_url}{sep}client_name={name}", prefix=redis_prefix)
+    store = RedisStore(_with_query(redis_url, f"client_name={name}"), prefix=redis_prefix)
     observer = redis.Redis.from_url(redis_url)
     try:
         for index in range(20):  # one after the other: each thread's connection is reused
@@ -208,8 +211,7 @@ def test_a_held_connection_the_server_closed_is_reopened_not_failed(
     redis_url: str, redis_prefix: str
 ) -> None:
     name = f"kq-killed-{redis_prefix.strip(':')}"
-    sep = "&" if "?" in redis_url else "?"
-    with RedisStore(f"{redis_url}{sep}client_name={name}", prefix=redis_prefix) as store:
+    with RedisStore(_with_query(redis_url, f"client_name={name}"), prefix=redis_prefix) as store:
         store.put(make_record("k1"))
         with redis.Redis.from_url(redis_url) as admin:
             ids = [c["id"] for c in admin.client_list() if c.get("name") == name]
@@ -224,8 +226,7 @@ def test_a_held_connection_the_server_closed_is_reopened_not_failed(
 
 
 def test_one_connection_is_enough_for_one_thread(redis_url: str, redis_prefix: str) -> None:
-    sep = "&" if "?" in redis_url else "?"
-    with RedisStore(f"{redis_url}{sep}max_connections=1", prefix=redis_prefix) as store:
+    with RedisStore(_with_query(redis_url, "max_connections=1"), prefix=redis_prefix) as store:
         store.put_many([make_record("a"), make_record("b")])
         assert store.get("a") == make_record("a")
         assert set(store.get_many(["a", "b", "gone"])) == {"a", "b"}
