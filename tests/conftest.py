@@ -14,6 +14,9 @@ import pytest
 from kqueue import KQueue
 from tests.servers import BeanstalkdProcess, beanstalkd_binary, missing_service, tcp_reachable
 
+# Containerised services (pytest-docker): docker_beanstalkd, docker_redis, docker_postgres.
+pytest_plugins = ["tests.docker.plugin"]
+
 REDIS_URL = os.environ.get("KQUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "KQUEUE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
