@@ -113,6 +113,7 @@ stop_engine() {
 
 print_env() {
   printf 'export DOCKER_HOST=%q\n' "unix://$SOCK"
+  printf 'export KQUEUE_DOCKER_HOST=%q\n' "unix://$SOCK"
   printf 'export KQUEUE_DOCKER_BIN=%q\n' "$DOCKER_BIN"
   printf 'export KQUEUE_DOCKER_TAG=%q\n' "$(tests/docker/build-images.sh --tag)"
 }

@@ -33,6 +33,19 @@ fi
 
 ci/services.sh
 
+# Our own Docker engine for the containerised tests (tests/docker, the chaos tests' container
+# variants): installed with apt when missing, images built locally and reused, stopped when this
+# script ends unless it was already running. Outside CI a failure here only skips those tests.
+# KQUEUE_SKIP_DOCKER=1 leaves Docker alone (with CI=true those tests then fail).
+if [ "${KQUEUE_SKIP_DOCKER:-}" != 1 ]; then
+  if ! ci/docker.sh status 2>/dev/null; then trap 'ci/docker.sh stop' EXIT; fi
+  if ci/docker.sh start; then
+    eval "$(ci/docker.sh env)"
+  else
+    log "no Docker engine: the container tests will skip (and fail with CI=true)"
+  fi
+fi
+
 log "ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
