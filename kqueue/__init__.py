@@ -6,6 +6,7 @@ deterministic. Start with :class:`KQueue`.
 """
 
 from kqueue.admin import QueueStats
+from kqueue.config import QueueConfig
 from kqueue.errors import (
     BrokerConnectionError,
     BrokerDrainingError,
@@ -24,9 +25,19 @@ from kqueue.errors import (
     StoreError,
     ValidationError,
 )
-from kqueue.hooks import Hooks
 from kqueue.job import PRIO_BULK, PRIO_HIGH, PRIO_LOW, PRIO_NORMAL, PRIO_URGENT, Job
-from kqueue.queue import NOT_SCHEDULED, KQueue
+from kqueue.middleware import (
+    AutoTouch,
+    Counters,
+    Fail,
+    Failure,
+    Hooks,
+    Middleware,
+    Retries,
+    SkipJob,
+)
+from kqueue.producer import NOT_SCHEDULED
+from kqueue.queue import KQueue
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Codec, JsonCodec, RawCodec
 from kqueue.sweeper import RecoverySweeper, SweepReport
@@ -41,6 +52,7 @@ __all__ = [
     "PRIO_LOW",
     "PRIO_NORMAL",
     "PRIO_URGENT",
+    "AutoTouch",
     "BrokerConnectionError",
     "BrokerDrainingError",
     "BrokerError",
@@ -49,6 +61,9 @@ __all__ = [
     "BrokerTimeoutError",
     "Codec",
     "ConfigurationError",
+    "Counters",
+    "Fail",
+    "Failure",
     "Hooks",
     "InvalidJobTypeError",
     "Job",
@@ -57,12 +72,16 @@ __all__ = [
     "JsonCodec",
     "KQueue",
     "KQueueError",
+    "Middleware",
     "PayloadError",
+    "QueueConfig",
     "QueueStats",
     "RawCodec",
     "RecordTooLargeError",
     "RecoverySweeper",
+    "Retries",
     "RetryPolicy",
+    "SkipJob",
     "StoreConnectionError",
     "StoreError",
     "SweepReport",

@@ -1,4 +1,8 @@
-"""Administration of a queue: suspend and resume, purge, recovery passes and statistics."""
+"""Administration of a queue: suspend and resume, purge, kick, recovery passes, statistics.
+
+:class:`Admin` works on a beanstalkd connection of its own (purge, kick and sweep each open
+one more for their walk), so it never waits behind a worker's blocking reserve.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kqueue.broker import BeanstalkConnection, Stats
+from kqueue.beanstalk.connection import BeanstalkConnection
+from kqueue.beanstalk.wire import JobStats, ReservedJob, ServerStats, TubeStats
+from kqueue.config import QueueConfig
 from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
-from kqueue.job import SUSPEND_SECONDS, Job, tube_for
+from kqueue.job import SUSPEND_SECONDS, tube_for
+from kqueue.middleware.base import Middleware
 from kqueue.purge import purge_tube
 from kqueue.serialization import decode_body
-from kqueue.stores.base import Store
+from kqueue.stores.base import Store, iter_records
 from kqueue.sweeper import Sweep, SweepReport
 
 logger = logging.getLogger("kqueue")
@@ -25,25 +32,36 @@ logger = logging.getLogger("kqueue")
 class QueueStats:
     """A snapshot: server stats, per job type tube stats, stored records, local counters."""
 
-    server: Stats
-    job_types: dict[str, Stats]
+    server: ServerStats
+    job_types: dict[str, TubeStats]
     stored: dict[str, int] | None
     counters: dict[str, int]
 
 
-class QueueAdmin:
-    """The administrative half of :class:`~kqueue.KQueue` (which inherits it)."""
+class Admin:
+    """Suspend, resume, purge, kick, sweep and stats for one queue's settings and store."""
 
-    host: str
-    port: int
-    store: Store | None
-    tube_prefix: str
-    recovery_grace: float
-    counters: Counter[str]
-    _admin: BeanstalkConnection
+    def __init__(
+        self,
+        config: QueueConfig,
+        *,
+        store: Store | None,
+        counters: Counter[str],
+        events: Middleware,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.counters = counters
+        self.events = events
+        self.tube_prefix = config.tube_prefix
+        self._conn = config.new_connection()
+
+    def close(self) -> None:
+        """Close the admin connection (a suspension outlives it: see :meth:`suspend`)."""
+        self._conn.close()
 
     def _connection(self) -> BeanstalkConnection:
-        raise NotImplementedError
+        return self.config.new_connection()
 
     # -- administration --------------------------------------------------------------------
 
@@ -56,8 +74,8 @@ class QueueAdmin:
         tube = tube_for(job_type, self.tube_prefix)
         if self.store is not None:
             self.store.set_suspended(job_type, True)
-        self._admin.watch(tube)
-        self._admin.pause_tube(tube, SUSPEND_SECONDS)
+        self._conn.watch(tube)
+        self._conn.pause_tube(tube, SUSPEND_SECONDS)
         logger.info("job type %s suspended", job_type)
 
     def resume(self, job_type: str) -> None:
@@ -65,8 +83,8 @@ class QueueAdmin:
         tube = tube_for(job_type, self.tube_prefix)
         if self.store is not None:
             self.store.set_suspended(job_type, False)
-        self._admin.pause_tube(tube, 0)
-        self._admin.ignore(tube)
+        self._conn.pause_tube(tube, 0)
+        self._conn.ignore(tube)
         logger.info("job type %s resumed", job_type)
 
     def purge_jobs(
@@ -118,18 +136,12 @@ class QueueAdmin:
         checker = Sweep(self.store, conn, tube_prefix=self.tube_prefix, grace=0)
         doomed: list[str] = []
         try:
-            server_id = str(conn.stats()["id"])
-            after = None
-            while True:
-                page = self.store.scan(after=after, limit=500, job_type=job_type)
-                for record in page:
-                    if matches is not None and not matches(record.payload):
-                        continue
-                    if not checker.holds(record, server_id):
-                        doomed.append(record.key)
-                if len(page) < 500:
-                    break
-                after = page[-1].key
+            server_id = conn.stats()["id"]
+            for record in iter_records(self.store, job_type=job_type):
+                if matches is not None and not matches(record.payload):
+                    continue
+                if not checker.holds(record, server_id):
+                    doomed.append(record.key)
         finally:
             conn.close()
         return self.store.delete_many(doomed) if doomed else 0
@@ -208,19 +220,19 @@ class QueueAdmin:
                 self.store,
                 conn,
                 tube_prefix=self.tube_prefix,
-                grace=self.recovery_grace if grace is None else grace,
+                grace=self.config.recovery_grace if grace is None else grace,
+                events=self.events,
             ).run(progress)
         finally:
             conn.close()
-        self.counters["recovered"] += report.requeued + report.requeued_buried
         if report.requeued or report.requeued_buried or report.errors:
             logger.warning("recovery pass: %s", report)
         return report
 
     def stats(self) -> QueueStats:
         """Server stats, and per job type (tubes under this queue's prefix) their counts."""
-        conn = self._admin
-        job_types: dict[str, Stats] = {}
+        conn = self._conn
+        job_types: dict[str, TubeStats] = {}
         for tube in conn.list_tubes():
             if tube.startswith(self.tube_prefix) and len(tube) > len(self.tube_prefix):
                 tube_stats = conn.stats_tube(tube)
@@ -231,10 +243,39 @@ class QueueAdmin:
             stored = {job_type: self.store.count(job_type) for job_type in job_types}
         return QueueStats(conn.stats(), job_types, stored, dict(self.counters))
 
-    def job_stats(self, job: Job | int) -> Stats:
-        """beanstalkd's stats-job for a job (or job id); JobNotFoundError if it is gone."""
-        job_id = job.id if isinstance(job, Job) else job
-        stats = self._admin.stats_job(job_id)
+    def job_stats(self, job_id: int) -> JobStats:
+        """beanstalkd's stats-job for a job id; JobNotFoundError if it is gone."""
+        stats = self._conn.stats_job(job_id)
         if stats is None:
-            raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.host}:{self.port}")
+            raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.config.address}")
         return stats
+
+    def tube_stats(self, job_type: str) -> TubeStats:
+        """beanstalkd's stats-tube of a job type ({} if its tube does not exist)."""
+        return self._conn.stats_tube(tube_for(job_type, self.tube_prefix)) or {}
+
+    def peek_job(self, job_id: int) -> ReservedJob | None:
+        """A job by beanstalkd id in any state, or None."""
+        return self._conn.peek(job_id)
+
+    def peek_next(self, job_type: str, state: str) -> ReservedJob | None:
+        """The next ``ready`` or ``delayed`` job, or the oldest ``buried`` one, of a type."""
+        peeks = {
+            "ready": self._conn.peek_ready,
+            "delayed": self._conn.peek_delayed,
+            "buried": self._conn.peek_buried,
+        }
+        if state not in peeks:
+            raise ValidationError(f"state must be one of {sorted(peeks)}, not {state!r}")
+        self._conn.use(tube_for(job_type, self.tube_prefix))
+        return peeks[state]()
+
+    def delete_job(self, job_id: int) -> bool:
+        """Delete a job by beanstalkd id, and its record; False if beanstalkd had not got it."""
+        found = self._conn.peek(job_id)
+        if found is None:
+            return False
+        body = decode_body(found.body)
+        if body is not None and body.stored and self.store is not None:
+            self.store.delete(body.key)
+        return self._conn.delete(job_id)

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from kqueue.errors import InvalidJobTypeError, ValidationError
+from kqueue.keys import key_time
 
 if TYPE_CHECKING:
-    from kqueue.broker import BeanstalkConnection
+    from kqueue.beanstalk.connection import BeanstalkConnection
 
 PRIO_URGENT = 8000
 PRIO_HIGH = 9000
@@ -95,6 +96,7 @@ class Job:
 
     ``data`` is the decoded payload. ``id`` is the beanstalkd job id, ``key`` the stable record
     key (the same across recovery re-enqueues), ``attempts`` counts this run (1 on the first).
+    ``connection`` is the beanstalkd connection that holds the job reserved.
     """
 
     id: int
@@ -105,9 +107,9 @@ class Job:
     key: str
     outcome: JobOutcome = "pending"
     stored: bool = False
-    _attempts: int | None = field(default=None, repr=False)
-    _count_attempts: Callable[[], int] | None = field(default=None, repr=False)
-    _connection: BeanstalkConnection | None = field(default=None, repr=False)
+    connection: BeanstalkConnection | None = field(default=None, repr=False)
+    known_attempts: int | None = field(default=None, repr=False)
+    count_attempts: Callable[[], int] | None = field(default=None, repr=False)
 
     @property
     def attempts(self) -> int:
@@ -116,11 +118,22 @@ class Job:
         Stored jobs keep the count on their record; for inline jobs beanstalkd's own counters
         (releases and TTR timeouts) are asked the first time this is read.
         """
-        if self._attempts is None:
-            self._attempts = self._count_attempts() if self._count_attempts else 1
-        return self._attempts
+        if self.known_attempts is None:
+            self.known_attempts = self.count_attempts() if self.count_attempts else 1
+        return self.known_attempts
+
+    @property
+    def enqueued_at(self) -> float:
+        """When the job was first added (Unix seconds, to the millisecond; from its key)."""
+        return key_time(self.key)
 
     @property
     def finished(self) -> bool:
         """True once the job was deleted, released or buried."""
         return self.outcome != "pending"
+
+    def touch(self) -> bool:
+        """Give the job its full TTR again; False if it is no longer reserved here."""
+        if self.connection is None:
+            return False
+        return self.connection.touch(self.id)

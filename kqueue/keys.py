@@ -13,9 +13,6 @@ from __future__ import annotations
 import os
 import time
 
-KEY_LENGTH = 32
-"""Hex digits in a key."""
-
 
 def new_keys(count: int) -> list[str]:
     """``count`` fresh keys, all with the current millisecond as their time prefix."""
@@ -27,3 +24,11 @@ def new_keys(count: int) -> list[str]:
 def new_key() -> str:
     """One fresh key."""
     return new_keys(1)[0]
+
+
+def key_time(key: str) -> float:
+    """The creation time (Unix seconds) written in a key's first 12 digits; 0.0 if none."""
+    try:
+        return int(key[:12], 16) / 1000
+    except ValueError:
+        return 0.0

@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kqueue.broker import BeanstalkConnection, ReservedJob, Stats
+from kqueue.beanstalk.connection import BeanstalkConnection
+from kqueue.beanstalk.pipeline import Pipeline
+from kqueue.beanstalk.wire import JobStats, ReservedJob
 
 logger = logging.getLogger("kqueue")
 
@@ -59,7 +61,7 @@ class _Holding:
     def keep_alive(self, conn: BeanstalkConnection) -> None:
         """Touch every held job once a third of the shortest TTR has gone by."""
         if self.jobs and time.monotonic() - self._touched > self._shortest_ttr / 3:
-            with conn.pipeline() as pipe:
+            with Pipeline(conn) as pipe:
                 for job_id in self.jobs:
                     pipe.touch(job_id)
             self._touched = time.monotonic()
@@ -85,7 +87,7 @@ def purge_tube(
         return result
     held = _Holding()
     try:
-        budget = 4 * _int(before.get("total-jobs")) + 1000
+        budget = 4 * before.get("total-jobs", 0) + 1000
         for state, peek in (
             ("ready", conn.peek_ready),
             ("delayed", conn.peek_delayed),
@@ -94,7 +96,7 @@ def purge_tube(
             budget = _walk(conn, state, peek, matches, held, result, budget, progress)
         _put_back(conn, held)
         after = conn.stats_tube(tube) or {}
-        result.left_reserved = _int(after.get("current-jobs-reserved"))
+        result.left_reserved = after.get("current-jobs-reserved", 0)
     finally:
         conn.close()  # hands back anything still held if _put_back did not finish
     return result
@@ -133,28 +135,24 @@ def _walk(
             conn.delete(taken.id)
             result.deleted_bodies.append(taken.body)
         else:
-            kept = _Held(state, _int(stats.get("pri")), _delay_left(state, stats))
-            held.add(taken.id, kept, _int(stats.get("ttr")), reserved_at)
+            kept = _Held(state, stats.get("pri", 0), _delay_left(state, stats))
+            held.add(taken.id, kept, stats.get("ttr", 1), reserved_at)
     return budget
 
 
-def _delay_left(state: str, stats: Stats) -> int:
+def _delay_left(state: str, stats: JobStats) -> int:
     if state != "delayed":
         return 0
     # time-left is truncated to whole seconds: add one so a postdated job never runs early.
-    return _int(stats.get("time-left")) + 1
+    return stats.get("time-left", 0) + 1
 
 
 def _put_back(conn: BeanstalkConnection, held: _Holding) -> None:
     held.keep_alive(conn)
-    with conn.pipeline() as pipe:  # one burst: no held job can time out half way
+    with Pipeline(conn) as pipe:  # one burst: no held job can time out half way
         for job_id, hold in held.jobs.items():
             if hold.state == "buried":
                 pipe.bury(job_id, priority=hold.priority)
             else:
                 pipe.release(job_id, priority=hold.priority, delay=hold.delay)
     held.jobs.clear()
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kqueue.errors import ValidationError
@@ -18,12 +19,16 @@ class RetryPolicy:
     failed together spread out). When ``max_attempts`` attempts have failed, the job is buried:
     the dead letter, kept with its last error until it is kicked or purged.
     beanstalkd counts delays in whole seconds, so delays are rounded up.
+
+    ``retry_when`` filters the exceptions worth a retry: a job whose handler raised one it
+    returns False for is buried at once (e.g. ``lambda exc: isinstance(exc, OSError)``).
     """
 
     max_attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 300.0
     jitter: bool = True
+    retry_when: Callable[[BaseException], bool] | None = field(default=None, compare=False)
     _random: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
     def __post_init__(self) -> None:

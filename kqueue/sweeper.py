@@ -19,16 +19,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from kqueue.broker import BeanstalkConnection
+from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.errors import BrokerConnectionError, KQueueError
 from kqueue.job import SUSPEND_SECONDS
+from kqueue.middleware.base import Middleware
 from kqueue.serialization import decode_body, record_body
-from kqueue.stores.base import BrokerRef, JobRecord, Store
-
-if TYPE_CHECKING:
-    from kqueue.queue import KQueue
+from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
 
 logger = logging.getLogger("kqueue")
 
@@ -86,8 +84,10 @@ class Sweep:
         grace: float,
         claim_lease: float = 60.0,
         page_size: int = 500,
+        events: Middleware | None = None,
     ) -> None:
         self.store = store
+        self.events = events or Middleware()
         self.conn = conn
         self.tube_prefix = tube_prefix
         self.grace = grace
@@ -101,25 +101,20 @@ class Sweep:
         ``progress`` is called once per record looked at.
         """
         started = time.monotonic()
-        report = SweepReport(server_id=str(self.conn.stats()["id"]))
+        report = SweepReport(server_id=self.conn.stats()["id"])
         self._reapply_suspensions(report)
-        after: str | None = None
-        while True:
-            page = self.store.scan(after=after, limit=self.page_size)
-            for record in page:
-                report.scanned += 1
-                if progress is not None:
-                    progress()
-                try:
-                    self._check(record, report)
-                except BrokerConnectionError:
-                    raise  # the broker is gone: this pass is over, the next one retries
-                except KQueueError as exc:
-                    report.errors.append(f"{record.key}: {exc}")
-            if len(page) < self.page_size:
-                break
-            after = page[-1].key
+        for record in iter_records(self.store, page_size=self.page_size):
+            report.scanned += 1
+            if progress is not None:
+                progress()
+            try:
+                self._check(record, report)
+            except BrokerConnectionError:
+                raise  # the broker is gone: this pass is over, the next one retries
+            except KQueueError as exc:
+                report.errors.append(f"{record.key}: {exc}")
         report.seconds = time.monotonic() - started
+        self.events.after_sweep(report)
         return report
 
     def _reapply_suspensions(self, report: SweepReport) -> None:
@@ -209,6 +204,7 @@ class Sweep:
             report.requeued += 1
         if record.ref is None:
             report.requeued_unscheduled += 1  # never reached beanstalkd: not a broker loss
+        self.events.on_recovered(record, job_id)
         logger.info(
             "recovered job key=%s type=%s: beanstalkd had lost it; re-enqueued as %s",
             record.key,
@@ -229,6 +225,12 @@ class Sweep:
         )
 
 
+class Sweepable(Protocol):
+    """What a :class:`RecoverySweeper` needs: a queue's ``sweep`` (a KQueue has it)."""
+
+    def sweep(self, *, grace: float | None = None) -> SweepReport: ...
+
+
 class RecoverySweeper:
     """Runs recovery passes every ``interval`` seconds on a background thread.
 
@@ -239,7 +241,7 @@ class RecoverySweeper:
 
     def __init__(
         self,
-        queue: KQueue,
+        queue: Sweepable,
         *,
         interval: float = 30.0,
         grace: float | None = None,

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kqueue.broker import BeanstalkConnection, ReservedJob
-from kqueue.pipeline import reserve_ready
+from kqueue.beanstalk.connection import BeanstalkConnection
+from kqueue.beanstalk.pipeline import Pipeline, reserve_ready
+from kqueue.beanstalk.wire import ReservedJob
 
 
 class ReserveWindow:
@@ -71,7 +72,7 @@ class ReserveWindow:
 
     @staticmethod
     def _ready(conn: BeanstalkConnection) -> int:
-        pipe = conn.pipeline()
+        pipe = Pipeline(conn)
         counts = [pipe.ready_count(tube) for tube in conn.watched]
         pipe.execute()
         return sum(count.result() for count in counts)

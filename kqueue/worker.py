@@ -31,7 +31,7 @@ EXIT_OK = 0
 EXIT_FORCED = 3
 
 
-class ForcedShutdown(BaseException):
+class _ForcedShutdown(BaseException):
     """Raised in the worker's thread to stop a handler at once (second signal)."""
 
 
@@ -59,21 +59,11 @@ class Worker:
         self._signals = 0
         self._grace_timer: threading.Timer | None = None
         self._main_ident = threading.main_thread().ident or 0
-        if job_types is not None:
-            self._keep_only(list(job_types))
-        if not queue._handlers:
+        if not queue.handlers:
             raise ConfigurationError("the queue has no handlers: nothing for a worker to run")
+        self.job_types = None if job_types is None else queue.consumer.check_job_types(job_types)
         if sweep_interval is not None and queue.store is None:
             raise ConfigurationError("--sweep-interval needs a bulk store (KQUEUE_STORE)")
-
-    def _keep_only(self, job_types: list[str]) -> None:
-        unknown = sorted(set(job_types) - set(self.queue._handlers))
-        if unknown:
-            known = ", ".join(sorted(self.queue._handlers)) or "none"
-            raise ConfigurationError(f"no handler for job type(s) {unknown}; handlers: {known}")
-        for job_type in list(self.queue._handlers):
-            if job_type not in job_types:
-                self.queue.remove_handler(job_type)
 
     def run(self) -> int:
         """Run until stopped (or, in burst mode, until nothing is ready); the exit code."""
@@ -82,13 +72,15 @@ class Worker:
         sweeper = None
         if self.sweep_interval is not None:
             sweeper = RecoverySweeper(self.queue, interval=self.sweep_interval).start()
-        handlers = ", ".join(sorted(self.queue._handlers))
-        logger.info("worker started on %s:%d for %s", self.queue.host, self.queue.port, handlers)
+        handlers = ", ".join(sorted(self.job_types or self.queue.handlers))
+        logger.info("worker started on %s for %s", self.queue.config.address, handlers)
         started = time.monotonic()
         code = EXIT_OK
         try:
-            self.jobs_run = self.queue.run_jobs(time_limit_ms=0 if self.burst else -1)
-        except ForcedShutdown:
+            self.jobs_run = self.queue.run_jobs(
+                time_limit_ms=0 if self.burst else -1, job_types=self.job_types
+            )
+        except _ForcedShutdown:
             code = EXIT_FORCED
             logger.warning("worker stopped at once; the running job goes back to the queue")
         finally:
@@ -114,7 +106,7 @@ class Worker:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals > 1:
-            raise ForcedShutdown()
+            raise _ForcedShutdown()
         logger.warning(
             "%s: finishing the running job (up to %.0f s); signal again to stop now",
             signal.Signals(signum).name,

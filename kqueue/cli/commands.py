@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
 from typing import Any
 
-from kqueue.broker import ReservedJob, Stats
+from kqueue.beanstalk.wire import JobStats, ReservedJob
 from kqueue.cli.config import Settings
 from kqueue.cli.output import Progress, print_json, table
 from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
-from kqueue.job import tube_for
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
+from kqueue.stores.base import JobRecord, iter_records
 from kqueue.sweeper import RecoverySweeper
 
 EXIT_OK = 0
@@ -33,7 +34,7 @@ def stats_rows(queue: KQueue) -> list[dict[str, Any]]:
                 "reserved": tube.get("current-jobs-reserved", 0),
                 "buried": tube.get("current-jobs-buried", 0),
                 "workers": tube.get("current-watching", 0),
-                "suspended": _int(tube.get("pause")) > 0,
+                "suspended": tube.get("pause", 0) > 0,
                 "stored": None if snapshot.stored is None else snapshot.stored.get(job_type, 0),
             }
         )
@@ -76,7 +77,10 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
 
 def describe_job(queue: KQueue, found: ReservedJob) -> dict[str, Any]:
     """What an operator wants to see of one job: state, type, payload, attempts, error."""
-    stats: Stats = queue._admin.stats_job(found.id) or {}
+    try:
+        stats: JobStats = queue.admin.job_stats(found.id)
+    except JobNotFoundError:
+        stats = {}
     info: dict[str, Any] = {"id": found.id, "state": stats.get("state"), "tube": stats.get("tube")}
     body = decode_body(found.body)
     if body is None:
@@ -103,15 +107,10 @@ def _show_payload(queue: KQueue, codec: str, payload: bytes) -> Any:
 def cmd_peek(args: argparse.Namespace, settings: Settings) -> int:
     """Show a job by id, or the next ready / delayed / buried job of a type."""
     with settings.open_queue() as queue:
-        admin = queue._admin
         if args.target.isdigit():
-            found = admin.peek(int(args.target))
+            found = queue.admin.peek_job(int(args.target))
         else:
-            admin.use(tube_for(args.target, settings.prefix))
-            peek = {"ready": admin.peek_ready, "delayed": admin.peek_delayed}.get(
-                args.state, admin.peek_buried
-            )
-            found = peek()
+            found = queue.admin.peek_next(args.target, args.state)
         if found is None:
             raise JobNotFoundError(f"no such job: {args.target} ({args.state})")
         print_json(describe_job(queue, found))
@@ -121,12 +120,10 @@ def cmd_peek(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_buried(args: argparse.Namespace, settings: Settings) -> int:
     """List the dead letters of a type with their last errors."""
     with settings.open_queue() as queue:
-        tube = tube_for(args.jobtype, settings.prefix)
-        count = _int((queue._admin.stats_tube(tube) or {}).get("current-jobs-buried"))
+        count = queue.admin.tube_stats(args.jobtype).get("current-jobs-buried", 0)
         print(f"{count} buried job(s) of type {args.jobtype}")
         if queue.store is None:
-            queue._admin.use(tube)
-            first = queue._admin.peek_buried()
+            first = queue.admin.peek_next(args.jobtype, "buried")
             if first is not None:
                 print("oldest (no store, so only that one can be shown):")
                 print_json(describe_job(queue, first))
@@ -140,17 +137,10 @@ def cmd_buried(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _scan_buried(queue: KQueue, job_type: str, limit: int) -> list[Any]:
+def _scan_buried(queue: KQueue, job_type: str, limit: int) -> list[JobRecord]:
     assert queue.store is not None
-    found: list[Any] = []
-    after = None
-    while len(found) < limit:
-        page = queue.store.scan(after=after, limit=500, job_type=job_type)
-        found += [record for record in page if record.state == "buried"]
-        if len(page) < 500:
-            break
-        after = page[-1].key
-    return found[:limit]
+    buried = (r for r in iter_records(queue.store, job_type=job_type) if r.state == "buried")
+    return list(itertools.islice(buried, limit))
 
 
 def cmd_kick(args: argparse.Namespace, settings: Settings) -> int:
@@ -164,9 +154,12 @@ def cmd_kick(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     """Delete waiting jobs of a type (those matching --match), after asking."""
     with settings.open_queue() as queue:
-        tube = tube_for(args.jobtype, settings.prefix)
-        stats = queue._admin.stats_tube(tube) or {}
-        waiting = sum(_int(stats.get(f"current-jobs-{s}")) for s in ("ready", "delayed", "buried"))
+        stats = queue.admin.tube_stats(args.jobtype)
+        waiting = (
+            stats.get("current-jobs-ready", 0)
+            + stats.get("current-jobs-delayed", 0)
+            + stats.get("current-jobs-buried", 0)
+        )
         what = f"matching {args.match!r}" if args.match else "all"
         if not args.yes and not _confirm(
             f"purge {what} of {waiting} waiting {args.jobtype} job(s)?"
@@ -240,7 +233,3 @@ def cmd_sweeper(args: argparse.Namespace, settings: Settings) -> int:
         sweeper.stop()
     print(f"sweeper stopped after {sweeper.passes} pass(es): {dict(sweeper.totals)}")
     return EXIT_OK
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0

@@ -21,7 +21,7 @@ from kqueue.cli.output import Progress, table
 from kqueue.job import PRIO_BULK, PRIO_HIGH, PRIO_LOW, PRIO_NORMAL, PRIO_URGENT, Job
 from kqueue.queue import KQueue
 from kqueue.retry import RetryPolicy
-from kqueue.stores.base import Store
+from kqueue.stores.base import Store, iter_records
 from kqueue.sweeper import RecoverySweeper
 
 JOB_TYPES = {
@@ -144,13 +144,7 @@ def _watch(
 
 def _buried(store: Store) -> int:
     """Buried records (once every other job is done, the store holds little else)."""
-    count, after = 0, None
-    while True:
-        page = store.scan(after=after, limit=500)
-        count += sum(record.state == "buried" for record in page)
-        if len(page) < 500:
-            return count
-        after = page[-1].key
+    return sum(record.state == "buried" for record in iter_records(store))
 
 
 def _summary(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import signal
 import subprocess
@@ -38,31 +39,14 @@ def load_queue(path: str) -> KQueue:
 
 
 def rebind(queue: KQueue, settings: Settings) -> KQueue:
-    """The same queue (handlers, codec, retries, hooks) on the command line's broker/store."""
+    """The same queue (handlers, codecs, retries, middleware) on the command line's
+    broker and store: ``dataclasses.replace`` on its config, so no setting is dropped."""
     if not settings.beanstalkd_given and settings.store_url is None:
         return queue
-    connect_timeout, command_timeout = queue._timeouts
-    moved = KQueue(
-        host=settings.host if settings.beanstalkd_given else queue.host,
-        port=settings.port if settings.beanstalkd_given else queue.port,
-        bulk_store=settings.store_url if settings.store_url is not None else queue.store,
-        tube_prefix=queue.tube_prefix,
-        codec=queue.codecs.default,
-        retry=queue.retry,
-        strict=queue.strict,
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-        reconnect_delay=queue.reconnect_delay,
-        recovery_grace=queue.recovery_grace,
-        hooks=queue.hooks.hooks,
-        window=queue._window.max_size,
-        inline_copy_max=queue.inline_copy_max,
-    )
-    moved.codecs = queue.codecs  # every codec the application registered for decoding
-    moved._runner.codecs = queue.codecs
-    for job_type, spec in queue._handlers.items():
-        moved.add_handler(job_type, spec.handler, retry=spec.retry, auto_touch=spec.auto_touch)
-    return moved
+    config = queue.config
+    if settings.beanstalkd_given:
+        config = dataclasses.replace(config, host=settings.host, port=settings.port)
+    return queue.with_config(config, bulk_store=settings.store_url)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -71,7 +55,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         return supervise(args.processes, child_argv(sys.argv[1:]))
     queue = rebind(load_queue(args.app), settings)
     if args.metrics_port:
-        from kqueue.metrics import serve_metrics
+        from kqueue.middleware.prometheus import serve_metrics
 
         serve_metrics(queue, args.metrics_port)
     job_types = args.jobtypes.split(",") if args.jobtypes else None

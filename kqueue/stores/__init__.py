@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kqueue.stores.base import BrokerRef, JobRecord, RecordState, Store
+from kqueue.stores.base import BrokerRef, JobRecord, RecordState, Store, StoreBase, iter_records
 from kqueue.stores.memory import MemoryStore
-from kqueue.stores.url import ACCEPTED_SCHEMES, open_store, redact_url
+from kqueue.stores.registry import accepted_schemes, open_store, register_scheme
+from kqueue.stores.url import redact_url
 
 if TYPE_CHECKING:
     from kqueue.stores.redis import RedisStore
     from kqueue.stores.sql import SQLStore
 
 __all__ = [
-    "ACCEPTED_SCHEMES",
     "BrokerRef",
     "JobRecord",
     "MemoryStore",
@@ -26,8 +26,12 @@ __all__ = [
     "RedisStore",
     "SQLStore",
     "Store",
+    "StoreBase",
+    "accepted_schemes",
+    "iter_records",
     "open_store",
     "redact_url",
+    "register_scheme",
 ]
 
 _LAZY = {"RedisStore": "kqueue.stores.redis", "SQLStore": "kqueue.stores.sql"}

@@ -21,9 +21,12 @@ Rules every implementation follows:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+_StoreT = TypeVar("_StoreT", bound="StoreBase")
 
 RecordState = Literal["enqueued", "buried"]
 """``enqueued``: beanstalkd should hold the job (ready, delayed or reserved); ``buried``: it
@@ -181,3 +184,79 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections; the store may not be used afterwards."""
+
+
+class StoreBase:
+    """What every store derives from its batch methods, so an implementation writes only those.
+
+    A subclass implements ``put_many``, ``get_many``, ``delete_many`` and ``swap_references``
+    (and the rest of :class:`Store`); the single-record methods below are each one of those
+    calls with one item, and ``get_status_many`` reads whole records unless overridden (a
+    store that can skip the payload should). A store is also a context manager that closes
+    itself on exit.
+    """
+
+    def put_many(self, records: Sequence[JobRecord]) -> None:
+        raise NotImplementedError
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        raise NotImplementedError
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        raise NotImplementedError
+
+    def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections; the store may not be used afterwards."""
+
+    def put(self, record: JobRecord) -> None:
+        """Write a new record; :class:`~kqueue.errors.StoreError` if the key exists."""
+        self.put_many([record])
+
+    def get(self, key: str) -> JobRecord | None:
+        """The record with this key, or None."""
+        return self.get_many([key]).get(key)
+
+    def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
+        """The status of the records that exist among ``keys``, by key."""
+        return {
+            key: RecordStatus(record.attempts, record.state, record.ref)
+            for key, record in self.get_many(keys).items()
+        }
+
+    def delete(self, key: str) -> bool:
+        """Remove a record; True if it existed."""
+        return self.delete_many([key]) == 1
+
+    def swap_reference(
+        self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float
+    ) -> bool:
+        """Compare-and-set one broker reference; see :meth:`Store.swap_reference`."""
+        return self.swap_references([(key, expected, new)], now=now) == 1
+
+    def __enter__(self: _StoreT) -> _StoreT:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def iter_records(
+    store: Store, *, job_type: str | None = None, page_size: int = 500
+) -> Iterator[JobRecord]:
+    """Every record of ``store`` (of one job type, or all) in key order, a page at a time:
+    memory stays bounded by ``page_size`` however large the store is."""
+    after: str | None = None
+    while True:
+        page = store.scan(after=after, limit=page_size, job_type=job_type)
+        yield from page
+        if len(page) < page_size:
+            return
+        after = page[-1].key

@@ -12,8 +12,12 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from kqueue.errors import StoreError
-from kqueue.stores._common import ClosingStore
-from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, RefSwap
+from kqueue.stores.base import (
+    JobRecord,
+    RecordState,
+    RefSwap,
+    StoreBase,
+)
 
 
 class _SortedKeys:
@@ -35,7 +39,7 @@ class _SortedKeys:
         return self.keys[start : start + limit]
 
 
-class MemoryStore(ClosingStore):
+class MemoryStore(StoreBase):
     """A thread-safe store that keeps records in a dict; lost when the process exits."""
 
     def __init__(self) -> None:
@@ -69,10 +73,6 @@ class MemoryStore(ClosingStore):
             del self._by_type[record.job_type]
         return True
 
-    def put(self, record: JobRecord) -> None:
-        """Write a new record; :class:`StoreError` if the key exists."""
-        self.put_many([record])
-
     def put_many(self, records: Sequence[JobRecord]) -> None:
         """Write several new records, all or none."""
         with self._lock:
@@ -85,28 +85,11 @@ class MemoryStore(ClosingStore):
             for record in records:
                 self._insert(record)
 
-    def get(self, key: str) -> JobRecord | None:
-        """The record with this key, or None."""
-        with self._lock:
-            self._check_open()
-            return self._records.get(key)
-
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key."""
         with self._lock:
             self._check_open()
             return {key: self._records[key] for key in keys if key in self._records}
-
-    def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
-        """The status of the records that exist among ``keys``, by key."""
-        return {
-            key: RecordStatus(record.attempts, record.state, record.ref)
-            for key, record in self.get_many(keys).items()
-        }
-
-    def delete(self, key: str) -> bool:
-        """Remove a record; True if it existed."""
-        return self.delete_many([key]) == 1
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove several records; the number that existed."""
@@ -114,21 +97,17 @@ class MemoryStore(ClosingStore):
             self._check_open()
             return sum(1 for key in set(keys) if self._remove(key))
 
-    def swap_reference(
-        self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float
-    ) -> bool:
-        """Compare-and-set the broker reference; see :meth:`Store.swap_reference`."""
-        with self._lock:
-            self._check_open()
-            record = self._records.get(key)
-            if record is None or record.ref != expected:
-                return False
-            self._records[key] = dataclasses.replace(record, ref=new, updated_at=now)
-            return True
-
     def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
         """Compare-and-set several references; the number that succeeded."""
-        return sum(self.swap_reference(key, old, new, now=now) for key, old, new in swaps)
+        done = 0
+        with self._lock:
+            self._check_open()
+            for key, expected, new in swaps:
+                record = self._records.get(key)
+                if record is not None and record.ref == expected:
+                    self._records[key] = dataclasses.replace(record, ref=new, updated_at=now)
+                    done += 1
+        return done
 
     def record_attempt(
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float

@@ -20,8 +20,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores import _redis_scripts as scripts
-from kqueue.stores._common import ClosingStore, one_new_server
-from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, RefSwap
+from kqueue.stores._common import one_new_server
+from kqueue.stores.base import (
+    BrokerRef,
+    JobRecord,
+    RecordState,
+    RecordStatus,
+    RefSwap,
+    StoreBase,
+)
 from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, url_scheme
 
 if TYPE_CHECKING:
@@ -111,7 +118,7 @@ def _ref_args(ref: BrokerRef | None) -> list[str | int]:
     return ["0", "", ""] if ref is None else ["1", ref.server_id, ref.job_id]
 
 
-class RedisStore(ClosingStore):
+class RedisStore(StoreBase):
     """Job records in Redis, addressed by a ``redis://``, ``rediss://`` or ``unix://`` URL.
 
     The URL may carry a username, password and database number (``redis://:pw@host:6379/2``,
@@ -301,10 +308,6 @@ class RedisStore(ClosingStore):
                 f"of {MAX_BATCH_BYTES}; write them in smaller batches (nothing was written)"
             )
 
-    def put(self, record: JobRecord) -> None:
-        """Write a new record; :class:`StoreError` if the key exists (nothing written)."""
-        self.put_many([record])
-
     def put_many(self, records: Sequence[JobRecord]) -> None:
         """Write several new records atomically in one script call, all or none."""
         if not records:
@@ -385,10 +388,6 @@ class RedisStore(ClosingStore):
             for key, flat in zip(unique, replies, strict=True)
             if flat
         }
-
-    def delete(self, key: str) -> bool:
-        """Remove a record and its index entries; True if it existed."""
-        return self.delete_many([key]) == 1
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove several records atomically in one script call; the number that existed."""

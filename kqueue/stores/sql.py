@@ -17,8 +17,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
-from kqueue.stores._common import ClosingStore, one_new_server
-from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, RefSwap
+from kqueue.stores._common import one_new_server
+from kqueue.stores.base import (
+    BrokerRef,
+    JobRecord,
+    RecordState,
+    RecordStatus,
+    RefSwap,
+    StoreBase,
+)
 from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
 
 try:  # optional extra: SQLStore() names it when missing; importing this module never fails
@@ -47,7 +54,7 @@ _MYSQL_ESCAPED = b"\x00\n\r\\'\"\x1a"  # bytes a MySQL driver doubles when it in
 _BIG_BACKEND_LIMIT = 1_000_000_000  # SQLite's SQLITE_MAX_LENGTH; PostgreSQL's bytea is 1 GB
 
 
-class SQLStore(ClosingStore):
+class SQLStore(StoreBase):
     """Job records in a SQL database named by a SQLAlchemy URL.
 
     ``sqlite:///path/to/file``, ``postgresql://`` (psycopg 3 unless a driver is named),
@@ -245,10 +252,6 @@ class SQLStore(ClosingStore):
                     f"of {self._where}; nothing was written"
                 )
 
-    def put(self, record: JobRecord) -> None:
-        """Write a new record; :class:`StoreError` if the key exists (nothing written)."""
-        self.put_many([record])
-
     def put_many(self, records: Sequence[JobRecord]) -> None:
         """Write several new records in one transaction (executemany), all or none."""
         if not records:
@@ -269,10 +272,6 @@ class SQLStore(ClosingStore):
                     "exists; nothing was written"
                 ) from exc.__cause__
             raise
-
-    def get(self, key: str) -> JobRecord | None:
-        """The record with this key, or None."""
-        return self.get_many([key]).get(key)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key (one query per 500 keys)."""
@@ -313,10 +312,6 @@ class SQLStore(ClosingStore):
                         int(attempts), "buried" if state == "buried" else "enqueued", ref
                     )
         return found
-
-    def delete(self, key: str) -> bool:
-        """Remove a record; True if it existed."""
-        return self.delete_many([key]) == 1
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove several records in one transaction; the number that existed."""

@@ -1,33 +1,16 @@
-"""Opening a store from a URL, and keeping the credentials in it out of sight.
+"""Store URLs: their scheme, and the credentials in them kept out of sight.
 
-``open_store`` picks the store class from the URL scheme:
-
-=========================================================  ===========================
-scheme                                                     store
-=========================================================  ===========================
-``memory://``                                              :class:`MemoryStore`
-``redis://``, ``rediss://``, ``unix://``                   :class:`RedisStore`
-``sqlite://``, ``postgresql[+driver]://``, ``postgres://``,  :class:`SQLStore`
-``mysql[+driver]://``, ``mariadb[+driver]://``
-=========================================================  ===========================
+Which store a URL opens is :mod:`kqueue.stores.registry`'s business.
 """
 
 from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from kqueue.errors import ConfigurationError
-from kqueue.stores.base import Store
-
 REDACTED = "***"
 """What a password is replaced with in :func:`redact_url`."""
 
 _SECRET_QUERY_NAMES = frozenset({"password", "passwd", "pwd", "secret", "token", "sslpassword"})
-
-REDIS_SCHEMES = ("redis", "rediss", "unix")
-SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
-ACCEPTED_SCHEMES = ("memory", *REDIS_SCHEMES, *SQL_SCHEMES)
-"""URL schemes :func:`open_store` accepts (SQL schemes may carry a ``+driver``)."""
 
 
 def redact_url(url: str) -> str:
@@ -87,26 +70,7 @@ def url_scheme(url: str) -> str:
     return scheme.split("+", 1)[0].lower()
 
 
-def open_store(url: str) -> Store:
-    """The store the URL names; :class:`ConfigurationError` for an unknown scheme.
-
-    A missing optional driver (redis-py, SQLAlchemy, psycopg, PyMySQL) also raises
-    :class:`ConfigurationError`, naming the extra to install.
-    """
-    scheme = url_scheme(url)
-    if scheme == "memory":
-        from kqueue.stores.memory import MemoryStore
-
-        return MemoryStore()
-    if scheme in REDIS_SCHEMES:
-        from kqueue.stores.redis import RedisStore
-
-        return RedisStore(url)
-    if scheme in SQL_SCHEMES:
-        from kqueue.stores.sql import SQLStore
-
-        return SQLStore(url)
-    accepted = ", ".join(f"{name}://" for name in ACCEPTED_SCHEMES)
-    raise ConfigurationError(
-        f"unknown store URL scheme in {redact_url(url)!r}; accepted schemes: {accepted}"
-    )
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+"""URL schemes of :class:`~kqueue.stores.redis.RedisStore`."""
+SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+"""URL schemes of :class:`~kqueue.stores.sql.SQLStore` (each may carry a ``+driver``)."""

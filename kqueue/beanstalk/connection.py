@@ -1,12 +1,13 @@
-"""The beanstalkd connection layer: one socket, replies matched in order, errors translated.
+"""The beanstalkd connection: one socket, replies matched in order, errors translated.
 
-Commands go one per round trip through the methods below, or many at once through
-:meth:`BeanstalkConnection.pipeline` (see :mod:`kqueue.pipeline`): a burst is written in one
-``send`` and its replies are matched in order, which is what makes batches cheap.
+Commands come from the one table in :mod:`kqueue.beanstalk.commands`: :meth:`run` sends one
+and returns its converted reply; :class:`~kqueue.beanstalk.pipeline.Pipeline` queues many and
+sends them in one write. The named methods (``put``, ``reserve``, ``peek`` ...) are one-line
+shortcuts for :meth:`run`.
 
-kqueue speaks the beanstalkd protocol itself rather than through greenstalk because a worker
-must wait for a job with a sub-second deadline and wake at once on ``stop()``: the reply wait is
-a ``poll`` on the socket and a wake-up descriptor, with a timeout on every read. Every socket
+kqueue speaks the protocol itself rather than through greenstalk because a worker must wait
+for a job with a sub-second deadline and wake at once on ``stop()``: the reply wait is a
+``poll`` on the socket and a wake-up descriptor, with a timeout on every read. Every socket
 error becomes :class:`~kqueue.errors.BrokerConnectionError` naming the address.
 
 A connection remembers the tube it uses and the tubes it watches and restores them when it
@@ -15,74 +16,89 @@ reconnects, so callers survive a broker restart by simply issuing the next comma
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TypeVar
 
-from kqueue.errors import (
-    BrokerConnectionError,
-    BrokerDrainingError,
-    BrokerError,
-    BrokerProtocolError,
-    BrokerServerError,
-    BrokerTimeoutError,
-    JobTooBigError,
-)
-from kqueue.inspection import InspectionCommands
-from kqueue.wire import (
-    POLL_IN,
+from kqueue.beanstalk import commands as cmd
+from kqueue.beanstalk.commands import ERROR_REPLIES, Call, Command, DeadlineSoon, RefusedReply
+from kqueue.beanstalk.wire import (
+    JobStats,
     MalformedReply,
     PipelineBroken,
     Reply,
     ReservedJob,
-    Stats,
-    StatsValue,
-    Wakeup,
+    ServerStats,
+    TubeStats,
     parse_replies,
-    parse_yaml_dict,
-    parse_yaml_list,
-    readable,
+)
+from kqueue.errors import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerProtocolError,
+    BrokerServerError,
+    BrokerTimeoutError,
 )
 
-if TYPE_CHECKING:
-    from kqueue.pipeline import Pipeline
+__all__ = ["BeanstalkConnection", "DeadlineSoon", "SocketFactory", "Wakeup"]
 
-__all__ = [
-    "BeanstalkConnection",
-    "DeadlineSoon",
-    "PipelineBroken",
-    "Reply",
-    "ReservedJob",
-    "Stats",
-    "StatsValue",
-    "Wakeup",
-    "parse_yaml_dict",
-    "parse_yaml_list",
-]
+T = TypeVar("T")
 
-# Replies that carry a body, and which argument holds the body's size.
-_ERROR_REPLIES: dict[bytes, type[BrokerError] | type[JobTooBigError]] = {
-    b"OUT_OF_MEMORY": BrokerServerError,
-    b"INTERNAL_ERROR": BrokerServerError,
-    b"BAD_FORMAT": BrokerProtocolError,
-    b"UNKNOWN_COMMAND": BrokerProtocolError,
-    b"EXPECTED_CRLF": BrokerProtocolError,
-    b"JOB_TOO_BIG": JobTooBigError,
-    b"DRAINING": BrokerDrainingError,
-}
+SocketFactory = Callable[[], socket.socket]
+"""Opens a connected socket to a beanstalkd (``KQueue(connect=...)``): a unix socket, an
+in-process fake's, a tunnel. Errors it raises (OSError) are reported like failed connects."""
+
+POLL_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 _RECV_SIZE = 256 * 1024
 # A connection idle this long is checked for a server-side close before it is used again.
 _IDLE_CHECK_AFTER = 0.5
 
 
-class DeadlineSoon(BrokerError):
-    """The connection holds a reserved job whose TTR is about to run out (DEADLINE_SOON)."""
+def readable(sock: socket.socket, timeout: float) -> bool:
+    """True if ``sock`` has input (or EOF) within ``timeout`` seconds."""
+    poller = select.poll()
+    poller.register(sock, POLL_IN)
+    return bool(poller.poll(max(0, timeout) * 1000))
 
 
-class BeanstalkConnection(InspectionCommands):
+class Wakeup:
+    """A pipe that interrupts a waiting reserve from another thread or a signal handler."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    @property
+    def fd(self) -> int:
+        """The descriptor to poll."""
+        return self._read
+
+    def set(self) -> None:
+        """Wake the waiter (safe from signal handlers)."""
+        with contextlib.suppress(BlockingIOError):  # already full of wake-ups
+            os.write(self._write, b"x")
+
+    def clear(self) -> None:
+        """Forget pending wake-ups."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._read, 4096):
+                pass
+
+    def close(self) -> None:
+        """Close both ends."""
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class BeanstalkConnection:
     """One beanstalkd connection. Thread-safe: one command at a time."""
 
     def __init__(
@@ -92,8 +108,10 @@ class BeanstalkConnection(InspectionCommands):
         *,
         connect_timeout: float = 5.0,
         command_timeout: float = 10.0,
+        socket_factory: SocketFactory | None = None,
     ) -> None:
         self.host = host
+        self.socket_factory = socket_factory
         self.port = port
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
@@ -103,7 +121,7 @@ class BeanstalkConnection(InspectionCommands):
         self._lock = threading.RLock()
         self._used = "default"
         self._watched: list[str] = ["default"]
-        self._server_stats: Stats | None = None
+        self._server_stats: ServerStats | None = None
         self._pollers: dict[int | None, select.poll] = {}
         self._last_reply = 0.0
         self._proven = False
@@ -129,26 +147,32 @@ class BeanstalkConnection(InspectionCommands):
         with self._lock:
             self.close()
             try:
-                sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+                sock = self._open_socket()
             except OSError as exc:
                 raise BrokerConnectionError(
                     f"cannot connect to beanstalkd at {self.address}: {exc}"
                 ) from exc
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             self._sock = sock
             self._proven = False
             self._server_stats = None
             self._restore_tubes()
 
+    def _open_socket(self) -> socket.socket:
+        if self.socket_factory is not None:
+            return self.socket_factory()
+        return socket.create_connection((self.host, self.port), self.connect_timeout)
+
     def _restore_tubes(self) -> None:
         if self._used != "default":
-            self._call(b"use %s" % self._used.encode(), (b"USING",))
-        for tube in self._watched:
+            self.run(cmd.use(self._used))
+        for tube in list(self._watched):
             if tube != "default":
-                self._call(b"watch %s" % tube.encode(), (b"WATCHING",))
+                self.run(cmd.watch(tube))
         if "default" not in self._watched:
-            self._call(b"ignore default", (b"WATCHING", b"NOT_IGNORED"))
+            self._roundtrip(cmd.ignore("default").frame, b"ignore")
 
     def close(self) -> None:
         """Close the socket; reserved jobs go back to ready at once on the server."""
@@ -290,36 +314,67 @@ class BeanstalkConnection(InspectionCommands):
             if not self._fill(deadline, wakeup):
                 return None
 
-    def _call(
-        self, command: bytes, expected: tuple[bytes, ...], body: bytes | None = None
-    ) -> Reply:
-        """Send one command and return its reply if its word is in ``expected``."""
+    def _roundtrip(self, frame: bytes, name: bytes) -> Reply:
+        """Send one framed command and read its reply (any word)."""
         with self._lock:
-            data = command + b"\r\n" if body is None else b"%s\r\n%s\r\n" % (command, body)
             proven = self._sock is not None and self._proven
             try:
-                self._send(data)
+                self._send(frame)
                 reply = self._read_reply(time.monotonic() + self.command_timeout)
             except BrokerConnectionError:
                 if not proven:
                     raise
                 # A connection that worked before died while idle (the server restarted, or
                 # dropped us): try once more on a fresh one, which restores the tubes.
-                self._send(data)
+                self._send(frame)
                 reply = self._read_reply(time.monotonic() + self.command_timeout)
             if reply is None:
                 self.close()
                 raise BrokerTimeoutError(
-                    f"beanstalkd at {self.address} did not answer {command.split()[0]!r} "
+                    f"beanstalkd at {self.address} did not answer {name.decode()!r} "
                     f"within {self.command_timeout} s"
                 )
-            return self._check(command, reply, expected)
+            return reply
 
-    def pipeline(self) -> Pipeline:
-        """A batch of commands sent in one write, replies matched in order (see Pipeline)."""
-        from kqueue.pipeline import Pipeline
+    def run(self, call: Call[T]) -> T:
+        """Send one command and return its converted reply (errors raised translated)."""
+        with self._lock:
+            return self.settle(call, self._roundtrip(call.frame, call.command.name))
 
-        return Pipeline(self)
+    def settle(self, call: Call[T], reply: Reply) -> T:
+        """The result of ``call`` from its ``reply``: checked, converted, tube state kept."""
+        result = self.convert(call.command, reply)
+        if call.tube is not None:
+            self._track_tube(call, result)
+        return result
+
+    def convert(self, command: Command[T], reply: Reply) -> T:
+        """``command``'s value from ``reply``, or the error the reply means, raised."""
+        if reply.word not in command.expected:
+            raise self._refused(command.name, reply)
+        try:
+            return command.convert(reply)
+        except RefusedReply as exc:
+            raise BrokerServerError(f"beanstalkd at {self.address}: {exc}") from None
+        except DeadlineSoon as exc:
+            raise DeadlineSoon(f"beanstalkd at {self.address}: {exc}") from None
+
+    def _refused(self, name: bytes, reply: Reply) -> Exception:
+        error = ERROR_REPLIES.get(reply.word)
+        text = name.decode(errors="replace")
+        if error is not None:
+            return error(f"beanstalkd at {self.address} answered {reply.word.decode()} to {text}")
+        return self._protocol_error(f"unexpected reply {reply.word!r} to {text}")
+
+    def _track_tube(self, call: Call[T], result: object) -> None:
+        tube = call.tube
+        if call.command is cmd.USE:
+            self._used = tube or "default"
+        elif call.command is cmd.WATCH:
+            if tube is not None and tube not in self._watched:
+                self._watched.append(tube)
+        elif call.command is cmd.IGNORE and result and tube in self._watched:
+            self._watched.remove(tube or "")
 
     def exchange(self, data: bytes, count: int) -> list[Reply]:
         """Send ``count`` commands, already framed in ``data``, in one write; their replies.
@@ -368,59 +423,114 @@ class BeanstalkConnection(InspectionCommands):
                 self._proven = True
         return replies
 
-    def check_reply(self, command: bytes, reply: Reply, expected: tuple[bytes, ...]) -> Reply:
-        """``reply`` if its word is in ``expected``; else the translated error is raised."""
-        return self._check(command, reply, expected)
-
-    def _check(self, command: bytes, reply: Reply, expected: tuple[bytes, ...]) -> Reply:
-        if reply.word in expected:
-            return reply
-        error = _ERROR_REPLIES.get(reply.word)
-        name = command.split(b" ", 1)[0].decode(errors="replace")
-        if error is not None:
-            raise error(f"beanstalkd at {self.address} answered {reply.word.decode()} to {name}")
-        raise self._protocol_error(f"unexpected reply {reply.word!r} to {name}")
-
-    # -- producer commands -----------------------------------------------------------------
+    # -- the commands, one line each over the table ----------------------------------------
 
     def use(self, tube: str) -> None:
         """Put new jobs into ``tube``."""
-        with self._lock:
-            self._call(b"use %s" % tube.encode(), (b"USING",))
-            self._used = tube
+        self.run(cmd.use(tube))
+
+    @property
+    def used(self) -> str:
+        """The tube new jobs go into (as it will be restored on reconnect)."""
+        return self._used
 
     def put(self, body: bytes, *, priority: int, delay: int, ttr: int) -> int:
         """Put a job into the used tube; its id."""
-        reply = self._call(b"put %d %d %d %d" % (priority, delay, ttr, len(body)), _PUT_OK, body)
-        if reply.word == b"BURIED":
-            raise BrokerServerError(
-                f"beanstalkd at {self.address} ran out of memory and buried job {reply.args[0]!r}"
-            )
-        return int(reply.args[0])
-
-    # -- worker commands -------------------------------------------------------------------
+        return self.run(cmd.put(body, priority=priority, delay=delay, ttr=ttr))
 
     def watch(self, tube: str) -> None:
         """Add ``tube`` to the watch list."""
-        with self._lock:
-            self._call(b"watch %s" % tube.encode(), (b"WATCHING",))
-            if tube not in self._watched:
-                self._watched.append(tube)
+        self.run(cmd.watch(tube))
 
     def ignore(self, tube: str) -> bool:
         """Remove ``tube`` from the watch list; False if it is the last one (NOT_IGNORED)."""
-        with self._lock:
-            reply = self._call(b"ignore %s" % tube.encode(), (b"WATCHING", b"NOT_IGNORED"))
-            if reply.word == b"NOT_IGNORED":
-                return False
-            if tube in self._watched:
-                self._watched.remove(tube)
-            return True
+        return self.run(cmd.ignore(tube))
 
     @property
     def watched(self) -> list[str]:
         """The tubes this connection watches (as it will restore them)."""
         return list(self._watched)
+
+    def reserve_job(self, job_id: int) -> ReservedJob | None:
+        """Reserve a ready, delayed or buried job by id (any tube); None if not found."""
+        return self.run(cmd.reserve_job(job_id))
+
+    def delete(self, job_id: int) -> bool:
+        """Delete a job; False if not found (or reserved by another connection)."""
+        return self.run(cmd.delete(job_id))
+
+    def release(self, job_id: int, *, priority: int, delay: int) -> bool:
+        """Release a job reserved by this connection; False if not found."""
+        return self.run(cmd.release(job_id, priority=priority, delay=delay))
+
+    def bury(self, job_id: int, *, priority: int) -> bool:
+        """Bury a job reserved by this connection; False if not found."""
+        return self.run(cmd.bury(job_id, priority=priority))
+
+    def touch(self, job_id: int) -> bool:
+        """Give a reserved job its full TTR again; False if not found."""
+        return self.run(cmd.touch(job_id))
+
+    def peek(self, job_id: int) -> ReservedJob | None:
+        """A job by id in any state, or None."""
+        return self.run(cmd.peek(job_id))
+
+    def peek_ready(self) -> ReservedJob | None:
+        """The next ready job of the used tube, or None."""
+        return self.run(cmd.peek_ready())
+
+    def peek_delayed(self) -> ReservedJob | None:
+        """The delayed job of the used tube with the nearest deadline, or None."""
+        return self.run(cmd.peek_delayed())
+
+    def peek_buried(self) -> ReservedJob | None:
+        """The oldest buried job of the used tube, or None."""
+        return self.run(cmd.peek_buried())
+
+    def kick(self, bound: int) -> int:
+        """Kick up to ``bound`` buried (else delayed) jobs of the used tube; how many."""
+        return self.run(cmd.kick(bound))
+
+    def kick_job(self, job_id: int) -> bool:
+        """Kick one buried or delayed job; False if not found."""
+        return self.run(cmd.kick_job(job_id))
+
+    def stats_job(self, job_id: int) -> JobStats | None:
+        """Statistics of one job, or None if not found."""
+        return self.run(cmd.stats_job(job_id))
+
+    def stats_tube(self, tube: str) -> TubeStats | None:
+        """Statistics of one tube, or None if it does not exist."""
+        return self.run(cmd.stats_tube(tube))
+
+    def list_tubes(self) -> list[str]:
+        """Every tube that exists on the server."""
+        return self.run(cmd.list_tubes())
+
+    def pause_tube(self, tube: str, delay: int) -> bool:
+        """Hold back reserves from ``tube`` for ``delay`` seconds (0 lifts it); False if none."""
+        return self.run(cmd.pause_tube(tube, delay))
+
+    def stats(self) -> ServerStats:
+        """Server statistics (remembered for :meth:`server_stats`)."""
+        with self._lock:
+            stats = self.run(cmd.stats())
+            self._server_stats = stats
+            return stats
+
+    def server_stats(self) -> ServerStats:
+        """Server statistics as of the current connection (fetched once per connect).
+
+        Good for what never changes in one server lifetime: ``id`` and ``max-job-size``.
+        """
+        with self._lock:
+            self._ensure_open()
+            cached = self._server_stats
+            return cached if cached is not None else self.stats()
+
+    def server_id(self) -> str:
+        """The random ``id`` of the server process behind this connection."""
+        return self.server_stats()["id"]
 
     def reserve(self, timeout: float | None, *, wakeup: int | None = None) -> ReservedJob | None:
         """Wait up to ``timeout`` seconds (None: forever) for a job of a watched tube.
@@ -444,69 +554,4 @@ class BeanstalkConnection(InspectionCommands):
             if reply is None:
                 self.close()
                 return None
-            reply = self._check(b"reserve", reply, _RESERVE_OK)
-            if reply.word == b"TIMED_OUT":
-                return None
-            if reply.word == b"DEADLINE_SOON":
-                raise DeadlineSoon(f"a job reserved on {self.address} is near its TTR")
-            assert reply.body is not None
-            return ReservedJob(int(reply.args[0]), reply.body)
-
-    def reserve_job(self, job_id: int) -> ReservedJob | None:
-        """Reserve a ready, delayed or buried job by id (any tube); None if not found."""
-        reply = self._call(b"reserve-job %d" % job_id, (b"RESERVED", b"NOT_FOUND"))
-        if reply.body is None:
-            return None
-        return ReservedJob(int(reply.args[0]), reply.body)
-
-    def delete(self, job_id: int) -> bool:
-        """Delete a job; False if not found (or reserved by another connection)."""
-        return self._call(b"delete %d" % job_id, (b"DELETED", b"NOT_FOUND")).word == b"DELETED"
-
-    def release(self, job_id: int, *, priority: int, delay: int) -> bool:
-        """Release a job reserved by this connection; False if not found."""
-        reply = self._call(
-            b"release %d %d %d" % (job_id, priority, delay), (b"RELEASED", b"BURIED", b"NOT_FOUND")
-        )
-        return reply.word != b"NOT_FOUND"
-
-    def bury(self, job_id: int, *, priority: int) -> bool:
-        """Bury a job reserved by this connection; False if not found."""
-        reply = self._call(b"bury %d %d" % (job_id, priority), (b"BURIED", b"NOT_FOUND"))
-        return reply.word == b"BURIED"
-
-    def touch(self, job_id: int) -> bool:
-        """Give a reserved job its full TTR again; False if not found."""
-        return self._call(b"touch %d" % job_id, (b"TOUCHED", b"NOT_FOUND")).word == b"TOUCHED"
-
-    # -- inspection and admin --------------------------------------------------------------
-
-    def stats(self) -> Stats:
-        """Server statistics."""
-        with self._lock:
-            stats = parse_yaml_dict(self._body_of(self._call(b"stats", (b"OK",))))
-            self._server_stats = stats
-            return stats
-
-    def server_stats(self) -> Stats:
-        """Server statistics as of the current connection (fetched once per connect).
-
-        Good for what never changes in one server lifetime: ``id`` and ``max-job-size``.
-        """
-        with self._lock:
-            self._ensure_open()
-            cached = self._server_stats
-            return cached if cached is not None else self.stats()
-
-    def server_id(self) -> str:
-        """The random ``id`` of the server process behind this connection."""
-        return str(self.server_stats()["id"])
-
-    def _body_of(self, reply: Reply) -> bytes:
-        if reply.body is None:
-            raise self._protocol_error(f"reply {reply.word!r} has no body")
-        return reply.body
-
-
-_PUT_OK = (b"INSERTED", b"BURIED")
-_RESERVE_OK = (b"RESERVED", b"TIMED_OUT", b"DEADLINE_SOON")
+            return self.convert(cmd.RESERVE, reply)

@@ -1,6 +1,7 @@
 """Prometheus metrics for a queue (``pip install kqueue[metrics]``).
 
-``serve_metrics(queue, port)`` serves, on ``http://0.0.0.0:port/metrics``:
+``serve_metrics(queue, port)`` serves, on ``http://127.0.0.1:port/metrics`` (``addr`` to
+choose another interface):
 
 - ``kqueue_jobs_total{event=...}``: jobs added, completed, failed, retried, buried,
   recovered, duplicate (dropped duplicate deliveries) and stale (references of finished jobs);
@@ -12,14 +13,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
-from kqueue.broker import BeanstalkConnection
+from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.errors import ConfigurationError, KQueueError
-from kqueue.hooks import Hooks
 from kqueue.job import Job
-from kqueue.queue import KQueue
+from kqueue.middleware.base import Middleware
 
 logger = logging.getLogger("kqueue")
 
@@ -36,6 +37,20 @@ _EVENTS = {
 _STATES = ("ready", "delayed", "reserved", "buried")
 
 
+class MeasuredQueue(Protocol):
+    """What the metrics need of a queue (a :class:`~kqueue.KQueue` has it)."""
+
+    @property
+    def counters(self) -> Counter[str]: ...
+
+    @property
+    def tube_prefix(self) -> str: ...
+
+    def add_middleware(self, middleware: Middleware) -> None: ...
+
+    def new_connection(self) -> BeanstalkConnection: ...
+
+
 def _prometheus() -> Any:
     try:
         import prometheus_client
@@ -49,9 +64,12 @@ def _prometheus() -> Any:
 class QueueCollector:
     """Reads a queue's counters and beanstalkd's depths whenever Prometheus scrapes."""
 
-    def __init__(self, queue: KQueue) -> None:
-        self.queue = queue
-        self._conn = BeanstalkConnection(queue.host, queue.port, command_timeout=2.0)
+    def __init__(
+        self, counters: Counter[str], tube_prefix: str, connect: Callable[[], BeanstalkConnection]
+    ) -> None:
+        self.counters = counters
+        self.tube_prefix = tube_prefix
+        self._conn = connect()
 
     def collect(self) -> Iterator[Any]:
         """Yield the metric families (prometheus_client's collector interface)."""
@@ -59,26 +77,31 @@ class QueueCollector:
 
         jobs = core.CounterMetricFamily("kqueue_jobs", "Jobs by event", labels=["event"])
         for event, counter in _EVENTS.items():
-            jobs.add_metric([event], self.queue.counters.get(counter, 0))
+            jobs.add_metric([event], self.counters.get(counter, 0))
         yield jobs
         depth = core.GaugeMetricFamily(
             "kqueue_queue_depth", "Jobs in beanstalkd", labels=["job_type", "state"]
         )
-        prefix = self.queue.tube_prefix
+        prefix = self.tube_prefix
         try:
             for tube in self._conn.list_tubes():
                 if not tube.startswith(prefix) or tube == prefix:
                     continue
                 stats = self._conn.stats_tube(tube) or {}
-                for state in _STATES:
-                    value = stats.get(f"current-jobs-{state}", 0)
-                    depth.add_metric([tube[len(prefix) :], state], float(value or 0))
+                counts = (
+                    stats.get("current-jobs-ready", 0),
+                    stats.get("current-jobs-delayed", 0),
+                    stats.get("current-jobs-reserved", 0),
+                    stats.get("current-jobs-buried", 0),
+                )
+                for state, value in zip(_STATES, counts, strict=True):
+                    depth.add_metric([tube[len(prefix) :], state], float(value))
         except KQueueError as exc:
             logger.warning("metrics: cannot read queue depth: %s", exc)
         yield depth
 
 
-class MetricsHooks(Hooks):
+class PrometheusMetrics(Middleware):
     """Observes handler durations into a Prometheus histogram."""
 
     def __init__(self, registry: Any) -> None:
@@ -97,12 +120,12 @@ class MetricsHooks(Hooks):
         self.histogram.labels(job.job_type).observe(seconds)
 
 
-def serve_metrics(queue: KQueue, port: int, *, addr: str = "0.0.0.0") -> Any:
+def serve_metrics(queue: MeasuredQueue, port: int, *, addr: str = "127.0.0.1") -> Any:
     """Serve the queue's metrics over HTTP on a background thread; returns the registry."""
     prometheus = _prometheus()
     registry = prometheus.CollectorRegistry()
-    registry.register(QueueCollector(queue))
-    queue.hooks.add(MetricsHooks(registry))
+    registry.register(QueueCollector(queue.counters, queue.tube_prefix, queue.new_connection))
+    queue.add_middleware(PrometheusMetrics(registry))
     prometheus.start_http_server(port, addr=addr, registry=registry)
     logger.info("metrics on http://%s:%d/metrics", addr, port)
     return registry

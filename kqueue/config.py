@@ -1,0 +1,114 @@
+"""QueueConfig: every setting of a queue, named once, checked once, frozen.
+
+:class:`~kqueue.KQueue` builds one from its keyword arguments and hands the same object to its
+producer, consumer and admin. Re-binding a queue to other settings is
+``dataclasses.replace(queue.config, ...)`` (see :meth:`KQueue.with_config`); every check runs
+again on the copy. Durations are float seconds or :class:`datetime.timedelta`, converted once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from kqueue.beanstalk.connection import BeanstalkConnection, SocketFactory
+from kqueue.errors import ConfigurationError
+from kqueue.job import DEFAULT_TUBE_PREFIX, check_u32, validate_tube_prefix
+from kqueue.retry import RetryPolicy
+from kqueue.serialization import Codec, JsonCodec
+
+Duration = float | timedelta
+
+
+def as_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """A duration (float seconds or timedelta) as float seconds; ConfigurationError if bad."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ConfigurationError(f"{name} must be a number of seconds or a timedelta")
+    if value < 0 or (positive and value == 0):
+        raise ConfigurationError(f"{name} must be {'above' if positive else 'at least'} 0")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """The settings of a :class:`~kqueue.KQueue` (the arguments of the same names).
+
+    - ``host``, ``port``: the beanstalkd server; ``connect``: a function that opens the socket
+      instead (a unix socket, an in-process fakebeanstalk), host and port then only name it;
+    - ``tube_prefix``: job type ``t`` lives in tube ``tube_prefix + t``;
+    - ``codec``: encodes payloads (JSON by default; bytes always travel raw);
+    - ``retry``: the default :class:`~kqueue.retry.RetryPolicy` of handlers;
+    - ``strict``: add_job raises (and removes the record) when beanstalkd refuses the
+      reference, instead of leaving the accepted job to the recovery sweeper;
+    - ``connect_timeout``, ``command_timeout``: seconds to connect, and to wait for a reply;
+    - ``reconnect_delay``: (first, longest) pause of a worker after a broker or store failure;
+    - ``recovery_grace``: records younger than this are left to their producer by the sweeper;
+    - ``window``: the most jobs a worker reserves at once; ``window_target``: seconds of work
+      a window may hold at the measured pace (see :mod:`kqueue.window`);
+    - ``inline_copy_max``: with a store, payloads up to this many bytes also travel in the
+      beanstalkd body (mode ``s``), saving the worker a store read; 0 turns it off.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 11300
+    tube_prefix: str = DEFAULT_TUBE_PREFIX
+    codec: Codec = field(default_factory=JsonCodec)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    strict: bool = False
+    connect_timeout: float = 5.0
+    command_timeout: float = 10.0
+    reconnect_delay: tuple[float, float] = (0.05, 5.0)
+    recovery_grace: float = 30.0
+    window: int = 128
+    window_target: float = 0.02
+    inline_copy_max: int = 1024
+    connect: SocketFactory | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigurationError("host must be a non-empty str")
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise ConfigurationError("port must be an int")
+        if not 0 < self.port < 65536:
+            raise ConfigurationError(f"port must be between 1 and 65535, got {self.port}")
+        validate_tube_prefix(self.tube_prefix)
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigurationError("retry must be a RetryPolicy")
+        if not isinstance(self.strict, bool):
+            raise ConfigurationError("strict must be a bool")
+        if self.connect is not None and not callable(self.connect):
+            raise ConfigurationError("connect must be a function returning a connected socket")
+        self._set_seconds()
+        check_u32("window", self.window, minimum=1)
+        check_u32("inline_copy_max", self.inline_copy_max)
+
+    def _set_seconds(self) -> None:
+        set_ = object.__setattr__  # frozen: converted once, here
+        for name in ("connect_timeout", "command_timeout", "window_target"):
+            set_(self, name, as_seconds(name, getattr(self, name), positive=True))
+        set_(self, "recovery_grace", as_seconds("recovery_grace", self.recovery_grace))
+        try:
+            first, longest = self.reconnect_delay
+        except (TypeError, ValueError):
+            raise ConfigurationError("reconnect_delay must be a pair (first, longest)") from None
+        pair = (as_seconds("reconnect_delay", first), as_seconds("reconnect_delay", longest))
+        if pair[0] > pair[1]:
+            raise ConfigurationError("reconnect_delay: the first pause exceeds the longest")
+        set_(self, "reconnect_delay", pair)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the beanstalkd server, for messages."""
+        return f"{self.host}:{self.port}"
+
+    def new_connection(self) -> BeanstalkConnection:
+        """A new (not yet connected) beanstalkd connection with these settings."""
+        return BeanstalkConnection(
+            self.host,
+            self.port,
+            connect_timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
+            socket_factory=self.connect,
+        )

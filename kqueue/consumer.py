@@ -1,0 +1,228 @@
+"""Running jobs: the handler registry and the worker's loop on a connection of its own.
+
+The loop reserves a window of jobs (:mod:`kqueue.window`), runs it (:mod:`kqueue.runner`),
+and lets the ack flusher (:mod:`kqueue.acks`) delete finished jobs while the next window is
+reserved. Waiting blocks in beanstalkd's reserve, never polls; :meth:`Consumer.stop` and
+:meth:`Consumer.add_handler` wake it through a pipe. A lost connection or a failing store
+hands the window back and is retried with backoff: the loop never dies of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+from collections.abc import Collection, Mapping
+from types import MappingProxyType
+
+from kqueue.beanstalk.commands import DeadlineSoon
+from kqueue.beanstalk.connection import Wakeup
+from kqueue.beanstalk.wire import ReservedJob
+from kqueue.config import QueueConfig
+from kqueue.errors import BrokerError, ConfigurationError, StoreError, ValidationError
+from kqueue.job import tube_for
+from kqueue.middleware.base import Middleware
+from kqueue.middleware.touch import AutoTouch
+from kqueue.retry import RetryPolicy
+from kqueue.runner import Handler, HandlerSpec, JobRunner
+from kqueue.serialization import CodecRegistry
+from kqueue.stores.base import Store
+from kqueue.window import ReserveWindow
+
+logger = logging.getLogger("kqueue")
+
+
+class Consumer:
+    """The handlers of a queue, and :meth:`run_jobs` that runs them."""
+
+    def __init__(
+        self,
+        config: QueueConfig,
+        *,
+        store: Store | None,
+        codecs: CodecRegistry,
+        events: Middleware,
+        touch: AutoTouch,
+    ) -> None:
+        self.config = config
+        self._handlers: dict[str, HandlerSpec] = {}
+        self._touch = touch
+        self._conn = config.new_connection()
+        self._wakeup = Wakeup()
+        self._window = ReserveWindow(config.window, target_seconds=config.window_target)
+        self._stop_requested = False
+        self._only: frozenset[str] | None = None
+        self.runner = JobRunner(
+            store=store,
+            codecs=codecs,
+            handlers=self._handlers,
+            tube_prefix=config.tube_prefix,
+            retry=config.retry,
+            events=events,
+        )
+
+    @property
+    def handlers(self) -> Mapping[str, HandlerSpec]:
+        """The registered handlers by job type (read-only)."""
+        return MappingProxyType(self._handlers)
+
+    def close(self) -> None:
+        """Send the deletes of finished jobs, then close the connection."""
+        self.runner.close()  # the deletes go out before their connection closes
+        self._conn.close()
+        self._wakeup.close()
+
+    # -- the registry ----------------------------------------------------------------------
+
+    def add_handler(
+        self, job_type: str, handler: Handler, *, retry: RetryPolicy | None, auto_touch: bool
+    ) -> None:
+        """Register the one handler of a job type (see KQueue.add_handler)."""
+        tube_for(job_type, self.config.tube_prefix)
+        if not callable(handler):
+            raise ValidationError(f"handler for {job_type!r} must be callable")
+        if job_type in self._handlers:
+            raise ValidationError(f"job type {job_type!r} already has a handler")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValidationError("retry must be a RetryPolicy")
+        self._handlers[job_type] = HandlerSpec(handler, retry, auto_touch)
+        if auto_touch and self._touch.job_types is not None:
+            self._touch.job_types.add(job_type)
+        self._wakeup.set()  # a waiting run_jobs picks up the new tube
+
+    def remove_handler(self, job_type: str) -> None:
+        """Stop running jobs of this type here; its jobs stay queued."""
+        if self._handlers.pop(job_type, None) is None:
+            raise ValidationError(f"job type {job_type!r} has no handler")
+        if self._touch.job_types is not None:
+            self._touch.job_types.discard(job_type)
+        self._wakeup.set()
+
+    def _watched_types(self) -> list[str]:
+        if self._only is None:
+            return list(self._handlers)
+        return [job_type for job_type in self._handlers if job_type in self._only]
+
+    def check_job_types(self, job_types: Collection[str]) -> frozenset[str]:
+        """``job_types`` as a set, after checking each has a handler (ConfigurationError)."""
+        unknown = sorted(set(job_types) - set(self._handlers))
+        if unknown:
+            known = ", ".join(sorted(self._handlers)) or "none"
+            raise ConfigurationError(f"no handler for job type(s) {unknown}; handlers: {known}")
+        return frozenset(job_types)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Make a running run_jobs return after the current job (from any thread)."""
+        self._stop_requested = True
+        self._wakeup.set()
+
+    def run_jobs(
+        self,
+        count_limit: int = -1,
+        time_limit_ms: int = -1,
+        *,
+        job_types: Collection[str] | None = None,
+    ) -> int:
+        """Run jobs; how many handlers ran (see KQueue.run_jobs)."""
+        for name, value in (("count_limit", count_limit), ("time_limit_ms", time_limit_ms)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"{name} must be an int")
+        self._only = None if job_types is None else self.check_job_types(job_types)
+        if count_limit == 0:
+            return 0
+        self._stop_requested = False
+        self._wakeup.clear()
+        deadline = None if time_limit_ms < 0 else time.monotonic() + time_limit_ms / 1000
+        try:
+            return self._loop(count_limit, deadline, drain=time_limit_ms == 0)
+        finally:
+            self.runner.drain()  # every finished job deleted when run_jobs returns
+
+    def _loop(self, count_limit: int, deadline: float | None, *, drain: bool) -> int:
+        ran = 0
+        backoff = self.config.reconnect_delay[0]
+        while (count_limit < 0 or ran < count_limit) and not self._stop_requested:
+            wait = _remaining(deadline, drain=drain)
+            if wait is not None and wait < 0:
+                break
+            try:
+                reserved = self._reserve(wait, None if count_limit < 0 else count_limit - ran)
+                if reserved:
+                    ran += self._run_window(reserved)
+            except DeadlineSoon:
+                self._pause(0.25, deadline)
+                continue
+            except (BrokerError, StoreError) as exc:
+                self._recover(exc, backoff, deadline)
+                backoff = min(backoff * 2, self.config.reconnect_delay[1])
+                continue
+            backoff = self.config.reconnect_delay[0]
+            if not reserved and drain:
+                break
+        return ran
+
+    def _recover(self, exc: Exception, backoff: float, deadline: float | None) -> None:
+        """Hand the window back (closing the connection releases it), then pause."""
+        self.runner.drain()
+        self._conn.close()
+        if isinstance(exc, BrokerError):
+            # Lost, timed out, or an answer that makes no sense: start again on a fresh one.
+            logger.warning("worker: beanstalkd failed: %s; retrying in %.2f s", exc, backoff)
+        else:
+            logger.error("store failed while running a job: %s", exc)
+        self._pause(backoff, deadline)
+
+    def _reserve(self, wait: float | None, room: int | None) -> list[ReservedJob]:
+        # Clear wake-ups before looking at the flags they announce, so none is lost.
+        self._wakeup.clear()
+        if self._stop_requested:
+            return []
+        wanted = [self.config.tube_prefix + job_type for job_type in self._watched_types()]
+        if not wanted:
+            self._pause(wait, None)
+            return []
+        self._sync_watches(wanted)
+        return self._window.reserve(
+            self._conn, wait, wakeup=self._wakeup.fd, room=room, before_wait=self.runner.drain
+        )
+
+    def _run_window(self, reserved: list[ReservedJob]) -> int:
+        started = time.monotonic()
+        ran = self.runner.run_window(
+            self._conn,
+            reserved,
+            reserved_at=started,
+            should_stop=lambda: self._stop_requested,
+        )
+        self._window.observe(len(reserved), time.monotonic() - started)
+        return ran
+
+    def _pause(self, seconds: float | None, deadline: float | None) -> None:
+        """Sleep, but wake for stop() or add_handler(), and never past the deadline."""
+        if deadline is not None:
+            seconds = min(seconds or 0, max(0.0, deadline - time.monotonic()))
+        if seconds is None or seconds > 0:
+            select.select([self._wakeup.fd], [], [], seconds)
+
+    def _sync_watches(self, wanted: list[str]) -> None:
+        conn = self._conn
+        if conn.connected and conn.watched == wanted:
+            return
+        for tube in wanted:
+            if tube not in conn.watched:
+                conn.watch(tube)
+        for tube in conn.watched:
+            if tube not in wanted:
+                conn.ignore(tube)
+
+
+def _remaining(deadline: float | None, *, drain: bool) -> float | None:
+    """Seconds left to wait: None forever, 0 for run-what-is-ready, < 0 when time is up."""
+    if drain:
+        return 0
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    return left if left > 0 else -1.0

@@ -1,0 +1,300 @@
+"""Adding jobs: the write-ahead protocol, written once for one job and for many.
+
+Every add goes the same way, whether ``add_job`` (a batch of one) or ``add_jobs``: every
+payload is validated and encoded first (one bad payload and nothing at all is written), then
+the records are written durably in one ``put_many``, then the references go to beanstalkd in
+one pipelined burst, then the job ids are recorded with one ``swap_references``. Accepted
+means durable: the store write comes before any put, and a job whose put fails stays
+accepted for the recovery sweeper (its id is :data:`NOT_SCHEDULED`) or, in strict mode, has
+its record removed and the error raised. Without a store the payloads travel inline in the
+bodies, every body size-checked before the first put.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from kqueue.beanstalk.pipeline import Pending, Pipeline
+from kqueue.config import QueueConfig
+from kqueue.errors import BrokerError, JobTooBigError, PayloadError, StoreError, ValidationError
+from kqueue.job import check_delay, check_u32, tube_for
+from kqueue.keys import new_keys
+from kqueue.middleware.base import Middleware
+from kqueue.serialization import CodecRegistry, encode_body, record_body
+from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, Store, new_record
+
+logger = logging.getLogger("kqueue")
+
+NOT_SCHEDULED = 0
+"""The id of a job accepted into the store while beanstalkd was unreachable: the recovery
+sweeper schedules it. Real beanstalkd ids start at 1."""
+
+BATCH_SIZE = 1000
+"""Jobs per store round trip and pipelined burst; a larger add_jobs call takes several."""
+
+Encoded = tuple[str, bytes]
+"""A payload encoded: (codec name, bytes)."""
+
+
+class JobOptions(NamedTuple):
+    """What every job of one add shares, checked."""
+
+    job_type: str
+    tube: str
+    priority: int
+    delay: int
+    ttr: int
+
+
+class Producer:
+    """add_job and add_jobs on a beanstalkd connection of their own (thread-safe)."""
+
+    def __init__(
+        self,
+        config: QueueConfig,
+        *,
+        store: Store | None,
+        codecs: CodecRegistry,
+        events: Middleware,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.codecs = codecs
+        self.events = events
+        self._conn = config.new_connection()
+        self._lock = threading.Lock()
+        self._warned_inline = False
+
+    def connect(self) -> None:
+        """Connect now (an unreachable beanstalkd fails here, with its address)."""
+        self._conn.connect()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def options(self, job_type: str, priority: int, delay: float, ttr: int) -> JobOptions:
+        """The checked options of an add; ValidationError before anything is written."""
+        tube = tube_for(job_type, self.config.tube_prefix)
+        check_u32("priority", priority)
+        whole_delay = check_delay(delay)
+        check_u32("ttr", ttr, minimum=1)
+        return JobOptions(job_type, tube, priority, whole_delay, ttr)
+
+    def add_job(self, options: JobOptions, payload: Any) -> int:
+        """Add one job; its beanstalkd id (or NOT_SCHEDULED)."""
+        return self.add(options, [self.codecs.encode(payload)])[0]
+
+    def add_jobs(self, options: JobOptions, payloads: Iterable[Any]) -> list[int]:
+        """Add many jobs of one type; their ids in order (see the module docstring)."""
+        return self.add(options, self.encode_all(payloads))
+
+    def encode_all(self, payloads: Iterable[Any]) -> list[Encoded]:
+        """Every payload encoded, or PayloadError naming the first bad one (nothing added)."""
+        if isinstance(payloads, str | bytes | bytearray | memoryview | Mapping) or not isinstance(
+            payloads, Iterable
+        ):
+            raise ValidationError(
+                f"add_jobs takes an iterable of payloads, not a single {type(payloads).__name__}"
+            )
+        encoded = []
+        for index, payload in enumerate(payloads):
+            try:
+                encoded.append(self.codecs.encode(payload))
+            except PayloadError as exc:
+                raise PayloadError(f"payload {index}: {exc}; nothing was added") from exc
+        return encoded
+
+    def add(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[int]:
+        """Add encoded payloads in batches of :data:`BATCH_SIZE`; the job ids in order."""
+        if self.store is None:
+            return self._add_inline(options, encoded)
+        ids: list[int] = []
+        for start in range(0, len(encoded), BATCH_SIZE):
+            ids += self._add_stored(self.store, options, encoded[start : start + BATCH_SIZE])
+        return ids
+
+    # -- without a store -------------------------------------------------------------------
+
+    def _add_inline(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[int]:
+        keys = new_keys(len(encoded))
+        bodies = [
+            encode_body(
+                "i",
+                key=key,
+                codec=codec,
+                priority=options.priority,
+                ttr=options.ttr,
+                job_type=options.job_type,
+                payload=data,
+            )
+            for key, (codec, data) in zip(keys, encoded, strict=True)
+        ]
+        self._warn_inline()
+        ids: list[int] = []
+        with self._lock:
+            self._check_sizes(bodies)
+            for start in range(0, len(bodies), BATCH_SIZE):
+                pending, error = self._put_burst(options, bodies[start : start + BATCH_SIZE])
+                if error is not None:
+                    raise error
+                ids += [slot.result() for slot in pending]
+        self.events.after_enqueue(options.job_type, len(ids), 0)
+        return ids
+
+    def _check_sizes(self, bodies: list[bytes]) -> None:
+        limit = self._conn.server_stats().get("max-job-size")
+        if limit is None:
+            return
+        for index, body in enumerate(bodies):
+            if len(body) > limit:
+                which = f"job {index}: body" if len(bodies) > 1 else "job body"
+                raise JobTooBigError(
+                    f"{which} of {len(body)} bytes exceeds beanstalkd's max job size of "
+                    f"{limit} bytes; configure a bulk store for large payloads (nothing was added)"
+                )
+
+    def _warn_inline(self) -> None:
+        if not self._warned_inline:
+            self._warned_inline = True
+            logger.warning(
+                "no bulk store configured: jobs live only in beanstalkd at %s "
+                "(no recovery if it dies)",
+                self.config.address,
+            )
+
+    # -- with a store ----------------------------------------------------------------------
+
+    def _add_stored(
+        self, store: Store, options: JobOptions, encoded: Sequence[Encoded]
+    ) -> list[int]:
+        """Records in one round trip, references in one burst, job ids in one swap."""
+        now = time.time()
+        records = [
+            new_record(
+                key,
+                options.job_type,
+                data,
+                codec,
+                priority=options.priority,
+                delay=options.delay,
+                ttr=options.ttr,
+                now=now,
+            )
+            for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
+        ]
+        store.put_many(records)  # raises before anything reaches beanstalkd
+        copy_max = self.config.inline_copy_max
+        bodies = [record_body(record, copy_max=copy_max) for record in records]
+        server_id = ""
+        with self._lock:
+            pending, failure = self._put_burst(options, bodies)
+            if failure is None:
+                failure = self._put_plain_references(options, records, pending)
+            if failure is None:
+                try:
+                    server_id = self._conn.server_id()
+                except BrokerError as exc:
+                    failure = exc
+        return self._settle(store, options, records, pending, server_id, failure)
+
+    def _put_burst(
+        self, options: JobOptions, bodies: Sequence[bytes]
+    ) -> tuple[list[Pending[int]], BrokerError | None]:
+        """One pipelined burst: ``use`` when needed, then a put for every body.
+
+        Each Pending says whether its put went through; the error is the connection's, when
+        it broke part way (the puts it answered before keep their ids).
+        """
+        pipe = Pipeline(self._conn)
+        if self._conn.used != options.tube:
+            pipe.use(options.tube)
+        pending = [
+            pipe.put(body, priority=options.priority, delay=options.delay, ttr=options.ttr)
+            for body in bodies
+        ]
+        try:
+            pipe.execute()
+        except BrokerError as exc:
+            return pending, exc
+        return pending, None
+
+    def _put_plain_references(
+        self, options: JobOptions, records: list[JobRecord], pending: list[Pending[int]]
+    ) -> BrokerError | None:
+        """Jobs whose inline copy is over the server's max job size go again as plain
+        references (the records are durable already, so the jobs stay)."""
+        copy_max = self.config.inline_copy_max
+        too_big = [
+            index
+            for index, slot in enumerate(pending)
+            if isinstance(slot.error, JobTooBigError) and len(records[index].payload) <= copy_max
+        ]
+        if not too_big:
+            return None
+        plain = [record_body(records[index]) for index in too_big]
+        again, error = self._put_burst(options, plain)
+        for index, slot in zip(too_big, again, strict=True):
+            pending[index] = slot
+        return error
+
+    def _settle(
+        self,
+        store: Store,
+        options: JobOptions,
+        records: list[JobRecord],
+        pending: list[Pending[int]],
+        server_id: str,
+        failure: BrokerError | None,
+    ) -> list[int]:
+        """Record the ids of the jobs beanstalkd took; leave (or, strict, drop) the rest."""
+        ids: list[int] = []
+        swaps: list[RefSwap] = []
+        failed: list[str] = []
+        for record, slot in zip(records, pending, strict=True):
+            if slot.done and slot.error is None:
+                ids.append(slot.result())
+                if server_id:
+                    swaps.append((record.key, None, BrokerRef(server_id, ids[-1])))
+            else:
+                ids.append(NOT_SCHEDULED)
+                failed.append(record.key)
+                if failure is None and isinstance(slot.error, BrokerError | JobTooBigError):
+                    failure = slot.error  # type: ignore[assignment]
+        self._save_references(store, swaps)
+        if failed and self.config.strict:
+            store.delete_many(failed)
+            self.events.after_enqueue(options.job_type, len(records) - len(failed), 0)
+            raise failure or BrokerError("beanstalkd refused part of the batch")
+        if failed:
+            self._report_unscheduled(options, failed, failure)
+        self.events.after_enqueue(options.job_type, len(records), len(failed))
+        return ids
+
+    def _save_references(self, store: Store, swaps: list[RefSwap]) -> None:
+        if not swaps:
+            return
+        try:
+            store.swap_references(swaps, now=time.time())
+        except StoreError as exc:
+            # The jobs are in beanstalkd and will run: report them as added. Without their
+            # references the sweeper may put them again after the grace period (duplicates
+            # the worker drops once the record names the other copy).
+            logger.warning("%d job(s) put, references not saved: %s", len(swaps), exc)
+
+    @staticmethod
+    def _report_unscheduled(
+        options: JobOptions, failed: list[str], failure: BaseException | None
+    ) -> None:
+        logger.warning(
+            "%d job(s) of type %s (first key=%s) accepted into the store, not yet into "
+            "beanstalkd (%s); the recovery sweeper will deliver them",
+            len(failed),
+            options.job_type,
+            failed[0],
+            failure,
+        )

@@ -1,0 +1,101 @@
+"""Opening a store from a URL: a registry of URL schemes, open to third-party stores.
+
+=========================================================  ===========================
+scheme                                                     store
+=========================================================  ===========================
+``memory://``                                              :class:`MemoryStore`
+``redis://``, ``rediss://``, ``unix://``                   :class:`RedisStore`
+``sqlite://``, ``postgresql[+driver]://``, ``postgres://``,  :class:`SQLStore`
+``mysql[+driver]://``, ``mariadb[+driver]://``
+=========================================================  ===========================
+
+Another package adds a scheme through the ``kqueue.stores`` entry point group: the entry's
+name is the scheme, its value a callable that takes the URL and returns a
+:class:`~kqueue.stores.base.Store`. In its ``pyproject.toml``::
+
+    [project.entry-points."kqueue.stores"]
+    mystore = "mypackage.store:open_from_url"
+
+Built-in schemes cannot be replaced that way; :func:`register_scheme` does it in code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from kqueue.errors import ConfigurationError
+from kqueue.stores.base import Store
+from kqueue.stores.url import REDIS_SCHEMES, SQL_SCHEMES, redact_url, url_scheme
+
+StoreOpener = Callable[[str], Store]
+"""Makes a store from its URL."""
+
+ENTRY_POINT_GROUP = "kqueue.stores"
+
+
+def _memory(url: str) -> Store:
+    from kqueue.stores.memory import MemoryStore
+
+    return MemoryStore()
+
+
+def _redis(url: str) -> Store:
+    from kqueue.stores.redis import RedisStore
+
+    return RedisStore(url)
+
+
+def _sql(url: str) -> Store:
+    from kqueue.stores.sql import SQLStore
+
+    return SQLStore(url)
+
+
+_BUILT_IN: dict[str, StoreOpener] = {
+    "memory": _memory,
+    **dict.fromkeys(REDIS_SCHEMES, _redis),
+    **dict.fromkeys(SQL_SCHEMES, _sql),
+}
+_registered: dict[str, StoreOpener] = {}
+
+
+def register_scheme(scheme: str, opener: StoreOpener) -> None:
+    """Make ``open_store`` open URLs of ``scheme`` with ``opener`` (in this process)."""
+    if not scheme.isidentifier() and not scheme.replace("-", "").isalnum():
+        raise ConfigurationError(f"invalid URL scheme {scheme!r}")
+    _registered[scheme.lower()] = opener
+
+
+def _from_entry_points(scheme: str) -> StoreOpener | None:
+    for entry in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
+        try:
+            opener: StoreOpener = entry.load()
+        except Exception as exc:  # a broken plugin must say which one
+            raise ConfigurationError(
+                f"store plugin {entry.name!r} ({entry.value}) failed to load: {exc}"
+            ) from exc
+        return opener
+    return None
+
+
+def accepted_schemes() -> list[str]:
+    """Every scheme open_store knows now: built in, registered, and from entry points."""
+    plugins = [entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)]
+    return sorted(set(_BUILT_IN) | set(_registered) | set(plugins))
+
+
+def open_store(url: str) -> Store:
+    """The store the URL names; :class:`ConfigurationError` for an unknown scheme.
+
+    A missing optional driver (redis-py, SQLAlchemy, psycopg, PyMySQL) also raises
+    :class:`ConfigurationError`, naming the extra to install.
+    """
+    scheme = url_scheme(url)
+    opener = _registered.get(scheme) or _BUILT_IN.get(scheme) or _from_entry_points(scheme)
+    if opener is None:
+        accepted = ", ".join(f"{name}://" for name in accepted_schemes())
+        raise ConfigurationError(
+            f"unknown store URL scheme in {redact_url(url)!r}; accepted schemes: {accepted}"
+        )
+    return opener(url)
