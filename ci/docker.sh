@@ -87,6 +87,7 @@ start_engine() {
     tail -n 20 "$DATA/dockerd.log" >&2
     return 1
   fi
+  remove_containers
   log "engine up on $SOCK"
 }
 
@@ -100,12 +101,15 @@ stop_pid() {
   rm -f "$pidfile"
 }
 
+# Every container on our engine is a test's; those of an interrupted run are only clutter.
+remove_containers() {
+  local ids
+  mapfile -t ids < <(dock ps -aq)
+  [ ${#ids[@]} = 0 ] || dock rm -f "${ids[@]}" >/dev/null 2>&1 || true
+}
+
 stop_engine() {
-  if engine_up; then
-    # Containers of an interrupted test run would otherwise come back as "exited" clutter.
-    mapfile -t ids < <(dock ps -aq --filter label=com.docker.compose.project)
-    [ ${#ids[@]} = 0 ] || dock rm -f "${ids[@]}" >/dev/null 2>&1 || true
-  fi
+  if engine_up; then remove_containers; fi
   stop_pid "$RUN/docker.pid"
   stop_pid "$RUN/containerd.pid"
   rm -f "$SOCK"

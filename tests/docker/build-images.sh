@@ -69,6 +69,18 @@ build_all() {
       -t "kqueue-test/$name:$tag" "images/$name" >/dev/null
   done
   log "ready: kqueue-test/{$(IFS=,; echo "${IMAGES[*]}")}:$tag"
+  prune_old "$base" "$tag"
+}
+
+# Images of older inputs take disk (PostgreSQL's is ~600 MB) and will never be used again.
+prune_old() {
+  local base=$1 tag=$2 image
+  dock images --format '{{.Repository}}:{{.Tag}}' | while read -r image; do
+    case "$image" in
+      "$base" | kqueue-test/*:"$tag") ;;
+      kqueue-test/*) dock rmi "$image" >/dev/null 2>&1 && log "removed old $image" ;;
+    esac
+  done
 }
 
 time_it() {
