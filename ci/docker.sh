@@ -6,6 +6,9 @@
 #   ci/docker.sh build    (re)build the images whose inputs changed; needs a started engine
 #   ci/docker.sh env      print the `export` lines that point pytest at the engine:
 #                           eval "$(ci/docker.sh env)"
+#   ci/docker.sh services Redis / PostgreSQL in containers for those not running here (all of
+#                         them with KQUEUE_TEST_SERVICES=docker); prints their test URLs:
+#                           eval "$(ci/docker.sh services)"
 #   ci/docker.sh status   is our engine up?
 #   ci/docker.sh stop     stop our dockerd and containerd (and their containers)
 #
@@ -115,6 +118,46 @@ stop_engine() {
   rm -f "$SOCK"
 }
 
+compose() {
+  if command -v docker-compose >/dev/null 2>&1; then
+    DOCKER_HOST="unix://$SOCK" docker-compose -f tests/docker-compose.yml -p kqueue-services "$@"
+  else
+    dock compose -f tests/docker-compose.yml -p kqueue-services "$@"
+  fi
+}
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+redis_ready() { [ "$(compose exec -T redis redis-cli -p "$KQ_REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+postgres_ready() {
+  compose exec -T postgres psql -h 127.0.0.1 -p "$KQ_POSTGRES_PORT" -U postgres -c 'SELECT 1' \
+    >/dev/null 2>&1
+}
+
+# Redis and PostgreSQL in containers for the tests that use the machine's own servers (their
+# URLs come from KQUEUE_TEST_REDIS_URL / KQUEUE_TEST_POSTGRES_URL): each one not running here,
+# or both when asked with KQUEUE_TEST_SERVICES=docker. Prints the export lines for the shell.
+start_services() {
+  local want=() svc
+  for svc in redis:6379 postgres:5432; do
+    if [ "${KQUEUE_TEST_SERVICES:-}" = docker ] || ! port_open "${svc#*:}"; then
+      want+=("${svc%%:*}")
+    fi
+  done
+  [ ${#want[@]} = 0 ] && return 0
+  KQ_REDIS_PORT=$(free_port) KQ_POSTGRES_PORT=$(free_port) KQ_BEANSTALKD_PORT=$(free_port)
+  KQUEUE_DOCKER_TAG=$(tests/docker/build-images.sh --tag)
+  export KQ_REDIS_PORT KQ_POSTGRES_PORT KQ_BEANSTALKD_PORT KQUEUE_DOCKER_TAG
+  log "starting ${want[*]} in containers"
+  compose up -d --no-build "${want[@]}" >&2
+  for svc in "${want[@]}"; do
+    wait_until "$svc container to serve" 300 "${svc}_ready"
+    case $svc in
+      redis) echo "export KQUEUE_TEST_REDIS_URL=redis://127.0.0.1:$KQ_REDIS_PORT/0" ;;
+      postgres) echo "export KQUEUE_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:$KQ_POSTGRES_PORT/postgres" ;;
+    esac
+  done
+}
+
 print_env() {
   printf 'export DOCKER_HOST=%q\n' "unix://$SOCK"
   printf 'export KQUEUE_DOCKER_HOST=%q\n' "unix://$SOCK"
@@ -130,10 +173,11 @@ case "${1:-}" in
     ;;
   build) DOCKER_HOST="unix://$SOCK" DOCKER_BIN="$DOCKER_BIN" tests/docker/build-images.sh ;;
   env) print_env ;;
+  services) engine_up || { log "engine down: ci/docker.sh start"; exit 1; }; start_services ;;
   status) engine_up && log "up on $SOCK" || { log "down"; exit 1; } ;;
   stop) stop_engine && log "stopped" ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@
 #   ./ci/test.sh -k purge     extra arguments go to pytest
 #   SKIP_DEMO=1 ./ci/test.sh  skip the fresh-venv `kqueue demo` run at the end
 # With CI=true a missing service fails the run instead of skipping tests.
+#   KQUEUE_TEST_SERVICES=docker ./ci/test.sh   Redis and PostgreSQL in containers, not the machine's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,8 @@ if [ "${KQUEUE_SKIP_DOCKER:-}" != 1 ]; then
   if ! ci/docker.sh status 2>/dev/null; then trap 'ci/docker.sh stop' EXIT; fi
   if ci/docker.sh start; then
     eval "$(ci/docker.sh env)"
+    # Redis / PostgreSQL missing here (or all with KQUEUE_TEST_SERVICES=docker) in containers.
+    eval "$(ci/docker.sh services)"
   else
     log "no Docker engine: the container tests will skip (and fail with CI=true)"
   fi
