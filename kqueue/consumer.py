@@ -133,6 +133,7 @@ class Consumer:
         if count_limit == 0:
             return 0
         self._stop_requested = False
+        self._wakeup.open()  # before a stop() from another thread may need it
         self._wakeup.clear()
         deadline = None if time_limit_ms < 0 else time.monotonic() + time_limit_ms / 1000
         try:

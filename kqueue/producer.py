@@ -77,6 +77,11 @@ class Producer:
         """Close the connection."""
         self._conn.close()
 
+    @property
+    def connected(self) -> bool:
+        """True while the producer's connection is open."""
+        return self._conn.connected
+
     def options(self, job_type: str, priority: int, delay: float, ttr: int) -> JobOptions:
         """The checked options of an add; ValidationError before anything is written."""
         tube = tube_for(job_type, self.config.tube_prefix)

@@ -68,32 +68,49 @@ def readable(sock: socket.socket, timeout: float) -> bool:
 
 
 class Wakeup:
-    """A pipe that interrupts a waiting reserve from another thread or a signal handler."""
+    """A pipe that interrupts a waiting reserve from another thread or a signal handler.
+
+    Closing it frees both descriptors; the next :attr:`fd` opens a new pipe (a closed
+    queue may be used again). Until then :meth:`set` and :meth:`clear` do nothing: a closed
+    descriptor number may already belong to someone else.
+    """
 
     def __init__(self) -> None:
-        self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
+        self._pipe: tuple[int, int] | None = None
 
     @property
     def fd(self) -> int:
-        """The descriptor to poll."""
-        return self._read
+        """The descriptor to poll (the pipe is opened if it is not)."""
+        return self.open()
+
+    def open(self) -> int:
+        """Open the pipe unless it is open; the descriptor to poll."""
+        if self._pipe is None:
+            read, write = os.pipe()
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            self._pipe = (read, write)
+        return self._pipe[0]
 
     def set(self) -> None:
         """Wake the waiter (safe from signal handlers)."""
-        with contextlib.suppress(BlockingIOError):  # already full of wake-ups
-            os.write(self._write, b"x")
+        pipe = self._pipe
+        if pipe is not None:
+            with contextlib.suppress(BlockingIOError):  # already full of wake-ups
+                os.write(pipe[1], b"x")
 
     def clear(self) -> None:
         """Forget pending wake-ups."""
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._read, 4096):
-                pass
+        pipe = self._pipe
+        if pipe is not None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(pipe[0], 4096):
+                    pass
 
     def close(self) -> None:
         """Close both ends."""
-        for fd in (self._read, self._write):
+        pipe, self._pipe = self._pipe, None
+        for fd in pipe or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
 

@@ -186,7 +186,7 @@ def test_inline_queue_warns_once_that_only_beanstalkd_holds_jobs(
 def test_context_manager_opens_and_closes(beanstalkd: BeanstalkdProcess) -> None:
     with KQueue(host=beanstalkd.host, port=beanstalkd.port) as queue:
         assert queue.add_job("ctx", 1) >= 1
-    assert not queue._producer.connected
+    assert not queue.producer.connected
 
 
 def test_constructor_is_keyword_only() -> None:

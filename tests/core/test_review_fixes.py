@@ -11,7 +11,7 @@ import greenstalk
 import pytest
 
 from kqueue import Job, KQueue, RetryPolicy
-from kqueue.broker import BeanstalkConnection
+from kqueue.beanstalk import BeanstalkConnection
 from kqueue.purge import purge_tube
 from kqueue.serialization import decode_body, encode_body
 from tests.servers import BeanstalkdProcess

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kqueue.wire import MalformedReply, Reply, parse_replies
+from kqueue.beanstalk.wire import MalformedReply, Reply, parse_replies
 
 
 def test_whole_replies_come_out_in_order_up_to_the_limit() -> None:

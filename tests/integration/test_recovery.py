@@ -107,10 +107,14 @@ def test_job_of_a_producer_killed_between_store_write_and_put_is_delivered(
     script = (
         "import os\n"
         "from kqueue import KQueue\n"
-        "from kqueue.queue import KQueue as K\n"
-        "K._put_reference = lambda *a, **k: os._exit(9)  # die right after the store write\n"
+        "from kqueue.stores.sql import SQLStore\n"
+        "class DiesAfterTheWrite(SQLStore):\n"
+        "    def put_many(self, records):\n"
+        "        super().put_many(records)\n"
+        "        os._exit(9)  # die right after the store write, before the put\n"
         f"KQueue(host={beanstalkd.host!r}, port={beanstalkd.port}, "
-        f"bulk_store='sqlite:///{db}').add_job('orphan', {{'from': 'dead producer'}})\n"
+        f"bulk_store=DiesAfterTheWrite('sqlite:///{db}'))"
+        ".add_job('orphan', {'from': 'dead producer'})\n"
     )
     died = subprocess.run([sys.executable, "-c", script], timeout=30)
     assert died.returncode == 9
@@ -129,7 +133,7 @@ def test_concurrent_sweepers_never_enqueue_a_job_twice(
     reports = []
 
     def sweep() -> None:
-        conn = queue._connection()
+        conn = queue.new_connection()
         reports.append(Sweep(store, conn, tube_prefix="kq-", grace=0).run())
         conn.close()
 

@@ -30,8 +30,8 @@ class CountingDeletes:
 
 
 def _prime(queue: KQueue, job_type: str) -> None:
-    """Let the window hold many jobs: it starts at one until it has measured a pace."""
-    queue._window.target_seconds = 10.0
+    """Let the window measure a pace: it holds one job until it has (the queues here are
+    made with a window_target of 10 s, so that once primed a window takes many jobs)."""
     queue.add_job(job_type, "warm-up")
     assert queue.run_jobs(count_limit=1, time_limit_ms=0) == 1
 
@@ -39,7 +39,7 @@ def _prime(queue: KQueue, job_type: str) -> None:
 def test_a_finished_job_is_deleted_while_a_slow_next_handler_outlasts_its_ttr(
     make_queue: Any, store: Store, client: greenstalk.Client[bytes]
 ) -> None:
-    worker, other = make_queue(), make_queue()
+    worker, other = make_queue(window_target=10.0), make_queue()
     ran: list[str] = []
     gone_during_sleep: list[bool] = []
     fast_id = 0
@@ -75,7 +75,7 @@ def test_a_finished_job_is_deleted_while_a_slow_next_handler_outlasts_its_ttr(
 
 def test_quick_jobs_are_deleted_in_batches(make_queue: Any, store: Store) -> None:
     counting = CountingDeletes(store)
-    queue = make_queue(bulk_store=counting)
+    queue = make_queue(bulk_store=counting, window_target=10.0)
     queue.add_handler("quick", lambda job: None)
     _prime(queue, "quick")
     counting.delete_calls = 0
@@ -83,7 +83,7 @@ def test_quick_jobs_are_deleted_in_batches(make_queue: Any, store: Store) -> Non
     assert queue.run_jobs(count_limit=200, time_limit_ms=0) == 200
     assert 1 <= counting.delete_calls < 100
     assert store.count() == 0
-    stats = queue._admin.stats()
+    stats = queue.stats().server
     assert stats["current-jobs-ready"] == 0 and stats["current-jobs-reserved"] == 0
 
 
@@ -112,7 +112,8 @@ def test_a_job_whose_connection_dropped_under_its_handler_runs_once(
     def handler(job: Job) -> None:
         ran.append(job.data)
         if job.data == 0:
-            queue._worker.close()  # the job goes back to ready; its delete reconnects
+            assert job.connection is not None
+            job.connection.close()  # the job goes back to ready; its delete reconnects
 
     queue.add_handler("lost", handler)
     queue.add_jobs("lost", [0, 1])

@@ -100,11 +100,10 @@ class CountingStore:
 def test_a_window_of_ready_jobs_reads_the_store_once(make_queue: Any, store: Store) -> None:
     producer = make_queue()
     counting = CountingStore(store)
-    worker = make_queue(bulk_store=counting)
-    worker.add_handler("win", lambda job: None)
     # The window starts at one job until it has measured a pace: measure one, and let the
     # window hold up to 10 s of work so that the 50 jobs fit in one.
-    worker._window.target_seconds = 10.0
+    worker = make_queue(bulk_store=counting, window_target=10.0)
+    worker.add_handler("win", lambda job: None)
     producer.add_job("win", "warm-up")
     assert worker.run_jobs(count_limit=1, time_limit_ms=0) == 1
     counting.reads = 0
@@ -133,7 +132,9 @@ def test_a_lone_job_is_reserved_alone_and_runs(make_queue: Any) -> None:
 
 
 def test_jobs_not_started_within_half_their_ttr_are_handed_back(make_queue: Any) -> None:
-    queue = make_queue()
+    # A generous window target lets one window take all three once the window has learnt a
+    # pace (on a slow store the 20 ms default may allow only one at a time).
+    queue = make_queue(window_target=10.0)
     ran: list[int] = []
 
     def slow_first(job: Job) -> None:
@@ -142,9 +143,7 @@ def test_jobs_not_started_within_half_their_ttr_are_handed_back(make_queue: Any)
             time.sleep(0.6)  # past half of the 1 s TTR of the jobs waiting behind it
 
     queue.add_handler("ttr", slow_first)
-    # Fast ones first: the window learns a pace; a generous target then lets one window
-    # take all three (on a slow store the 20 ms default may allow only one at a time).
-    queue._window.target_seconds = 10.0
+    # Fast ones first: the window learns a pace.
     queue.add_jobs("ttr", [10, 11, 12], ttr=1)
     assert queue.run_jobs(count_limit=3, time_limit_ms=0) == 3
     ran.clear()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kqueue.broker import BeanstalkConnection
+from kqueue.beanstalk import BeanstalkConnection, Pipeline
 from kqueue.errors import BrokerConnectionError, JobTooBigError
 from kqueue.serialization import decode_body, encode_body
 from tests.servers import BeanstalkdProcess
@@ -22,13 +22,13 @@ def conn(beanstalkd: BeanstalkdProcess) -> Iterator[BeanstalkConnection]:
 
 
 def test_pipelined_puts_get_their_ids_in_order(conn: BeanstalkConnection) -> None:
-    pipe = conn.pipeline()
+    pipe = Pipeline(conn)
     pipe.use("piped")
     ids = [pipe.put(b"job %d" % n, priority=1, delay=0, ttr=30) for n in range(500)]
     pipe.execute()
     assert [slot.result() for slot in ids] == list(range(1, 501))
     conn.watch("piped")
-    with conn.pipeline() as burst:
+    with Pipeline(conn) as burst:
         reserved = [burst.reserve_nowait() for _ in range(501)]
     jobs = [slot.result() for slot in reserved]
     assert [job.body for job in jobs if job is not None] == [b"job %d" % n for n in range(500)]
@@ -36,7 +36,7 @@ def test_pipelined_puts_get_their_ids_in_order(conn: BeanstalkConnection) -> Non
 
 
 def test_an_error_reply_fails_only_its_own_command(conn: BeanstalkConnection) -> None:
-    pipe = conn.pipeline()
+    pipe = Pipeline(conn)
     first = pipe.put(b"ok", priority=1, delay=0, ttr=30)
     too_big = pipe.put(b"x" * 70_000, priority=1, delay=0, ttr=30)
     missing = pipe.delete(999_999)
@@ -70,7 +70,7 @@ def test_a_dropped_connection_fails_every_command_still_in_flight() -> None:
     port = listener.getsockname()[1]
     conn = BeanstalkConnection("127.0.0.1", port, command_timeout=5)
     try:
-        pipe = conn.pipeline()
+        pipe = Pipeline(conn)
         slots = [pipe.put(b"x", priority=1, delay=0, ttr=30) for _ in range(5)]
         with pytest.raises(BrokerConnectionError):
             pipe.execute()
