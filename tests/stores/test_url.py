@@ -89,7 +89,17 @@ def test_stores_package_exports_exactly_its_public_names() -> None:
 
     public = {name for name in dir(kqueue.stores) if not name.startswith(("_", "@"))}
     public |= {"RedisStore", "SQLStore"}  # loaded on first access
-    modules = {"base", "memory", "url", "registry", "redis", "sql", "annotations", "Any", "TYPE_CHECKING"}
+    modules = {
+        "base",
+        "memory",
+        "url",
+        "registry",
+        "redis",
+        "sql",
+        "annotations",
+        "Any",
+        "TYPE_CHECKING",
+    }
     assert set(kqueue.stores.__all__) == public - modules
     for name in kqueue.stores.__all__:
         assert getattr(kqueue.stores, name) is not None
