@@ -9,6 +9,7 @@ from __future__ import annotations
 from fakebeanstalk.clock import Clock, FakeClock, SystemClock
 from fakebeanstalk.errors import (
     AddressInUseError,
+    BinlogError,
     ClockError,
     FakeBeanstalkError,
     ServerNotRunningError,
@@ -19,6 +20,7 @@ from fakebeanstalk.server import FakeBeanstalkServer
 
 __all__ = [
     "AddressInUseError",
+    "BinlogError",
     "Clock",
     "ClockError",
     "FakeBeanstalkError",

@@ -1,9 +1,11 @@
 """``fakebeanstalk`` / ``python -m fakebeanstalk``: a drop-in for the beanstalkd command.
 
-Takes beanstalkd's flags (``-l ADDR``, ``-l unix:PATH``, ``-p PORT``, ``-z BYTES``, ``-V``,
-``-v``, and ``-b DIR``, ``-f MS``, ``-F``, ``-s BYTES``, ``-u USER``, accepted but without
-effect: this server keeps no binlog). SIGTERM and SIGINT stop it cleanly, SIGUSR1 starts
-drain mode. The import path is kept lean so that it listens within milliseconds.
+Takes beanstalkd's flags (``-l ADDR``, ``-l unix:PATH``, ``-p PORT``, ``-z BYTES``, ``-b DIR``,
+``-s BYTES``, ``-f MS``, ``-F``, ``-V``, ``-v``; ``-u USER`` is accepted and ignored) and
+parses the numbers as 1.12 does (``sscanf("%zu")``: ``-1`` wraps around). With ``-b`` the
+jobs are journaled in beanstalkd's own binlog format and restored at start-up. SIGTERM
+and SIGINT stop it, SIGUSR1 starts drain mode. The import path is kept lean so that it
+listens within milliseconds.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from fakebeanstalk.errors import AddressInUseError, FakeBeanstalkError
+from fakebeanstalk.binlog.wal import DEFAULT_FILE_SIZE, c_int
+from fakebeanstalk.errors import AddressInUseError, BinlogError, FakeBeanstalkError
 from fakebeanstalk.protocol import DEFAULT_MAX_JOB_SIZE, MAX_JOB_SIZE_LIMIT, VERSION
 from fakebeanstalk.server import FakeBeanstalkServer
 
@@ -24,14 +27,15 @@ USAGE = """\
 Use: fakebeanstalk [OPTIONS]
 
 Options:
- -b DIR   accepted for compatibility (no binlog is written)
- -f MS    accepted for compatibility
- -F       accepted for compatibility
+ -b DIR   write-ahead log directory
+ -f MS    fsync at most once every MS milliseconds (default is 50ms);
+          use -f0 for "always fsync"
+ -F       never fsync
  -l ADDR  listen on address (default is 0.0.0.0), or unix:PATH
  -p PORT  listen on port (default is 11300)
  -u USER  accepted for compatibility
  -z BYTES set the maximum job size in bytes (default is 65535)
- -s BYTES accepted for compatibility
+ -s BYTES set the size of each write-ahead log file (default is 10485760)
  -c       removed (warns)
  -n       removed (warns)
  -v       show version information
@@ -54,27 +58,51 @@ class Options:
         self.max_job_size = DEFAULT_MAX_JOB_SIZE
         self.verbose = 0
         self.binlog_dir: str | None = None
+        self.binlog_size = DEFAULT_FILE_SIZE
+        self.fsync_ms: int | None = 50
         self.show_version = False
         self.show_help = False
 
 
-def _size(flag: str, value: str) -> int:
+_SIZE_MAX = 2**64 - 1
+
+
+def _size_t(value: str) -> int:
+    """beanstalkd's parse_size_t(): ``sscanf(value, "%zu%c")`` must match exactly one item.
+
+    Leading white space and a sign are allowed, a negative number wraps around modulo 2^64,
+    an overflow saturates at SIZE_MAX, and anything after the digits is an error.
+    """
+    text = value.lstrip(" \t\n\v\f\r")
+    sign = 1
+    if text[:1] in ("+", "-"):
+        sign = -1 if text[0] == "-" else 1
+        text = text[1:]
+    if not text.isdigit() or not text.isascii():
+        raise UsageError(f"invalid size: {value}")
+    number = int(text)
+    if number > _SIZE_MAX:
+        return _SIZE_MAX
+    return (sign * number) % 2**64
+
+
+def _port(value: str) -> int:
     try:
         number = int(value, 10)
     except ValueError:
-        raise UsageError(f"invalid size for {flag}: {value!r}") from None
-    if number < 0:
-        raise UsageError(f"invalid size for {flag}: {value!r}")
+        raise UsageError(f"invalid port: {value!r}") from None
+    if not 0 <= number < 65536:
+        raise UsageError(f"invalid port: {value!r}")
     return number
 
 
 def _apply(options: Options, flag: str, value: str) -> None:
     if flag == "p":
-        options.port = _size("-p", value)
+        options.port = _port(value)
     elif flag == "l":
         options.address = value
     elif flag == "z":
-        size = _size("-z", value)
+        size = _size_t(value)
         if size > MAX_JOB_SIZE_LIMIT:
             print(
                 f"fakebeanstalk: maximum job size was set to {MAX_JOB_SIZE_LIMIT}", file=sys.stderr
@@ -83,8 +111,11 @@ def _apply(options: Options, flag: str, value: str) -> None:
         options.max_job_size = size
     elif flag == "b":
         options.binlog_dir = value
-    elif flag in "sf":
-        _size(f"-{flag}", value)
+    elif flag == "s":
+        options.binlog_size = c_int(_size_t(value))  # beanstalkd keeps it in an int
+    elif flag == "f":
+        # an int64 of milliseconds: -f -1 is a negative interval, i.e. always fsync
+        options.fsync_ms = (_size_t(value) + 2**63) % 2**64 - 2**63
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -117,7 +148,9 @@ def parse_args(argv: Sequence[str]) -> Options:
                 options.show_help = True
             elif flag in "cn":
                 print(f"fakebeanstalk: -{flag} flag was removed", file=sys.stderr)
-            elif flag != "F":
+            elif flag == "F":
+                options.fsync_ms = None
+            else:
                 raise UsageError(f"unknown flag: -{flag}")
     return options
 
@@ -141,12 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=options.port,
         max_job_size=options.max_job_size,
         unix_path=options.address[5:] if unix else None,
+        binlog_dir=options.binlog_dir,
+        binlog_size=options.binlog_size,
+        fsync_ms=options.fsync_ms,
     )
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     signal.signal(signal.SIGINT, lambda *_: server.request_stop())
     signal.signal(signal.SIGUSR1, lambda *_: _drain(server))
-    if options.binlog_dir is not None:
-        print("fakebeanstalk: -b accepted, but jobs are kept in memory only", file=sys.stderr)
     if options.verbose:
         print(f"pid {os.getpid()}", flush=True)
     try:
@@ -154,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AddressInUseError as exc:
         print(f"fakebeanstalk: {exc}", file=sys.stderr)
         return 111
+    except BinlogError as exc:  # beanstalkd exits 10 when it cannot lock its wal dir
+        print(f"fakebeanstalk: {exc}", file=sys.stderr)
+        return 10
     return 0
 
 

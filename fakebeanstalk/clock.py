@@ -14,7 +14,7 @@ from typing import Protocol
 
 from fakebeanstalk.errors import ClockError
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "TimeObserver"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "TimeObserver", "wall_offset"]
 
 NS_PER_SECOND = 1_000_000_000
 
@@ -39,12 +39,29 @@ class TimeObserver(Protocol):
         ...
 
 
+def wall_offset(clock: Clock) -> int:
+    """What to add to ``clock``'s times to get wall-clock nanoseconds since the epoch.
+
+    beanstalkd's binlog holds wall-clock times (creation, delay deadlines); a clock may say
+    where its time stands on the wall clock with a ``wall_ns()`` method, else its time is
+    taken to run alongside the system's wall clock from now on.
+    """
+    wall_ns = getattr(clock, "wall_ns", None)
+    now = clock.now_ns()
+    wall = wall_ns() if callable(wall_ns) else time.time_ns()
+    return int(wall) - now
+
+
 class SystemClock:
     """The real monotonic clock (``time.monotonic_ns``)."""
 
     def now_ns(self) -> int:
         """The current monotonic time in nanoseconds."""
         return time.monotonic_ns()
+
+    def wall_ns(self) -> int:
+        """The wall-clock time (``time.time_ns``), for the times a binlog stores."""
+        return time.time_ns()
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -62,6 +79,9 @@ class FakeClock:
     def __init__(self, start: float = 0.0) -> None:
         """Start at ``start`` seconds."""
         self._now = round(start * NS_PER_SECOND)
+        # Fake time runs alongside a wall clock fixed at creation, so that binlog times
+        # (and so delay deadlines across an in-process restart) follow the fake clock.
+        self._wall_base = time.time_ns() - self._now
         self._observers: list[TimeObserver] = []
         self._lock = threading.RLock()
 
@@ -72,6 +92,10 @@ class FakeClock:
     def time(self) -> float:
         """The fake current time in seconds."""
         return self._now / NS_PER_SECOND
+
+    def wall_ns(self) -> int:
+        """The wall-clock time that the fake time stands for (fixed at creation + now)."""
+        return self._wall_base + self._now
 
     def subscribe(self, observer: TimeObserver) -> None:
         """Have ``observer`` driven by this clock's advances."""

@@ -6,6 +6,7 @@ The tree::
     ├── ServerStateError      the server is not in a state that allows the call
     │   └── ServerNotRunningError
     ├── AddressInUseError     the listening address could not be bound
+    ├── BinlogError           the binlog directory cannot be used (missing, locked)
     └── ClockError            a clock was misused (moved backwards, shared wrongly)
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "AddressInUseError",
+    "BinlogError",
     "ClockError",
     "FakeBeanstalkError",
     "ServerNotRunningError",
@@ -34,6 +36,10 @@ class ServerNotRunningError(ServerStateError):
 
 class AddressInUseError(FakeBeanstalkError):
     """The TCP port or unix socket path could not be bound."""
+
+
+class BinlogError(FakeBeanstalkError):
+    """The binlog directory cannot be used: missing, unwritable, or locked by another server."""
 
 
 class ClockError(FakeBeanstalkError):

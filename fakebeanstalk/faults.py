@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from fakebeanstalk.clock import NS_PER_SECOND
 
-__all__ = ["FOREVER", "Fault", "FaultPlan"]
+__all__ = ["FOREVER", "Fault", "FaultMixin", "FaultPlan"]
 
 FOREVER = 1 << 62
 """A stall end that never comes (nanoseconds)."""
@@ -88,3 +88,31 @@ class FaultPlan:
                         self.stalled_once = True
                     return fault
         return None
+
+
+class FaultMixin:
+    """The fault-planning methods of the server (the plan is applied by its sessions)."""
+
+    faults: FaultPlan
+
+    def fail_next(self, count: int = 1, *, commands: Iterable[str] | None = None) -> None:
+        """Close the connection instead of running the next ``count`` commands.
+
+        ``commands`` restricts the fault to those command names (e.g. ``{"reserve"}``).
+        """
+        self.faults.add("close", count, commands)
+
+    def stall_next(
+        self,
+        count: int = 1,
+        *,
+        seconds: float | None = None,
+        commands: Iterable[str] | None = None,
+    ) -> None:
+        """Hold the next ``count`` commands (and their connection) for ``seconds`` of the
+        server's clock before running them; ``None`` holds them until the client leaves."""
+        self.faults.add("stall", count, commands, seconds)
+
+    def clear_faults(self) -> None:
+        """Cancel the faults not yet applied."""
+        self.faults.clear()

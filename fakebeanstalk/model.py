@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
-__all__ = ["Client", "Job", "JobHeap", "JobState", "Journal", "Tube", "WaitList"]
+if TYPE_CHECKING:
+    from fakebeanstalk.binlog.wal import WalFile
+
+__all__ = ["Client", "Job", "JobHeap", "JobState", "Tube", "WaitList"]
 
 
 class JobState:
@@ -17,20 +20,6 @@ class JobState:
     BURIED = "buried"
     DELAYED = "delayed"
     INVALID = "invalid"  # a put whose body is still being read
-
-
-class Journal(NamedTuple):
-    """What beanstalkd's binlog last recorded of a job (put, bury, delayed release, kick)."""
-
-    state: str
-    pri: int
-    delay: int
-    deadline_at: int
-    reserves: int
-    timeouts: int
-    releases: int
-    buries: int
-    kicks: int
 
 
 class Job:
@@ -44,7 +33,6 @@ class Job:
         "deadline_at",
         "delay",
         "id",
-        "journal",
         "kicks",
         "partial",
         "pri",
@@ -55,6 +43,9 @@ class Job:
         "timeouts",
         "ttr",
         "tube",
+        "wal_file",
+        "wal_resv",
+        "wal_used",
     )
 
     def __init__(self, job_id: int, tube: Tube, pri: int, delay: int, ttr: int, now: int) -> None:
@@ -71,7 +62,9 @@ class Job:
         self.reserver: Client | None = None
         self.reserves = self.timeouts = self.releases = self.buries = self.kicks = 0
         self._entry: list[object] | None = None
-        self.journal: Journal | None = None
+        self.wal_file: WalFile | None = None
+        """The binlog file holding the job's newest full record (beanstalkd's ``file``)."""
+        self.wal_resv = self.wal_used = 0
         self.partial: Callable[[], bytes] | None = None
         """While the body is arriving: the body buffer as it stands (size + 2 bytes)."""
 

@@ -1,48 +1,103 @@
-"""Restarting with jobs kept, the way beanstalkd comes back from its binlog."""
+"""Starting a server from its binlog, as beanstalkd 1.12 does (walinit, then prot_replay).
+
+The binlog is read into a fresh :class:`~fakebeanstalk.state.ServerState` (see
+:mod:`fakebeanstalk.binlog.reader`), then each surviving job is put back in the order it
+was first journaled: a buried job at the end of its tube's buried list (its ``buries``
+counted once more), a delayed job with its deadline kept (ready if it passed while the
+server was down), any other job ready. A space reservation is made for each, as for the
+delete that will one day follow. Counters, pauses, drain mode and tubes without jobs are
+not in the binlog, so they start afresh; the server gets a new random ``id``.
+"""
 
 from __future__ import annotations
 
-from fakebeanstalk.clock import Clock
-from fakebeanstalk.model import Job, JobState, Journal
+from fakebeanstalk.binlog.reader import read_binlog
+from fakebeanstalk.binlog.records import JobRecord, RecordState
+from fakebeanstalk.binlog.storage import Storage
+from fakebeanstalk.binlog.wal import Wal
+from fakebeanstalk.clock import Clock, wall_offset
+from fakebeanstalk.errors import BinlogError
+from fakebeanstalk.model import Job, JobState
 from fakebeanstalk.state import ServerState
 
-__all__ = ["restarted_state"]
+__all__ = ["restore", "start_state"]
 
 
-def restarted_state(old: ServerState, clock: Clock) -> ServerState:
-    """A fresh server state holding ``old``'s jobs as its binlog last recorded them.
+def start_state(
+    clock: Clock,
+    storage: Storage,
+    *,
+    keep_jobs: bool,
+    max_job_size: int,
+    binlog_size: int,
+    fsync_ms: int | None,
+    shown: bool,
+) -> ServerState:
+    """A fresh server state journaling to ``storage`` and holding what it holds (nothing,
+    after emptying it, unless ``keep_jobs``). ``shown``: a ``-b`` binlog, seen in stats."""
+    storage.lock()
+    if not keep_jobs:
+        for seq in storage.sequence_numbers():
+            storage.remove(seq)
+    wal = Wal(
+        storage,
+        wall_offset=wall_offset(clock),
+        file_size=binlog_size,
+        # an int64 product in beanstalkd: it wraps, as ``-f`` values near 2^63 show
+        fsync_ns=None if fsync_ms is None else (fsync_ms * 1_000_000 + 2**63) % 2**64 - 2**63,
+        shown=shown,
+    )
+    state = ServerState(clock, max_job_size=max_job_size, wal=wal)
+    try:
+        restore(state, wal)
+    except BaseException:
+        wal.close()
+        raise
+    return state
 
-    beanstalkd journals put, bury, kick and release-with-delay only, so a job comes back in
-    the state, priority and counters of its last such event: a reserved job comes back ready
-    (or buried, or delayed, if reserve-job took it from there), a delayed one keeps its
-    deadline (ready if it passed), a replayed bury counts once more. The next id follows the
-    highest kept id. Counters, pauses, drain mode and empty tubes are not kept, and the server
-    gets a new random id.
-    """
-    new = ServerState(clock, max_job_size=old.max_job_size)
-    now = clock.now_ns()
-    for job in list(old.iter_jobs()):
-        record = job.journal
-        if record is None:
+
+def restore(state: ServerState, wal: Wal) -> None:
+    """Fill the fresh ``state`` from ``wal``'s files and make ``wal`` its binlog."""
+    state.wal = wal
+    for job, record in read_binlog(wal, _Restorer(state)):
+        if not wal.reserve_update(None):
+            raise BinlogError("failed to replay log: no space for the job's delete")
+        if record.state == RecordState.BURIED:
+            state.replay_bury(job)
             continue
-        copy = _adopt(new, job, record)
-        if record.state == JobState.BURIED:
-            new.replay_bury(copy)
-        elif record.state == JobState.DELAYED and record.deadline_at > now:
-            new.replay_enqueue(copy, record.deadline_at - now)
-        else:
-            new.replay_enqueue(copy, 0)
-        new.next_id = max(new.next_id, job.id + 1)
-    return new
+        delay = 0
+        if record.state == RecordState.DELAYED:
+            delay = max(0, job.deadline_at - state.clock.now_ns())
+        state.replay_enqueue(job, delay)
 
 
-def _adopt(new: ServerState, job: Job, record: Journal) -> Job:
-    tube = new.make_tube(job.tube.name)
-    copy = Job(job.id, tube, record.pri, record.delay, job.ttr, job.created_at)
-    copy.body = job.body
-    copy.reserves, copy.timeouts = record.reserves, record.timeouts
-    copy.releases, copy.buries, copy.kicks = record.releases, record.buries, record.kicks
-    copy.journal = record
-    tube.refs += 1
-    new.jobs[copy.id] = copy
-    return copy
+class _Restorer:
+    """The reader's view of the state: jobs being read back, not yet in any queue."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.max_job_size = state.max_job_size
+
+    def find_job_record(self, job_id: int) -> Job | None:
+        return self.state.jobs.get(job_id)
+
+    def restore_job(self, record: JobRecord, tube: str) -> Job:
+        state = self.state
+        home = state.make_tube(tube)
+        home.refs += 1
+        job = Job(record.id, home, record.pri, record.delay, record.ttr, 0)
+        state.jobs[job.id] = job
+        state.next_id = max(state.next_id, job.id + 1)
+        return job
+
+    def apply_record(self, job: Job, record: JobRecord) -> None:
+        offset = self.state.wal.wall_offset
+        job.pri, job.delay, job.ttr = record.pri, record.delay, record.ttr
+        job.created_at = record.created_at - offset
+        job.deadline_at = record.deadline_at - offset
+        job.reserves, job.timeouts = record.reserves, record.timeouts
+        job.releases, job.buries, job.kicks = record.releases, record.buries, record.kicks
+        job.state = JobState.INVALID  # in no queue until replayed
+
+    def forget_job(self, job: Job) -> None:
+        self.state.forget(job)

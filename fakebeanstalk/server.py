@@ -14,19 +14,21 @@ import contextlib
 import os
 import selectors
 import socket
-import stat
 import threading
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from types import TracebackType
 
 from fakebeanstalk import protocol as p
+from fakebeanstalk.binlog.storage import DirectoryStorage, MemoryStorage, Storage
+from fakebeanstalk.binlog.wal import DEFAULT_FILE_SIZE
 from fakebeanstalk.clock import NS_PER_SECOND, Clock, FakeClock, SystemClock
-from fakebeanstalk.errors import AddressInUseError, ServerNotRunningError, ServerStateError
-from fakebeanstalk.faults import FaultPlan
+from fakebeanstalk.errors import ServerNotRunningError, ServerStateError
+from fakebeanstalk.faults import FaultMixin, FaultPlan
 from fakebeanstalk.inspection import InspectionMixin
-from fakebeanstalk.replay import restarted_state
+from fakebeanstalk.listeners import open_listeners
+from fakebeanstalk.replay import start_state
 from fakebeanstalk.session import Session
 from fakebeanstalk.state import ServerState
 
@@ -45,7 +47,7 @@ class _Connection:
         self.events = 0
 
 
-class FakeBeanstalkServer(InspectionMixin):
+class FakeBeanstalkServer(InspectionMixin, FaultMixin):
     """An in-process beanstalkd 1.12 speaking the real protocol over TCP (and unix sockets).
 
     >>> with FakeBeanstalkServer() as server:  # doctest: +SKIP
@@ -59,10 +61,23 @@ class FakeBeanstalkServer(InspectionMixin):
         max_job_size: int = p.DEFAULT_MAX_JOB_SIZE,
         clock: Clock | None = None,
         unix_path: str | os.PathLike[str] | None = None,
+        binlog_dir: str | os.PathLike[str] | None = None,
+        binlog_size: int = DEFAULT_FILE_SIZE,
+        fsync_ms: int | None = 50,
     ) -> None:
-        """Configure; nothing listens before :meth:`start`. ``host=None``: unix socket only."""
+        """Configure; nothing listens before :meth:`start`. ``host=None``: unix socket only.
+
+        ``binlog_dir`` is beanstalkd's ``-b DIR``: jobs are journaled there in beanstalkd
+        1.12's binlog format and every start reads them back. ``binlog_size`` is ``-s``
+        (bytes per file), ``fsync_ms`` is ``-f`` (None: ``-F``, never fsync). Without a
+        directory the journal is kept in memory, for :meth:`restart` with ``keep_jobs``.
+        """
         if host is None and unix_path is None:
             raise ValueError("give a host, a unix_path, or both")
+        self.binlog_dir = None if binlog_dir is None else os.fspath(binlog_dir)
+        self.binlog_size = binlog_size
+        self.fsync_ms = fsync_ms
+        self._memory_binlog = MemoryStorage()
         self._host = host
         self._port = port
         self.max_job_size = max_job_size
@@ -106,8 +121,12 @@ class FakeBeanstalkServer(InspectionMixin):
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> FakeBeanstalkServer:
-        """Listen, then serve on a background thread; returns once connections are accepted."""
-        self._open(None)
+        """Listen, then serve on a background thread; returns once connections are accepted.
+
+        With a ``binlog_dir`` the jobs journaled there are restored first, as beanstalkd
+        does at start-up.
+        """
+        self._open(keep_jobs=self.binlog_dir is not None)
         self._thread = threading.Thread(target=self._loop, name="fakebeanstalk", daemon=True)
         self._thread.start()
         return self
@@ -115,7 +134,7 @@ class FakeBeanstalkServer(InspectionMixin):
     def serve_forever(self, on_listening: Callable[[], None] | None = None) -> None:
         """Listen and serve in the calling thread until :meth:`request_stop` (e.g. from a
         signal handler); ``on_listening`` is called once connections are accepted."""
-        self._open(None)
+        self._open(keep_jobs=self.binlog_dir is not None)
         if on_listening is not None:
             on_listening()
         try:
@@ -124,12 +143,19 @@ class FakeBeanstalkServer(InspectionMixin):
             self._running = False
             if isinstance(self.clock, FakeClock):
                 self.clock.unsubscribe(self)
-            self._state = None
+            self._close_binlog()
 
     def stop(self) -> None:
-        """Stop serving: close every connection and listener. Jobs are forgotten."""
+        """Stop serving: close every connection and listener. Jobs are forgotten, but for
+        what the binlog holds (with a ``binlog_dir``, the next start restores it)."""
         self._shutdown()
+        self._close_binlog()
+
+    def _close_binlog(self) -> None:
+        state = self._state
         self._state = None
+        if state is not None:
+            state.wal.close()
 
     def request_stop(self) -> None:
         """Ask the loop to stop, without waiting (safe from a signal handler)."""
@@ -137,20 +163,23 @@ class FakeBeanstalkServer(InspectionMixin):
         self._wake()
 
     def crash(self) -> None:
-        """Like ``kill -9`` without a binlog: every connection dropped, every job forgotten."""
+        """Like ``kill -9``: every connection dropped, nothing listens any more, and only
+        what the binlog holds survives (for a later :meth:`start` or :meth:`restart`)."""
         self.stop()
 
-    def restart(self, *, keep_jobs: bool = False) -> None:
+    def restart(self, *, keep_jobs: bool | None = None) -> None:
         """Crash (if running) and start again on the same address.
 
-        Without ``keep_jobs`` ids start again at 1; with it the restart is like one from a
-        binlog: jobs survive (reserved ones ready again), counters and pauses do not.
+        With ``keep_jobs`` (the default when the server has a ``binlog_dir``) the server
+        comes back from its binlog, as beanstalkd 1.12 restarted with the same ``-b``
+        does: jobs survive as last journaled (reserved ones ready again), counters, pauses
+        and drain mode do not. Without it the binlog is emptied first: no job survives
+        and ids start again at 1.
         """
-        old = self._state
+        keep = keep_jobs if keep_jobs is not None else self.binlog_dir is not None
         self._shutdown()
-        self._state = None
-        kept = restarted_state(old, self.clock) if keep_jobs and old is not None else None
-        self._open(kept)
+        self._close_binlog()
+        self._open(keep_jobs=keep)
         self._thread = threading.Thread(target=self._loop, name="fakebeanstalk", daemon=True)
         self._thread.start()
 
@@ -169,11 +198,27 @@ class FakeBeanstalkServer(InspectionMixin):
         """Stop the server."""
         self.stop()
 
-    def _open(self, state: ServerState | None) -> None:
+    def _open(self, *, keep_jobs: bool) -> None:
         if self._running:
             raise ServerStateError("the server is already running")
-        self._listeners = self._listen()
-        self._state = state or ServerState(self.clock, max_job_size=self.max_job_size)
+        storage: Storage = (
+            self._memory_binlog if self.binlog_dir is None else DirectoryStorage(self.binlog_dir)
+        )
+        state = start_state(
+            self.clock,
+            storage,
+            keep_jobs=keep_jobs,
+            max_job_size=self.max_job_size,
+            binlog_size=self.binlog_size,
+            fsync_ms=self.fsync_ms,
+            shown=self.binlog_dir is not None,
+        )
+        try:
+            self._listeners, self._port = open_listeners(self._host, self._port, self.unix_path)
+        except BaseException:
+            state.wal.close()
+            raise
+        self._state = state
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -185,30 +230,6 @@ class FakeBeanstalkServer(InspectionMixin):
         self._running = True
         if isinstance(self.clock, FakeClock):
             self.clock.subscribe(self)
-
-    def _listen(self) -> list[socket.socket]:
-        listeners: list[socket.socket] = []
-        try:
-            if self._host is not None:
-                family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-                tcp = socket.socket(family, socket.SOCK_STREAM)
-                listeners.append(tcp)
-                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                tcp.bind((self._host, self._port))
-                self._port = tcp.getsockname()[1]
-            if self.unix_path is not None:
-                _remove_stale_socket(self.unix_path)
-                unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                listeners.append(unix)
-                unix.bind(self.unix_path)
-            for listener in listeners:
-                listener.listen(1024)
-                listener.setblocking(False)
-        except OSError as exc:
-            for listener in listeners:
-                listener.close()
-            raise AddressInUseError(f"cannot listen: {exc}") from exc
-        return listeners
 
     def _shutdown(self) -> None:
         if not self._running:
@@ -465,36 +486,5 @@ class FakeBeanstalkServer(InspectionMixin):
             self._close(conn)
         self._pump()
 
-    def fail_next(self, count: int = 1, *, commands: Iterable[str] | None = None) -> None:
-        """Close the connection instead of running the next ``count`` commands.
-
-        ``commands`` restricts the fault to those command names (e.g. ``{"reserve"}``).
-        """
-        self.faults.add("close", count, commands)
-
-    def stall_next(
-        self,
-        count: int = 1,
-        *,
-        seconds: float | None = None,
-        commands: Iterable[str] | None = None,
-    ) -> None:
-        """Hold the next ``count`` commands (and their connection) for ``seconds`` of the
-        server's clock before running them; ``None`` holds them until the client leaves."""
-        self.faults.add("stall", count, commands, seconds)
-
-    def clear_faults(self) -> None:
-        """Cancel the faults not yet applied."""
-        self.faults.clear()
-
     def _with_state(self) -> ServerState | None:
         return self._state
-
-
-def _remove_stale_socket(path: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return
-    if stat.S_ISSOCK(mode):
-        os.unlink(path)

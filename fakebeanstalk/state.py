@@ -16,8 +16,9 @@ import os
 from collections.abc import Iterator
 
 from fakebeanstalk import protocol as p
-from fakebeanstalk.clock import NS_PER_SECOND, Clock
-from fakebeanstalk.model import Client, Job, JobState, Journal, Tube
+from fakebeanstalk.binlog.wal import Wal
+from fakebeanstalk.clock import NS_PER_SECOND, Clock, wall_offset
+from fakebeanstalk.model import Client, Job, JobState, Tube
 from fakebeanstalk.tubes import TubeRegistry
 
 __all__ = ["Client", "Job", "JobState", "ServerState", "Tube"]
@@ -26,9 +27,20 @@ __all__ = ["Client", "Job", "JobState", "ServerState", "Tube"]
 class ServerState(TubeRegistry):
     """Everything one beanstalkd process holds in memory, and the commands acting on it."""
 
-    def __init__(self, clock: Clock, *, max_job_size: int = p.DEFAULT_MAX_JOB_SIZE) -> None:
-        """A fresh server: only the ``default`` tube, ids from 1, a new random ``id``."""
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        max_job_size: int = p.DEFAULT_MAX_JOB_SIZE,
+        wal: Wal | None = None,
+    ) -> None:
+        """A fresh server: only the ``default`` tube, ids from 1, a new random ``id``.
+
+        ``wal`` is the binlog the server journals to (see :mod:`fakebeanstalk.replay` for
+        reading one back); without it nothing is journaled.
+        """
         self.clock = clock
+        self.wal = wal if wal is not None else Wal(None, wall_offset=wall_offset(clock))
         self.max_job_size = min(max_job_size, p.MAX_JOB_SIZE_LIMIT)
         self.instance_id = os.urandom(8).hex()
         self.started_at = clock.now_ns()
@@ -208,20 +220,10 @@ class ServerState(TubeRegistry):
             self._journal(job)
         self._process_queue()
 
-    @staticmethod
-    def _journal(job: Job) -> None:
-        """Record the job as beanstalkd's binlog would now (what a keep_jobs restart sees)."""
-        job.journal = Journal(
-            job.state,
-            job.pri,
-            job.delay,
-            job.deadline_at,
-            job.reserves,
-            job.timeouts,
-            job.releases,
-            job.buries,
-            job.kicks,
-        )
+    def _journal(self, job: Job) -> None:
+        """Write the job's record to the binlog (beanstalkd's walwrite + walmaint)."""
+        self.wal.write(job)
+        self.wal.maintain()
 
     def _bury(self, job: Job) -> None:
         job.tube.buried[job.id] = job
@@ -339,6 +341,7 @@ class ServerState(TubeRegistry):
             self._free(job)
             return p.DRAINING
         job.body = data[:-2]
+        self.wal.reserve_put(job)
         self._enqueue(job, job.delay, journal=True)
         self.total_jobs += 1
         job.tube.total_jobs += 1
@@ -393,6 +396,8 @@ class ServerState(TubeRegistry):
         else:
             self._take(job)
         job.tube.deletes += 1
+        job.state = JobState.INVALID  # the binlog's delete record
+        self._journal(job)
         self._free(job)
         return True
 
@@ -407,6 +412,8 @@ class ServerState(TubeRegistry):
         job = self._own_reserved(client, job_id)
         if job is None:
             return False
+        if delay:  # only a release with a delay is journaled
+            self.wal.reserve_update(job)
         job.pri = pri
         job.delay = delay * NS_PER_SECOND
         job.releases += 1
@@ -418,6 +425,7 @@ class ServerState(TubeRegistry):
         job = self._own_reserved(client, job_id)
         if job is None:
             return False
+        self.wal.reserve_update(job)
         job.pri = pri
         self._bury(job)
         self._journal(job)
@@ -433,6 +441,7 @@ class ServerState(TubeRegistry):
         return True
 
     def _kick(self, job: Job) -> None:
+        self.wal.reserve_update(job)
         self._take(job)
         job.kicks += 1
         self._enqueue(job, 0, journal=True)
@@ -468,7 +477,7 @@ class ServerState(TubeRegistry):
             if job.state != JobState.INVALID:
                 yield job
 
-    # -- binlog-like replay (see fakebeanstalk.replay) --------------------------------------
+    # -- binlog replay (see fakebeanstalk.replay) ------------------------------------------
     def replay_bury(self, job: Job) -> None:
         """Put a replayed job in its tube's buried list."""
         self._bury(job)
@@ -476,3 +485,7 @@ class ServerState(TubeRegistry):
     def replay_enqueue(self, job: Job, delay: int) -> None:
         """Put a replayed job in its tube's ready or delayed queue."""
         self._enqueue(job, delay)
+
+    def forget(self, job: Job) -> None:
+        """Free a job read back from the binlog and then found deleted."""
+        self._free(job)
