@@ -31,6 +31,7 @@ class ServerTarget(Protocol):
     """What a conformance test needs from a server, whichever it is."""
 
     kind: str
+    binlog_dir: Path | None
 
     @property
     def host(self) -> str: ...
@@ -138,15 +139,21 @@ class RealTarget:
         max_job_size: int | None,
         unix_path: str | None,
         binlog_dir: Path | None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         binary = beanstalkd_binary()
         if binary is None:
             missing_service("beanstalkd binary not found (apt-get install beanstalkd)")
             raise AssertionError("unreachable")
         self.process = _QuietBeanstalkd(
-            binary, unix_path=unix_path, max_job_size=max_job_size, binlog_dir=binlog_dir
+            binary,
+            unix_path=unix_path,
+            max_job_size=max_job_size,
+            binlog_dir=binlog_dir,
+            extra_args=extra_args,
         )
         self.unix_path = unix_path
+        self.binlog_dir = binlog_dir
         self.process.start()
 
     @property
@@ -172,6 +179,7 @@ class RealTarget:
 
     def restart_empty(self) -> None:
         self.process.restart(binlog_dir=False)
+        self.binlog_dir = None
 
     def stop(self) -> None:
         self.process.stop()
@@ -198,15 +206,27 @@ class FakeTarget:
 
     kind = FAKE
 
-    def __init__(self, *, max_job_size: int | None, unix_path: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        max_job_size: int | None,
+        unix_path: str | None,
+        binlog_dir: Path | None = None,
+        binlog_size: int | None = None,
+    ) -> None:
         cls = _fake_server_class()
         kwargs: dict[str, Any] = {"host": "127.0.0.1", "port": 0}
         if max_job_size is not None:
             kwargs["max_job_size"] = max_job_size
         if unix_path is not None:
             kwargs["unix_path"] = unix_path
+        if binlog_dir is not None:
+            kwargs["binlog_dir"] = binlog_dir
+        if binlog_size is not None:
+            kwargs["binlog_size"] = binlog_size
         self.server = cls(**kwargs)
         self.unix_path = unix_path
+        self.binlog_dir = binlog_dir
         self.server.start()
 
     @property
@@ -265,20 +285,31 @@ class ServerFactory:
         max_job_size: int | None = None,
         unix: bool = False,
         binlog: bool = False,
+        binlog_size: int | None = None,
     ) -> ServerTarget:
-        """A fresh server; ``binlog`` asks for one whose jobs survive a hard restart."""
+        """A fresh server; ``binlog`` asks for one whose jobs survive a hard restart, in
+        a binlog directory of its own (``-b``), with files of ``binlog_size`` (``-s``)."""
         unix_path = self._unix_path() if unix else None
+        binlog_dir = None
+        if binlog:
+            binlog_dir = self.tmp_path / f"binlog{len(self._started)}"
+            binlog_dir.mkdir()
         target: ServerTarget
         if self.kind == REAL:
-            binlog_dir = None
-            if binlog:
-                binlog_dir = self.tmp_path / f"binlog{len(self._started)}"
-                binlog_dir.mkdir()
+            extra = () if binlog_size is None else ("-s", str(binlog_size))
             target = RealTarget(
-                max_job_size=max_job_size, unix_path=unix_path, binlog_dir=binlog_dir
+                max_job_size=max_job_size,
+                unix_path=unix_path,
+                binlog_dir=binlog_dir,
+                extra_args=extra,
             )
         else:
-            target = FakeTarget(max_job_size=max_job_size, unix_path=unix_path)
+            target = FakeTarget(
+                max_job_size=max_job_size,
+                unix_path=unix_path,
+                binlog_dir=binlog_dir,
+                binlog_size=binlog_size,
+            )
         self._started.append(target)
         return target
 
