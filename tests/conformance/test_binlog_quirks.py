@@ -13,14 +13,16 @@ from tests.conformance.targets import ServerFactory, ServerTarget
 _BINLOG_KEYS = ("oldest-index", "current-index", "records-migrated", "records-written")
 
 
-def _journaled(spawn: ServerFactory, **options: int) -> ServerTarget:
-    return spawn.spawn(binlog=True, **options)
+def _journaled(
+    spawn: ServerFactory, *, max_job_size: int | None = None, binlog_size: int | None = None
+) -> ServerTarget:
+    return spawn.spawn(binlog=True, max_job_size=max_job_size, binlog_size=binlog_size)
 
 
 def _buried_order(conn: RawConnection, tube: bytes) -> list[bytes]:
     """The ids of a tube's buried list, oldest first (kicking them one by one)."""
     assert conn.cmd(b"use " + tube + b"\r\n") == b"USING " + tube + b"\r\n"
-    order = []
+    order: list[bytes] = []
     while True:
         reply = conn.cmd(b"peek-buried\r\n")
         if reply == b"NOT_FOUND\r\n":
