@@ -12,7 +12,13 @@ import greenstalk
 import pytest
 
 from kqueue import KQueue
-from tests.servers import BeanstalkdProcess, beanstalkd_binary, missing_service, tcp_reachable
+from tests.servers import (
+    BeanstalkdProcess,
+    FakeBroker,
+    beanstalkd_binary,
+    missing_service,
+    tcp_reachable,
+)
 
 # Containerised services (pytest-docker): docker_beanstalkd, docker_redis, docker_postgres.
 pytest_plugins = ["tests.docker.plugin"]
@@ -39,8 +45,34 @@ def _spawn(tmp_path: Path | None = None, **kwargs: object) -> Iterator[Beanstalk
 
 @pytest.fixture
 def beanstalkd() -> Iterator[BeanstalkdProcess]:
-    """A fresh real beanstalkd on a free port, without binlog; can kill -9 and restart."""
+    """A fresh real beanstalkd on a free port, without binlog; can kill -9 and restart.
+
+    tests/core, tests/integration and tests/throughput override it with
+    :func:`either_broker`: their tests run on the real binary and on fakebeanstalk."""
     yield from _spawn()
+
+
+@pytest.fixture
+def real_beanstalkd() -> Iterator[BeanstalkdProcess]:
+    """A real beanstalkd process, for tests of what only a process does (SIGSTOP)."""
+    yield from _spawn()
+
+
+def either_broker(request: pytest.FixtureRequest) -> Iterator[BeanstalkdProcess]:
+    """The broker of a ``params=BROKERS`` fixture: a real beanstalkd, or fakebeanstalk in
+    this process behind the same interface (kill, start, restart without binlog)."""
+    if request.param == "real":
+        yield from _spawn()
+        return
+    fake = FakeBroker()
+    fake.start()
+    try:
+        yield fake  # type: ignore[misc]
+    finally:
+        fake.stop()
+
+
+BROKERS = ["real", "fake"]
 
 
 @pytest.fixture

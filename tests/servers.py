@@ -138,3 +138,52 @@ def running_beanstalkd() -> Iterator[BeanstalkdProcess]:
         yield server
     finally:
         server.stop()
+
+
+class FakeBroker:
+    """An in-process fakebeanstalk behind :class:`BeanstalkdProcess`'s interface, so the core
+    suites run on both brokers from one parametrised fixture (``kill`` is ``crash()``; a
+    restart comes back empty, as beanstalkd without a binlog does)."""
+
+    def __init__(self) -> None:
+        from fakebeanstalk.server import FakeBeanstalkServer
+
+        self.server = FakeBeanstalkServer(port=0)
+        self.binlog_dir: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.address
+
+    def start(self) -> None:
+        if self.server.port == 0:
+            self.server.start()
+        elif not self.server.running:
+            self.server.restart(keep_jobs=False)
+
+    def kill(self) -> None:
+        """Like kill -9: connections dropped, nothing listens, every job gone."""
+        self.server.crash()
+
+    def restart(self, *, binlog_dir: Path | bool | None = True) -> None:
+        """Crash and start again, empty, on the same port."""
+        if binlog_dir not in (False, None):
+            raise NotImplementedError("the fake broker fixture restarts without a binlog")
+        self.server.restart(keep_jobs=False)
+
+    def signal(self, signum: int) -> None:
+        """SIGUSR1 puts the fake into drain mode, as it does beanstalkd."""
+        if signum != signal.SIGUSR1:
+            raise NotImplementedError(f"the fake broker fixture takes SIGUSR1 only, not {signum}")
+        self.server.drain()
+
+    def stop(self) -> None:
+        self.server.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 
 import greenstalk
 import pytest
@@ -60,10 +59,14 @@ def test_exception_that_cannot_be_printed_is_still_a_handled_failure(queue: KQue
     assert queue.counters["buried"] == 1
 
 
-def test_worker_rides_out_a_frozen_broker(
-    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
-) -> None:
-    worker = make_queue(command_timeout=0.3, reconnect_delay=(0.05, 0.1))
+def test_worker_rides_out_a_frozen_broker(real_beanstalkd: BeanstalkdProcess) -> None:
+    beanstalkd = real_beanstalkd
+    worker = KQueue(
+        host=beanstalkd.host,
+        port=beanstalkd.port,
+        command_timeout=0.3,
+        reconnect_delay=(0.05, 0.1),
+    )
     seen: list[object] = []
     worker.add_handler("f", lambda job: seen.append(job.data))
     worker.add_job("f", "before")
@@ -74,6 +77,7 @@ def test_worker_rides_out_a_frozen_broker(
     worker.add_job("f", "after")
     assert worker.run_jobs(time_limit_ms=1000, count_limit=1) == 1
     assert seen == ["before", "after"]
+    worker.close()
 
 
 def test_purge_keeps_held_jobs_in_their_state_past_their_ttr(

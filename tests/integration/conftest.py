@@ -1,4 +1,4 @@
-"""Queues over every bulk store, on a real beanstalkd."""
+"""Queues over every bulk store, on the real beanstalkd and on fakebeanstalk."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from kqueue.stores import Store
+from tests.conftest import BROKERS, either_broker
 from tests.contract.conftest import STORE_KINDS, open_test_store
+from tests.servers import BeanstalkdProcess
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -23,3 +25,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
 def queue_defaults(store: Store) -> dict[str, Any]:
     """Every queue of these tests writes through the test's store."""
     return {"bulk_store": store}
+
+
+@pytest.fixture(params=BROKERS)
+def beanstalkd(request: pytest.FixtureRequest) -> Iterator[BeanstalkdProcess]:
+    """Every test here runs on the real beanstalkd and on fakebeanstalk."""
+    yield from either_broker(request)
