@@ -54,6 +54,8 @@ log "ruff"
 "$VENV/bin/ruff" format --check .
 log "mypy --strict"
 "$VENV/bin/mypy"
+log "import-linter (layer contracts in pyproject.toml)"
+"$VENV/bin/lint-imports"
 log "pytest"
 "$VENV/bin/python" -m pytest "$@"
 
