@@ -9,7 +9,7 @@ import greenstalk
 import pytest
 import redis
 
-from kqueue import Job, KQueue
+from kqueue import KQueue
 from tests.docker.containers import ContainerBeanstalkd
 
 pytestmark = pytest.mark.docker
@@ -69,12 +69,3 @@ def test_jobs_round_trip_through_postgres_and_beanstalkd_containers(
             queue.run_jobs(count_limit=20 - len(ran), time_limit_ms=500)
         assert sorted(ran) == list(range(20))
         assert queue.store is not None and queue.store.count() == 0
-
-
-def test_handler_sees_the_job_type(docker_beanstalkd: ContainerBeanstalkd) -> None:
-    seen: list[Job] = []
-    with KQueue(host=docker_beanstalkd.host, port=docker_beanstalkd.port) as queue:
-        queue.add_handler("inline", seen.append)
-        queue.add_job("inline", {"n": 1})
-        assert queue.run_jobs(count_limit=1, time_limit_ms=5000) == 1
-    assert [(job.job_type, job.data) for job in seen] == [("inline", {"n": 1})]
