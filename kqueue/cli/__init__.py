@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         return cmd
 
     _worker_parser(command)
+    _inspection_parsers(command)
+    _admin_parsers(command)
+    _demo_parser(command)
+    return parser
+
+
+_CommandMaker = Callable[[str, Command, str], argparse.ArgumentParser]
+
+
+def _inspection_parsers(command: _CommandMaker) -> None:
     stats = command("stats", commands.cmd_stats, "job counts per type")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.add_argument(
@@ -102,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     buried = command("buried", commands.cmd_buried, "list buried jobs with their last errors")
     buried.add_argument("jobtype")
     buried.add_argument("--limit", type=POSITIVE_INT, default=50)
+
+
+def _admin_parsers(command: _CommandMaker) -> None:
     kick = command("kick", commands.cmd_kick, "kick buried jobs back to ready")
     kick.add_argument("jobtype")
     kick.add_argument("count", type=POSITIVE_INT, nargs="?", help="how many (default: all buried)")
@@ -117,8 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
     sweeper = command("sweeper", commands.cmd_sweeper, "recovery passes until stopped")
     sweeper.add_argument("--interval", type=POSITIVE_FLOAT, default=30.0)
     sweeper.add_argument("--grace", type=float)
-    _demo_parser(command)
-    return parser
 
 
 def _worker_parser(command: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:

@@ -44,7 +44,27 @@ class Tables:
 def build_tables(prefix: str) -> Tables:
     """Describe the tables, named ``<prefix>records``, ``<prefix>suspended``, ``<prefix>meta``."""
     metadata = sa.MetaData()
-    records = sa.Table(
+    records = _records_table(prefix, metadata)
+    suspended = sa.Table(
+        f"{prefix}suspended",
+        metadata,
+        sa.Column("job_type", _binary_string(200), primary_key=True),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    meta = sa.Table(
+        f"{prefix}meta",
+        metadata,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.String(255), nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return Tables(metadata, records, suspended, meta)
+
+
+def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
         f"{prefix}records",
         metadata,
         sa.Column("key", _binary_string(255), primary_key=True),
@@ -67,22 +87,6 @@ def build_tables(prefix: str) -> Tables:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    suspended = sa.Table(
-        f"{prefix}suspended",
-        metadata,
-        sa.Column("job_type", _binary_string(200), primary_key=True),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-    )
-    meta = sa.Table(
-        f"{prefix}meta",
-        metadata,
-        sa.Column("name", sa.String(64), primary_key=True),
-        sa.Column("value", sa.String(255), nullable=False),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-    )
-    return Tables(metadata, records, suspended, meta)
 
 
 def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> int:

@@ -118,6 +118,16 @@ def _ref_args(ref: BrokerRef | None) -> list[str | int]:
     return ["0", "", ""] if ref is None else ["1", ref.server_id, ref.job_id]
 
 
+def _import_redis() -> Any:
+    try:
+        import redis
+        import redis.backoff
+        import redis.retry
+    except ImportError as exc:
+        raise ConfigurationError("RedisStore needs redis-py: pip install kqueue[redis]") from exc
+    return redis
+
+
 class RedisStore(StoreBase):
     """Job records in Redis, addressed by a ``redis://``, ``rediss://`` or ``unix://`` URL.
 
@@ -139,15 +149,7 @@ class RedisStore(StoreBase):
     ) -> None:
         if url_scheme(url) not in REDIS_SCHEMES:
             raise ConfigurationError(f"not a Redis URL: {redact_url(url)!r}")
-        try:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-        except ImportError as exc:
-            raise ConfigurationError(
-                "RedisStore needs redis-py: pip install kqueue[redis]"
-            ) from exc
-        self._redis = redis
+        redis = self._redis = _import_redis()
         self._url = url
         self._where = redact_url(url)
         self._prefix = prefix
@@ -161,7 +163,7 @@ class RedisStore(StoreBase):
                 url,
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=socket_timeout,
-                retry=Retry(NoBackoff(), 0),
+                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
             )
         except (ValueError, redis.RedisError) as exc:
             message = scrub(str(exc), url)
@@ -172,6 +174,9 @@ class RedisStore(StoreBase):
         self._hold_connections = self._client.connection_pool.max_connections >= 2**30
         self._held: weakref.WeakSet[redis_module.Redis] = weakref.WeakSet()
         self._held_lock = threading.Lock()
+        self._register_scripts()
+
+    def _register_scripts(self) -> None:
         self._put_many = self._client.register_script(scripts.PUT_MANY)
         self._put_packed = self._client.register_script(scripts.PUT_MANY_PACKED)
         self._status_many = self._client.register_script(scripts.STATUS_MANY)
@@ -248,8 +253,8 @@ class RedisStore(StoreBase):
             with self._held_lock:
                 self._held.add(client)
         conn: Any = client.connection  # redis-py's Connection is not annotated
-        if conn is not None and conn._sock is not None:
-            try:
+        if conn is not None:
+            try:  # (can_read connects a connection that is not: the next command would)
                 stale = conn.can_read(timeout=0)
             except (self._redis.exceptions.ConnectionError, OSError):
                 stale = True

@@ -121,25 +121,7 @@ class SQLStore(StoreBase):
         except sa.exc.ArgumentError as exc:  # includes NoSuchModuleError: unknown dialect
             raise ConfigurationError(f"unsupported SQL URL {self._where!r}: {exc}") from exc
         if backend == "sqlite":
-            millis = int(busy_timeout * 1000)
-
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cursor = dbapi_conn.cursor()
-                cursor.execute(f"PRAGMA busy_timeout = {millis}")
-                # Switching to WAL takes an exclusive lock and does not wait on the busy
-                # handler: connections opening a new file at once retry for the busy timeout.
-                deadline = time.monotonic() + busy_timeout
-                while True:
-                    try:
-                        cursor.execute("PRAGMA journal_mode = WAL")
-                        break
-                    except sqlite3.OperationalError as exc:
-                        if "locked" not in str(exc) or time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.02)
-                cursor.close()
-
-            sa.event.listen(engine, "connect", _pragmas)
+            sa.event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
         return engine
 
     def __repr__(self) -> str:
@@ -453,3 +435,26 @@ class SQLStore(StoreBase):
     def close(self) -> None:
         """Close every pooled connection; the store may not be used afterwards."""
         self._engine.dispose()
+
+
+def _sqlite_pragmas(busy_timeout: float) -> Any:
+    """The connect hook of a SQLite engine: a busy timeout, then WAL mode."""
+    millis = int(busy_timeout * 1000)
+
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {millis}")
+        # Switching to WAL takes an exclusive lock and does not wait on the busy handler:
+        # connections opening a new file at once retry for the busy timeout.
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        cursor.close()
+
+    return pragmas
