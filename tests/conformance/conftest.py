@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.rawclient import RawConnection
-from tests.conformance.targets import SERVER_KINDS, ServerFactory, ServerTarget
+from tests.conformance.targets import (
+    SERVER_KINDS,
+    ServerFactory,
+    ServerTarget,
+    _fake_server_class,
+)
+from tests.servers import beanstalkd_binary, missing_service
 
 
 @pytest.fixture(params=SERVER_KINDS)
@@ -43,3 +49,11 @@ def conn(server: ServerTarget) -> Iterator[RawConnection]:
     """One raw connection to ``server``."""
     with server.connect() as connection:
         yield connection
+
+
+@pytest.fixture
+def both_servers_available() -> None:
+    """The real binary must exist (else skip locally, fail in CI); the fake must import."""
+    if beanstalkd_binary() is None:
+        missing_service("beanstalkd binary not found (apt-get install beanstalkd)")
+    _fake_server_class()

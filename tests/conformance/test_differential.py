@@ -32,8 +32,7 @@ from tests.conformance.rawclient import (
     split_replies,
     stats_dict,
 )
-from tests.conformance.targets import FakeTarget, RealTarget, ServerTarget, _fake_server_class
-from tests.servers import beanstalkd_binary, missing_service
+from tests.conformance.targets import FakeTarget, RealTarget
 
 CONNECTIONS = 3
 MAX_JOB_SIZE = 64
@@ -207,14 +206,7 @@ class ServerPair:
     """The same-numbered connections to both servers, and the comparison of their replies."""
 
     def __init__(self) -> None:
-        self.real: ServerTarget = RealTarget(
-            max_job_size=MAX_JOB_SIZE, unix_path=None, binlog_dir=None
-        )
-        try:
-            self.fake: ServerTarget = FakeTarget(max_job_size=MAX_JOB_SIZE, unix_path=None)
-        except BaseException:
-            self.real.stop()
-            raise
+        self.real, self.fake = self._start_servers()
         self.conns: list[tuple[RawConnection, RawConnection]] = []
         self.dirty: list[bool] = []
         for _ in range(CONNECTIONS):
@@ -222,6 +214,16 @@ class ServerPair:
             self.dirty.append(False)
         # a TCP connect completes before the server accepts: wait until both have
         self._settle(CONNECTIONS - 1)
+
+    def _start_servers(self) -> tuple[RealTarget, FakeTarget]:
+        """Both servers, with a small max job size (subclasses add options)."""
+        real = RealTarget(max_job_size=MAX_JOB_SIZE, unix_path=None, binlog_dir=None)
+        try:
+            fake = FakeTarget(max_job_size=MAX_JOB_SIZE, unix_path=None)
+        except BaseException:
+            real.stop()
+            raise
+        return real, fake
 
     def close(self) -> None:
         for real, fake in self.conns:
@@ -333,9 +335,11 @@ class ServerPair:
 class FakeMatchesRealServer(RuleBasedStateMachine):
     """Sends the same random bytes to both servers and demands identical replies."""
 
+    pair_class: type[ServerPair] = ServerPair
+
     def __init__(self) -> None:
         super().__init__()
-        self.servers = ServerPair()
+        self.servers = self.pair_class()
 
     def teardown(self) -> None:
         try:
@@ -391,14 +395,6 @@ DIFFERENTIAL_SETTINGS = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-
-
-@pytest.fixture
-def both_servers_available() -> None:
-    """The real binary must exist (else skip locally, fail in CI); the fake must import."""
-    if beanstalkd_binary() is None:
-        missing_service("beanstalkd binary not found (apt-get install beanstalkd)")
-    _fake_server_class()
 
 
 @pytest.mark.usefixtures("both_servers_available")

@@ -1,4 +1,5 @@
-"""Failures an independent review found: each must be handled, never spin or kill the loop."""
+"""Bodies kqueue did not write (forged headers, another job type), unprintable errors, a
+frozen broker, and purge holding jobs past their TTR."""
 
 from __future__ import annotations
 
