@@ -16,9 +16,14 @@ from pathlib import Path
 
 from tests.servers import BeanstalkdProcess, wait_for_port
 
-ENGINE_HOST = os.environ.get("KQUEUE_DOCKER_HOST", "unix:///run/kqueue-docker/docker.sock")
+DEFAULT_ENGINE_HOST = "unix:///run/kqueue-docker/docker.sock"  # where ci/docker.sh puts it
 BUILD_SCRIPT = Path(__file__).with_name("build-images.sh")
 IMAGES = ("beanstalkd", "redis", "postgres")
+
+
+def engine_host() -> str:
+    """Our engine's address: ``KQUEUE_DOCKER_HOST``, else ci/docker.sh's socket (never Docker's)."""
+    return os.environ.get("KQUEUE_DOCKER_HOST") or DEFAULT_ENGINE_HOST
 
 
 def docker_binary() -> str | None:
@@ -34,7 +39,7 @@ def docker(*args: str, timeout: float = 60.0) -> str:
     binary = docker_binary()
     if binary is None:
         raise RuntimeError("no docker client installed (apt-get install docker.io)")
-    env = os.environ | {"DOCKER_HOST": ENGINE_HOST}
+    env = os.environ | {"DOCKER_HOST": engine_host()}
     done = subprocess.run(
         [binary, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -61,7 +66,7 @@ def engine_problem() -> str | None:
     try:
         docker("version", "--format", "{{.Server.Version}}", timeout=10)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        return f"no Docker engine answers on {ENGINE_HOST} ({exc})"
+        return f"no Docker engine answers on {engine_host()} ({exc})"
     tag = images_tag()
     for name in IMAGES:
         try:

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.docker.containers import (
-    ENGINE_HOST,
     Container,
     ContainerBeanstalkd,
+    engine_host,
     engine_problem,
     images_tag,
 )
@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # pytest-docker is only needed once a container fixture is us
     from pytest_docker import Services
 
 COMPOSE_FILE = Path(__file__).parent.parent / "docker-compose.yml"
-REQUESTED = os.environ.get("KQUEUE_TEST_DOCKER", "").lower() in {"1", "true", "yes"}
 READY_TIMEOUT = 60.0  # a cold PostgreSQL on a loaded two-core machine
 
 
@@ -48,10 +47,11 @@ def docker_engine() -> str:
     problem = engine_problem()
     if problem is not None:
         reason = f"containerised tests: {problem}; run `ci/docker.sh start` first"
-        if REQUESTED and not IN_CI:
+        requested = os.environ.get("KQUEUE_TEST_DOCKER", "").lower() in {"1", "true", "yes"}
+        if requested and not IN_CI:
             pytest.fail(f"KQUEUE_TEST_DOCKER is set but {reason}", pytrace=False)
         missing_service(reason)
-    return ENGINE_HOST
+    return engine_host()
 
 
 @pytest.fixture(scope="session")
