@@ -84,9 +84,9 @@ def new_record(
     now: float,
 ) -> JobRecord:
     """A new record (no attempt, no reference, created and updated ``now``): the same as
-    calling :class:`JobRecord`, about four times faster. A frozen dataclass sets each of its
-    13 fields through ``object.__setattr__``; this fills the instance's ``__dict__`` at once
-    (the producer builds one record per job)."""
+    calling :class:`JobRecord`, built by filling the instance's ``__dict__`` at once instead
+    of a frozen dataclass's ``object.__setattr__`` per field (the producer builds one record
+    per job; the gain is in docs/performance.md)."""
     record: JobRecord = object.__new__(JobRecord)
     record.__dict__.update(
         _NEW_RECORD_DEFAULTS,

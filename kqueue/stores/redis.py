@@ -226,9 +226,8 @@ class RedisStore(StoreBase):
     def _conn(self) -> redis_module.Redis:
         """This thread's client, holding one connection of the pool for the thread's life.
 
-        A pooled command takes and returns a connection every time, which costs redis-py 8
-        about 35 us a call on this project's machine (a third of a loopback round trip): a
-        held connection skips that, so each thread using the store holds one connection. With
+        A pooled command takes and returns a connection every time, a cost a held connection
+        skips (measured in docs/performance.md), so each thread using the store holds one. With
         a ``max_connections`` in the URL nothing is held (threads would use up the limit):
         every call takes a pooled connection, as plain redis-py does. A held one goes back to the
         pool when the thread ends (the client is garbage) or the store closes; a forked child
@@ -268,8 +267,8 @@ class RedisStore(StoreBase):
         """Run one of the Lua scripts on this thread's connection.
 
         EVALSHA goes straight to the held connection, skipping the client's command layer
-        (about 20 us a call hot, 60 us after idle, on this project's machine); a server
-        that lost the script (restarted, SCRIPT FLUSH) gets it loaded again once.
+        (its cost is in docs/performance.md); a server that lost the script (restarted,
+        SCRIPT FLUSH) gets it loaded again once.
         """
         client = self._conn()
         conn: Any = client.connection  # redis-py's Connection is not annotated
