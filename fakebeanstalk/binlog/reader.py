@@ -143,7 +143,7 @@ def _apply(
         assert entry.tube is not None
         # beanstalkd compares the stored size, CRLF included, with -z: a job of exactly
         # the maximum size is refused on the way back in.
-        if record.body_size > table.max_job_size + 2:
+        if record.body_size > table.max_job_size:
             return False
         job = table.restore_job(record, entry.tube)
     table.apply_record(job, record)
