@@ -304,8 +304,7 @@ class ServerPair:
             + ([b"<closed>"] if conn.closed_by_peer else [])
         )
 
-    @staticmethod
-    def _assert_same(index: int, sent: bytes, real: list[bytes], fake: list[bytes]) -> None:
+    def _assert_same(self, index: int, sent: bytes, real: list[bytes], fake: list[bytes]) -> None:
         assert real == fake, (
             f"connection {index}: sent {sent!r}\n  real replied {real!r}\n  fake replied {fake!r}"
         )
