@@ -13,6 +13,11 @@ from kqueue.stores.base import Store
 
 logger = logging.getLogger("kqueue")
 
+MAX_RERUN_DELAY = 60
+"""Seconds, at most, before a finished job whose record could not be deleted runs again (the
+delay doubles with each failure in a row: a store that can be read but not written must not
+make finished jobs run again and again)."""
+
 
 class AckFlusher:
     """Sends the deletes of finished jobs from a background thread while the next handler runs.
@@ -37,6 +42,8 @@ class AckFlusher:
         self._pending: list[tuple[BeanstalkConnection, Job]] = []
         self._busy = 0
         self._thread: threading.Thread | None = None
+        self.store_failures = 0
+        """Deletes of finished records that failed in a row (0: the store takes deletes)."""
 
     def add(self, conn: BeanstalkConnection, job: Job) -> None:
         """Delete ``job`` (reserved on ``conn``) soon: its record first, then the job."""
@@ -87,19 +94,22 @@ class AckFlusher:
         if keys and self.store is not None:
             try:
                 self.store.delete_many(keys)
+                self.store_failures = 0
             except KQueueError as exc:
                 kept = True
+                self.store_failures += 1
                 logger.error("cannot delete %d finished job record(s): %s", len(keys), exc)
         by_conn: dict[BeanstalkConnection, list[Job]] = {}
         for conn, job in batch:
             by_conn.setdefault(conn, []).append(job)
         for conn, jobs in by_conn.items():
             try:
-                if kept:  # records still there: their jobs go back to run again
+                if kept:  # records still there: their jobs run again, after a growing delay
                     pipe = Pipeline(conn)
+                    delay = min(MAX_RERUN_DELAY, 2 ** (self.store_failures - 1))
                     for job in jobs:
                         if job.stored:
-                            pipe.release(job.id, priority=job.priority, delay=0)
+                            pipe.release(job.id, priority=job.priority, delay=delay)
                         else:
                             pipe.delete(job.id)
                     pipe.execute()

@@ -148,6 +148,11 @@ class Consumer:
             wait = _remaining(deadline, drain=drain)
             if wait is not None and wait < 0:
                 break
+            if self.runner.acks.store_failures:
+                # Finished jobs cannot be settled (the store refuses deletes): take new ones
+                # slowly, so that a read-only store costs pauses, not a storm of re-runs.
+                self._pause(backoff, deadline)
+                backoff = min(backoff * 2, self.config.reconnect_delay[1])
             try:
                 reserved = self._reserve(wait, None if count_limit < 0 else count_limit - ran)
                 if reserved:
@@ -159,7 +164,8 @@ class Consumer:
                 self._recover(exc, backoff, deadline)
                 backoff = min(backoff * 2, self.config.reconnect_delay[1])
                 continue
-            backoff = self.config.reconnect_delay[0]
+            if not self.runner.acks.store_failures:
+                backoff = self.config.reconnect_delay[0]
             if not reserved and drain:
                 break
         return ran

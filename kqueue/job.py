@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -108,18 +107,16 @@ class Job:
     outcome: JobOutcome = "pending"
     stored: bool = False
     connection: BeanstalkConnection | None = field(default=None, repr=False)
-    known_attempts: int | None = field(default=None, repr=False)
-    count_attempts: Callable[[], int] | None = field(default=None, repr=False)
+    known_attempts: int = field(default=1, repr=False)
 
     @property
     def attempts(self) -> int:
         """This run's attempt number: 1 on the first run, 2 on the first retry, ...
 
-        Stored jobs keep the count on their record; for inline jobs beanstalkd's own counters
-        (releases and TTR timeouts) are asked the first time this is read.
+        Failed attempts are counted on a stored job's record (by beanstalkd's releases for an
+        inline job); earlier reserves that never finished (the TTR ran out, the worker died)
+        count too, from beanstalkd's counters of the job.
         """
-        if self.known_attempts is None:
-            self.known_attempts = self.count_attempts() if self.count_attempts else 1
         return self.known_attempts
 
     @property

@@ -14,9 +14,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kqueue.acks import AckFlusher
+from kqueue.beanstalk import commands as cmd
+from kqueue.beanstalk.commands import JobCounts
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pipeline, delete_jobs
 from kqueue.beanstalk.wire import ReservedJob
@@ -33,6 +35,28 @@ Handler = Callable[[Job], Any]
 MAX_ERROR_TEXT = 2000
 
 _Record = JobRecord | RecordStatus
+
+
+class _Reserved(NamedTuple):
+    """A reserved job with its parsed body (None: unreadable) and its broker counters."""
+
+    job: ReservedJob
+    body: Body | None
+    counts: JobCounts | None
+
+
+def _job(conn: BeanstalkConnection, job_id: int, body: Body, data: Any, attempts: int) -> Job:
+    return Job(
+        id=job_id,
+        job_type=body.job_type,
+        data=data,
+        priority=body.priority,
+        ttr=body.ttr,
+        key=body.key,
+        stored=body.stored,
+        connection=conn,
+        known_attempts=attempts,
+    )
 
 
 @dataclass(frozen=True)
@@ -120,10 +144,11 @@ class JobRunner:
     ) -> list[Job | None]:
         bodies = [decode_body(reserved.body) for reserved in window]
         records, server_id = self._records_of(conn, bodies)
+        counts = self._counts_of(conn, window)
         dropped: list[int] = []
         jobs = [
-            self._prepare(conn, reserved, body, records, server_id, dropped)
-            for reserved, body in zip(window, bodies, strict=True)
+            self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
+            for reserved, body, count in zip(window, bodies, counts, strict=True)
         ]
         delete_jobs(conn, dropped)  # their records are gone: never run them
         return jobs
@@ -144,71 +169,73 @@ class JobRunner:
             records.update(self.store.get_many(refs))
         return records, conn.server_id() if copies or refs else ""
 
+    @staticmethod
+    def _counts_of(
+        conn: BeanstalkConnection, window: Sequence[ReservedJob]
+    ) -> list[JobCounts | None]:
+        """Each job's tube and counters, in one burst: earlier attempts that never finished
+        (TTR ran out, worker died) count against the retry budget."""
+        pipe = Pipeline(conn)
+        pending = [pipe.add(cmd.job_counts(reserved.id)) for reserved in window]
+        pipe.execute()
+        return [slot.result() for slot in pending]
+
     def _prepare(
         self,
         conn: BeanstalkConnection,
-        reserved: ReservedJob,
-        body: Body | None,
+        reserved: _Reserved,
         records: dict[str, _Record],
         server_id: str,
         dropped: list[int],
     ) -> Job | None:
-        if body is None:
-            self._bury_unreadable(conn, reserved.id, "foreign or corrupt job body")
+        job_id, body, counts = reserved.job.id, reserved.body, reserved.counts
+        why = self._unreadable(body, counts, records)
+        if why is not None:
+            self._bury_unreadable(conn, job_id, why)
             return None
-        attempts: int | None = None
+        assert body is not None
+        unfinished = 0 if counts is None else counts.unfinished
         payload = body.payload
-        if body.stored:
+        if not body.stored:
+            attempts = (0 if counts is None else counts.releases) + unfinished + 1
+        else:
             record = records.get(body.key)
-            reason = self._not_runnable(reserved.id, body.key, record, server_id)
+            reason = self._not_runnable(job_id, body.key, record, server_id)
             if reason is not None:
-                if reason == "unreadable":
-                    self._bury_unreadable(conn, reserved.id, "a reference, but no store here")
-                else:
-                    dropped.append(reserved.id)
-                    self.events.on_dropped(reserved.id, body.key, reason)
+                dropped.append(job_id)
+                self.events.on_dropped(job_id, body.key, reason)
                 return None
             assert record is not None
-            attempts = record.attempts + 1
+            attempts = record.attempts + unfinished + 1
             if isinstance(record, JobRecord):
                 payload = record.payload
         try:
             data = self.codecs.decode(body.codec, payload)
         except PayloadError as exc:
-            self._bury_unreadable(conn, reserved.id, str(exc))
+            self._bury_unreadable(conn, job_id, str(exc))
             return None
-        return self._job(conn, reserved, body, data, attempts)
+        return _job(conn, job_id, body, data, attempts)
 
-    @staticmethod
-    def _job(
-        conn: BeanstalkConnection,
-        reserved: ReservedJob,
-        body: Body,
-        data: Any,
-        attempts: int | None,
-    ) -> Job:
-        return Job(
-            id=reserved.id,
-            job_type=body.job_type,
-            data=data,
-            priority=body.priority,
-            ttr=body.ttr,
-            key=body.key,
-            stored=body.stored,
-            connection=conn,
-            known_attempts=attempts,
-            count_attempts=(
-                None if attempts is not None else lambda: attempts_from_broker(conn, reserved.id)
-            ),
-        )
+    def _unreadable(
+        self, body: Body | None, counts: JobCounts | None, records: dict[str, _Record]
+    ) -> str | None:
+        """Why a body must not run at all (it is buried), or None."""
+        if body is None:
+            return "foreign or corrupt job body"
+        if counts is not None and counts.tube != self.tube_prefix + body.job_type:
+            return f"body names job type {body.job_type!r}, not its tube's"
+        if body.stored and self.store is None:
+            return "a reference, but no store here"
+        record = records.get(body.key) if body.stored else None
+        if isinstance(record, JobRecord) and record.job_type != body.job_type:
+            return f"body names the record of a {record.job_type!r} job"
+        return None
 
     def _not_runnable(
         self, job_id: int, key: str, record: _Record | None, server_id: str
     ) -> DropReason | None:
-        """Why a stored job must not run: no store here, its record gone, or the record
-        names another job on this server (a duplicate delivery); None if it may run."""
-        if self.store is None:
-            return "unreadable"
+        """Why a stored job must not run: its record is gone, or the record names another
+        job on this server (a duplicate delivery); None if it may run."""
         if record is None:
             # Done or purged already: the reference is stale. Never run it.
             logger.info("job %s key=%s: record gone, reference dropped", job_id, key)
@@ -229,13 +256,9 @@ class JobRunner:
         logger.error("job %s in tube %s buried: %s", job_id, stats.get("tube", "?"), why)
 
     def _no_handler(self, conn: BeanstalkConnection, job: Job) -> None:
-        """A job whose type has no handler here: its handler was removed after the reserve
-        (hand it back untouched), or its body names a type its tube is not (bury it)."""
-        stats = conn.stats_job(job.id) or {}
-        if stats.get("tube") == self.tube_prefix + job.job_type:
-            conn.release(job.id, priority=job.priority, delay=0)
-        else:
-            self._bury_unreadable(conn, job.id, f"body names job type {job.job_type!r}")
+        """A job whose handler was removed after the reserve: handed back untouched (a body
+        naming another tube's type was buried before, as unreadable)."""
+        conn.release(job.id, priority=job.priority, delay=0)
 
     def _hand_back(self, conn: BeanstalkConnection, jobs: Sequence[Job | None]) -> None:
         pipe = Pipeline(conn)
@@ -248,6 +271,10 @@ class JobRunner:
     # -- the handler and its outcome -------------------------------------------------------
 
     def _call_handler(self, conn: BeanstalkConnection, job: Job, spec: HandlerSpec) -> None:
+        policy = spec.retry or self.retry
+        if job.attempts > policy.max_attempts:
+            self._bury_poison(conn, job, policy)
+            return
         try:
             self.events.before_job(job)
         except (Fail, SkipJob) as stopped:
@@ -278,6 +305,26 @@ class JobRunner:
             self.acks.add(conn, job)
         logger.debug("job %s type=%s done in %.3f ms", job.id, job.job_type, seconds * 1000)
         self.events.after_job(job, seconds)
+
+    def _bury_poison(self, conn: BeanstalkConnection, job: Job, policy: RetryPolicy) -> None:
+        """A job whose earlier attempts never finished (its TTR ran out, or its worker died:
+        a handler that kills its process) is buried once they spend its budget, unrun."""
+        reason = (
+            f"never finished: {job.attempts - 1} attempt(s) ended with its TTR running out or "
+            f"its worker dying (budget {policy.max_attempts})"
+        )
+        if job.stored and self.store is not None:
+            self.store.record_attempt(
+                job.key,
+                attempts=job.attempts - 1,
+                last_error=reason,
+                state="buried",
+                now=time.time(),
+            )
+        conn.bury(job.id, priority=job.priority)
+        job.outcome = "buried"
+        logger.error("job %s type=%s buried: %s", job.id, job.job_type, reason)
+        self.events.on_buried(job, reason)
 
     def _stopped_before(
         self, conn: BeanstalkConnection, job: Job, spec: HandlerSpec, stopped: Exception

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from kqueue.beanstalk.wire import (
     JobStats,
@@ -137,6 +137,37 @@ def _tubes(reply: Reply) -> list[str]:
     return parse_yaml_list(reply.body or b"")
 
 
+class JobCounts(NamedTuple):
+    """What a worker needs of ``stats-job`` before running a job: its tube and counters."""
+
+    tube: str
+    reserves: int
+    releases: int
+    buries: int
+
+    @property
+    def unfinished(self) -> int:
+        """Earlier reserves that ended in neither a release nor a bury: the TTR ran out, or
+        the connection holding the job closed (a worker that died). Each was an attempt."""
+        return max(0, self.reserves - 1 - self.releases - self.buries)
+
+
+_COUNTS = re.compile(rb"\n(tube|reserves|releases|buries): ([^\n]*)")
+
+
+def _job_counts(reply: Reply) -> JobCounts | None:
+    if reply.body is None:
+        return None
+    found = {name: value.strip() for name, value in _COUNTS.findall(reply.body)}
+    tube = found.get(b"tube", b"").strip(b'"').decode("utf-8", "replace")
+    return JobCounts(
+        tube,
+        int(found.get(b"reserves", b"0")),
+        int(found.get(b"releases", b"0")),
+        int(found.get(b"buries", b"0")),
+    )
+
+
 _READY = re.compile(rb"\ncurrent-jobs-ready: ([0-9]+)")
 
 
@@ -169,6 +200,8 @@ STATS_TUBE = Command(b"stats-tube", (b"OK", b"NOT_FOUND"), _tube_stats)
 READY_COUNT = Command(b"stats-tube", (b"OK", b"NOT_FOUND"), _ready_count)
 """``stats-tube`` read for its ready count only (a regex, not a full parse: the worker's path)."""
 STATS_JOB = Command(b"stats-job", (b"OK", b"NOT_FOUND"), _job_stats)
+JOB_COUNTS = Command(b"stats-job", (b"OK", b"NOT_FOUND"), _job_counts)
+"""``stats-job`` read for a job's tube and counters only (a regex: the worker's path)."""
 LIST_TUBES = Command(b"list-tubes", (b"OK",), _tubes)
 PAUSE_TUBE = Command(b"pause-tube", (b"PAUSED", b"NOT_FOUND"), _found)
 
@@ -274,6 +307,11 @@ def ready_count(tube: str) -> Call[int]:
 def stats_job(job_id: int) -> Call[JobStats | None]:
     """Statistics of one job, or None if not found."""
     return Call(STATS_JOB, b"stats-job %d\r\n" % job_id)
+
+
+def job_counts(job_id: int) -> Call[JobCounts | None]:
+    """A job's tube and reserve / release / bury counters, or None if not found."""
+    return Call(JOB_COUNTS, b"stats-job %d\r\n" % job_id)
 
 
 def list_tubes() -> Call[list[str]]:
