@@ -10,11 +10,13 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kqueue.beanstalk import commands as beanstalk_commands
 from kqueue.beanstalk.connection import BeanstalkConnection
+from kqueue.beanstalk.pipeline import Pipeline
 from kqueue.beanstalk.wire import JobStats, ReservedJob, ServerStats, TubeStats
 from kqueue.config import QueueConfig
 from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
@@ -22,20 +24,48 @@ from kqueue.job import SUSPEND_SECONDS, tube_for
 from kqueue.middleware.base import Middleware
 from kqueue.purge import purge_tube
 from kqueue.serialization import decode_body
-from kqueue.stores.base import Store, iter_records
-from kqueue.sweeper import Sweep, SweepReport
+from kqueue.stores.base import JobRecord, Store, iter_records
+from kqueue.sweeper import Sweep, SweepReport, is_claim
 
 logger = logging.getLogger("kqueue")
 
 
 @dataclass(frozen=True)
+class StoredCounts:
+    """What the store holds of one job type, checked against beanstalkd.
+
+    ``records``: every stored job. ``unscheduled``: accepted but never put into beanstalkd
+    (it was down when they were added, or their producer died in between).
+    ``awaiting_recovery``: put once, but beanstalkd no longer holds them (it was killed or
+    restarted empty), or a sweeper is putting them back right now. ``dead_letters``: buried
+    after their retry budget. The sweeper delivers the unscheduled and the awaiting ones.
+    """
+
+    records: int = 0
+    unscheduled: int = 0
+    awaiting_recovery: int = 0
+    dead_letters: int = 0
+
+
+@dataclass(frozen=True)
 class QueueStats:
-    """A snapshot: server stats, per job type tube stats, stored records, local counters."""
+    """A snapshot: server stats, per job type tube stats, stored records, local counters.
+
+    ``job_types`` holds beanstalkd's tubes under this queue's prefix; ``store`` (None without
+    a store) every job type the store knows, whether or not beanstalkd has a tube for it;
+    ``stored`` is its record count per type. :attr:`all_job_types` is the union.
+    """
 
     server: ServerStats
     job_types: dict[str, TubeStats]
     stored: dict[str, int] | None
     counters: dict[str, int]
+    store: dict[str, StoredCounts] | None = None
+
+    @property
+    def all_job_types(self) -> list[str]:
+        """Every job type beanstalkd or the store knows, sorted."""
+        return sorted(set(self.job_types) | set(self.store or ()))
 
 
 class Admin:
@@ -76,7 +106,7 @@ class Admin:
             self.store.set_suspended(job_type, True)
         self._conn.watch(tube)
         self._conn.pause_tube(tube, SUSPEND_SECONDS)
-        logger.info("job type %s suspended", job_type)
+        logger.debug("job type %s suspended", job_type, extra={"job_type": job_type})
 
     def resume(self, job_type: str) -> None:
         """Deliver the jobs of a suspended type again."""
@@ -85,7 +115,7 @@ class Admin:
             self.store.set_suspended(job_type, False)
         self._conn.pause_tube(tube, 0)
         self._conn.ignore(tube)
-        logger.info("job type %s resumed", job_type)
+        logger.debug("job type %s resumed", job_type, extra={"job_type": job_type})
 
     def purge_jobs(
         self,
@@ -122,7 +152,8 @@ class Admin:
                 result.left_reserved,
             )
         deleted = len(result.deleted_bodies) + lost
-        logger.info("purged %d job(s) of type %s", deleted, job_type)
+        # The count is the return value; the log line is for tracing (the CLI prints it).
+        logger.debug("purged %d job(s) of type %s", deleted, job_type, extra={"job_type": job_type})
         return deleted
 
     def _purge_lost_records(
@@ -174,11 +205,18 @@ class Admin:
         record = self.store.get(body.key)
         return record.payload if record is not None else b""
 
-    def kick_buried(self, job_type: str, count: int | None = None) -> int:
+    def kick_buried(
+        self,
+        job_type: str,
+        count: int | None = None,
+        *,
+        progress: Callable[[], None] | None = None,
+    ) -> int:
         """Send buried jobs (dead letters) of a type back to ready, oldest first; how many.
 
         Each kicked job gets a fresh retry budget: its record's attempts start again at 0 and
         its state is ``enqueued`` again (so recovery would restore it ready, not buried).
+        ``progress`` is called once per job kicked.
         """
         tube = tube_for(job_type, self.tube_prefix)
         conn = self._connection()
@@ -198,9 +236,13 @@ class Admin:
                     self.store.record_attempt(
                         body.key, attempts=0, last_error=None, state="enqueued", now=time.time()
                     )
+                if progress is not None:
+                    progress()
         finally:
             conn.close()
-        logger.info("kicked %d buried job(s) of type %s", kicked, job_type)
+        logger.debug(
+            "kicked %d buried job(s) of type %s", kicked, job_type, extra={"job_type": job_type}
+        )
         return kicked
 
     def sweep(
@@ -225,12 +267,18 @@ class Admin:
             ).run(progress)
         finally:
             conn.close()
-        if report.requeued or report.requeued_buried or report.errors:
-            logger.warning("recovery pass: %s", report)
+        level = logging.WARNING if report.errors else logging.INFO
+        logger.log(level, "%s", report.summary(), extra=_sweep_fields(report))
         return report
 
     def stats(self) -> QueueStats:
-        """Server stats, and per job type (tubes under this queue's prefix) their counts."""
+        """Server stats; per job type beanstalkd's counts (tubes under this queue's prefix)
+        and, with a store, the store's (:class:`StoredCounts`).
+
+        The store's side reads every record once, in pages, and asks beanstalkd about each
+        referenced one in pipelined bursts: it takes time in proportion to the records stored
+        (the backlog), not to the jobs ever run.
+        """
         conn = self._conn
         job_types: dict[str, TubeStats] = {}
         for tube in conn.list_tubes():
@@ -238,10 +286,43 @@ class Admin:
                 tube_stats = conn.stats_tube(tube)
                 if tube_stats is not None:
                     job_types[tube[len(self.tube_prefix) :]] = tube_stats
-        stored = None
+        stored = store = None
         if self.store is not None:
-            stored = {job_type: self.store.count(job_type) for job_type in job_types}
-        return QueueStats(conn.stats(), job_types, stored, dict(self.counters))
+            store = self.store_counts()
+            stored = {job_type: counts.records for job_type, counts in store.items()}
+        return QueueStats(conn.stats(), job_types, stored, dict(self.counters), store)
+
+    def store_counts(self) -> dict[str, StoredCounts]:
+        """Per job type the store knows: its :class:`StoredCounts` ({} without a store)."""
+        if self.store is None:
+            return {}
+        tally: dict[str, Counter[str]] = {}
+        for page in _pages(self.store):
+            held = self._held_keys(page)
+            for record in page:
+                counts = tally.setdefault(record.job_type, Counter())
+                counts["records"] += 1
+                counts["dead_letters"] += record.state == "buried"
+                if record.ref is None:
+                    counts["unscheduled"] += 1
+                elif record.key not in held:
+                    counts["awaiting_recovery"] += 1
+        return {job_type: StoredCounts(**counts) for job_type, counts in sorted(tally.items())}
+
+    def _held_keys(self, records: list[JobRecord]) -> set[str]:
+        """The keys among ``records`` whose job beanstalkd holds where its reference says
+        (in any state): one pipelined burst of peeks."""
+        referenced = [r for r in records if r.ref is not None and not is_claim(r.ref)]
+        pipe = Pipeline(self._conn)
+        peeks = [pipe.add(beanstalk_commands.peek(r.ref.job_id)) for r in referenced if r.ref]
+        pipe.execute()
+        held: set[str] = set()
+        for record, pending in zip(referenced, peeks, strict=True):
+            found = pending.result() if pending.error is None else None
+            body = decode_body(found.body) if found is not None else None
+            if body is not None and body.key == record.key:
+                held.add(record.key)
+        return held
 
     def job_stats(self, job_id: int) -> JobStats:
         """beanstalkd's stats-job for a job id; JobNotFoundError if it is gone."""
@@ -279,3 +360,27 @@ class Admin:
         if body is not None and body.stored and self.store is not None:
             self.store.delete(body.key)
         return self._conn.delete(job_id)
+
+
+def _pages(store: Store, page_size: int = 500) -> Iterator[list[JobRecord]]:
+    """Every record of ``store`` in key order, one page (a list) at a time."""
+    page: list[JobRecord] = []
+    for record in iter_records(store, page_size=page_size):
+        page.append(record)
+        if len(page) == page_size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _sweep_fields(report: SweepReport) -> dict[str, object]:
+    """The structured fields of a recovery pass's log line (for JSON logs)."""
+    return {
+        "outcome": "swept",
+        "server": report.server_id,
+        "duration_ms": round(report.seconds * 1000, 3),
+        "scanned": report.scanned,
+        "requeued": report.requeued + report.requeued_buried,
+        "young": report.young,
+    }

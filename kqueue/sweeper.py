@@ -61,6 +61,37 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
     server_id: str = ""
     seconds: float = 0.0
+    grace: float = 0.0
+
+    def summary(self) -> str:
+        """One line for a log: the counts that are not zero, and the time taken."""
+        counts = {
+            name: value
+            for name, value in vars(self).items()
+            if isinstance(value, int) and value and name != "scanned"
+        }
+        shown = ", ".join(f"{name} {value}" for name, value in counts.items())
+        errors = f", {len(self.errors)} error(s)" if self.errors else ""
+        return (
+            f"recovery pass: scanned {self.scanned}{': ' + shown if shown else ''}{errors} "
+            f"in {self.seconds:.2f} s"
+        )
+
+    def advice(self) -> str | None:
+        """Why nothing was put back although records were left, and what to do; or None.
+
+        Records younger than the grace period are left to their producers (they may be
+        between the store write and the put). Right after a broker restart every record can
+        be that young: the next pass, or one with a shorter grace, puts them back.
+        """
+        if not self.young or self.requeued or self.requeued_buried:
+            return None
+        return (
+            f"{self.young} record(s) younger than the grace period ({self.grace:g} s) were "
+            f"left to their producers: a pass after {self.grace:g} s puts back any that "
+            "beanstalkd lacks by then (a sweeper does it by itself); right after a broker "
+            "restart, --grace 0 (kqueue sweep) or recovery_grace= (the queue) does it now"
+        )
 
 
 def is_claim(ref: BrokerRef | None) -> bool:
@@ -101,7 +132,7 @@ class Sweep:
         ``progress`` is called once per record looked at.
         """
         started = time.monotonic()
-        report = SweepReport(server_id=self.conn.stats()["id"])
+        report = SweepReport(server_id=self.conn.stats()["id"], grace=self.grace)
         self._reapply_suspensions(report)
         for record in iter_records(self.store, page_size=self.page_size):
             report.scanned += 1
@@ -205,12 +236,7 @@ class Sweep:
         if record.ref is None:
             report.requeued_unscheduled += 1  # never reached beanstalkd: not a broker loss
         self.events.on_recovered(record, job_id)
-        logger.info(
-            "recovered job key=%s type=%s: beanstalkd had lost it; re-enqueued as %s",
-            record.key,
-            record.job_type,
-            job_id,
-        )
+        _log_recovered(record, job_id)
 
     def _bury_again(self, record: JobRecord, job_id: int) -> None:
         """A dead letter goes back to beanstalkd buried, and its record stays buried."""
@@ -223,6 +249,23 @@ class Sweep:
             state="buried",
             now=time.time(),
         )
+
+
+def _log_recovered(record: JobRecord, job_id: int) -> None:
+    """One line per recovered job, at DEBUG: the pass's INFO summary counts them."""
+    logger.debug(
+        "recovered job key=%s type=%s: beanstalkd had lost it; re-enqueued as %s",
+        record.key,
+        record.job_type,
+        job_id,
+        extra={
+            "job_type": record.job_type,
+            "key": record.key,
+            "job_id": job_id,
+            "outcome": "recovered",
+            "attempt": record.attempts,
+        },
+    )
 
 
 class Sweepable(Protocol):

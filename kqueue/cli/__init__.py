@@ -12,9 +12,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from kqueue.cli import commands
-from kqueue.cli.config import Settings, environment
+from kqueue.cli import commands, operations
+from kqueue.cli.config import APP_TARGET, Settings, environment
 from kqueue.cli.logs import setup_logging
+from kqueue.cli.lookup import parse_priority
 from kqueue.errors import ConfigurationError, KQueueError, ValidationError
 
 EXIT_ERROR = 1
@@ -25,17 +26,29 @@ EPILOG = """\
 examples:
   kqueue demo                                   the whole story, no servers needed
   kqueue worker myapp.jobs:queue --processes 4  run an application's handlers
-  kqueue stats --watch 2                        job counts per type, refreshed
-  kqueue put email.send '{"to": "ada@example.com"}' --priority 9000
-  kqueue buried email.send                      dead letters with their last errors
-  kqueue kick email.send                        retry every buried job of the type
-  kqueue purge email.send --match '"to": "spam' delete matching waiting jobs (asks first)
-  kqueue sweeper --interval 30                  recovery passes forever
+  kqueue stats myapp.jobs:queue                 per type: beanstalkd's and the store's counts
+  kqueue stats --watch 2                        the same, refreshed (KQUEUE_APP names the app)
+  kqueue put myapp.jobs:queue email.send '{"to": "ada@example.com"}' --priority high
+  kqueue buried myapp.jobs:queue email.send     dead letters with their last errors
+  kqueue kick myapp.jobs:queue email.send       retry every buried job of the type
+  kqueue peek myapp.jobs:queue KEY-OR-ID        one job by record key or beanstalkd id
+  kqueue purge myapp.jobs:queue email.send --match '"to":"spam@'
+                                                delete matching waiting jobs (asks first;
+                                                payloads are stored as compact JSON)
+  kqueue sweeper myapp.jobs:queue --interval 30 recovery passes forever
 
-environment: KQUEUE_BEANSTALKD=host:port  KQUEUE_STORE=redis://...|postgresql+psycopg://...|
-sqlite:///path  KQUEUE_PREFIX=kq-   (flags win over the environment)
+Every command but demo takes the application's queue (MODULE:ATTR) first: it then runs with
+the application's beanstalkd, store, key prefix, tube prefix and codecs. Without one, the
+flags and environment say where to go: KQUEUE_BEANSTALKD=host:port  KQUEUE_STORE=redis://...|
+postgresql+psycopg://...|sqlite:///path (?prefix=KEYPREFIX in the URL, or KQUEUE_STORE_PREFIX)
+KQUEUE_PREFIX=kq- (the tube prefix)  KQUEUE_APP=myapp.jobs:queue. Flags win over the
+environment, and both over the application's own settings.
 exit codes: 0 ok, 1 kqueue error, 2 bad usage or input, 3 worker forced to stop, 130 Ctrl-C
 """
+
+DEFAULT_LOG_LEVELS = {"worker": "INFO", "sweeper": "INFO", "demo": "CRITICAL"}
+"""kqueue's log level when --log-level is not given. Long-running commands log their life at
+INFO; a one-shot command prints its result on stdout and logs only problems (WARNING)."""
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -57,12 +70,31 @@ POSITIVE_FLOAT = _positive(float)
 POSITIVE_INT = _positive(int)
 
 
-def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
+def _add_connection_flags(parser: argparse.ArgumentParser, *, app: bool) -> None:
     group = parser.add_argument_group("connection")
+    if app:
+        group.add_argument(
+            "--app",
+            metavar="MODULE:ATTR",
+            help="the application's KQueue (or give it first: kqueue CMD MODULE:ATTR ...); "
+            "env KQUEUE_APP",
+        )
     group.add_argument("--beanstalkd", metavar="HOST:PORT", help="env KQUEUE_BEANSTALKD")
-    group.add_argument("--store", metavar="URL", help="bulk store URL, env KQUEUE_STORE")
+    group.add_argument(
+        "--store",
+        metavar="URL",
+        help="bulk store URL (?prefix=KEYPREFIX kept by kqueue), env KQUEUE_STORE",
+    )
+    group.add_argument(
+        "--store-prefix", metavar="PREFIX", help="store key prefix, env KQUEUE_STORE_PREFIX"
+    )
     group.add_argument("--prefix", metavar="PREFIX", help="tube prefix, env KQUEUE_PREFIX")
-    group.add_argument("--log-level", metavar="LEVEL", help="default INFO (demo: CRITICAL)")
+    group.add_argument(
+        "--log-level",
+        metavar="LEVEL[,LOGGER=LEVEL]",
+        help="kqueue's log level (default INFO for worker and sweeper, else WARNING); "
+        "other libraries stay at WARNING unless named, e.g. DEBUG,redis=DEBUG",
+    )
     group.add_argument("--log-json", action="store_true", help="log JSON lines")
 
 
@@ -78,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        _add_connection_flags(cmd)
+        _add_connection_flags(cmd, app=name not in ("worker", "demo"))
         cmd.set_defaults(func=func)
         return cmd
 
@@ -98,14 +130,20 @@ def _inspection_parsers(command: _CommandMaker) -> None:
     stats.add_argument(
         "--watch", type=POSITIVE_FLOAT, metavar="SECONDS", help="refresh every SECONDS"
     )
-    put = command("put", commands.cmd_put, "add one job (payload in JSON)")
+    put = command("put", commands.cmd_put, "add a job (payload in JSON), or many (--file)")
     put.add_argument("jobtype")
-    put.add_argument("payload", help="JSON, e.g. '{\"id\": 7}'")
-    put.add_argument("--priority", type=int, default=10000)
+    put.add_argument("payload", nargs="?", help="JSON, e.g. '{\"id\": 7}'")
+    put.add_argument("--file", metavar="PATH", help="one JSON payload per line ('-': stdin)")
+    put.add_argument(
+        "--priority",
+        type=parse_priority,
+        default="normal",
+        help="urgent, high, normal (default), low, bulk, or 0..4294967295 (lower runs first)",
+    )
     put.add_argument("--delay", type=float, default=0)
     put.add_argument("--ttr", type=int, default=30)
-    peek = command("peek", commands.cmd_peek, "show a job by id, or the next of a type")
-    peek.add_argument("target", help="a job id, or a job type")
+    peek = command("peek", commands.cmd_peek, "show a job by id or key, or the next of a type")
+    peek.add_argument("target", help="a beanstalkd job id, a record key, or a job type")
     peek.add_argument(
         "--state", choices=["ready", "delayed", "buried"], default="ready", help="with a type"
     )
@@ -115,19 +153,24 @@ def _inspection_parsers(command: _CommandMaker) -> None:
 
 
 def _admin_parsers(command: _CommandMaker) -> None:
-    kick = command("kick", commands.cmd_kick, "kick buried jobs back to ready")
+    kick = command("kick", operations.cmd_kick, "kick buried jobs back to ready")
     kick.add_argument("jobtype")
     kick.add_argument("count", type=POSITIVE_INT, nargs="?", help="how many (default: all buried)")
-    purge = command("purge", commands.cmd_purge, "delete waiting jobs of a type")
+    purge = command("purge", operations.cmd_purge, "delete waiting jobs of a type")
     purge.add_argument("jobtype")
-    purge.add_argument("--match", metavar="REGEX", help="only payloads matching REGEX")
+    purge.add_argument(
+        "--match",
+        metavar="REGEX",
+        help="only payloads matching REGEX, searched in the stored form: compact JSON, "
+        'no spaces (\'"to":"spam@\')',
+    )
     purge.add_argument("--yes", action="store_true", help="do not ask")
-    for name, func in (("suspend", commands.cmd_suspend), ("resume", commands.cmd_resume)):
+    for name, func in (("suspend", operations.cmd_suspend), ("resume", operations.cmd_resume)):
         command(name, func, f"{name} a job type for every worker").add_argument("jobtype")
-    sweep = command("sweep", commands.cmd_sweep, "one recovery pass")
+    sweep = command("sweep", operations.cmd_sweep, "one recovery pass")
     sweep.add_argument("--grace", type=float, help="skip records younger than this (s)")
     sweep.add_argument("--json", action="store_true")
-    sweeper = command("sweeper", commands.cmd_sweeper, "recovery passes until stopped")
+    sweeper = command("sweeper", operations.cmd_sweeper, "recovery passes until stopped")
     sweeper.add_argument("--interval", type=POSITIVE_FLOAT, default=30.0)
     sweeper.add_argument("--grace", type=float)
 
@@ -155,13 +198,23 @@ def _demo_parser(command: Callable[[str, Command, str], argparse.ArgumentParser]
     demo.add_argument("--seed", type=int, default=7)
 
 
+def app_first(argv: Sequence[str]) -> list[str]:
+    """``CMD MODULE:ATTR REST`` as ``CMD --app MODULE:ATTR REST`` (worker's target stays its
+    own positional argument)."""
+    words = list(argv)
+    if len(words) > 1 and words[0] not in ("worker", "demo") and APP_TARGET.fullmatch(words[1]):
+        return [words[0], "--app", words[1], *words[2:]]
+    return words
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    quiet = "CRITICAL" if args.command == "demo" else "INFO"
-    setup_logging(args.log_level or quiet, args.log_json)
+    args = parser.parse_args(app_first(sys.argv[1:] if argv is None else argv))
     try:
+        setup_logging(
+            args.log_level or DEFAULT_LOG_LEVELS.get(args.command, "WARNING"), args.log_json
+        )
         settings = Settings.from_args(args, environment())
         code: int = args.func(args, settings)
         return code

@@ -1,4 +1,4 @@
-"""The operator commands: stats, put, peek, buried, kick, purge, suspend, resume, sweep."""
+"""The inspection commands, and put: stats, put, peek, buried."""
 
 from __future__ import annotations
 
@@ -7,37 +7,51 @@ import itertools
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TextIO
 
-from kqueue.beanstalk.wire import JobStats, ReservedJob
+from kqueue.admin import QueueStats
 from kqueue.cli.config import Settings
+from kqueue.cli.lookup import (
+    describe_job,
+    find_job,
+    nothing_here_note,
+    unwatched_type_warning,
+)
 from kqueue.cli.output import Progress, print_json, table
-from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
+from kqueue.errors import JobNotFoundError, ValidationError
+from kqueue.producer import NOT_SCHEDULED
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
 from kqueue.stores.base import JobRecord, iter_records
-from kqueue.sweeper import RecoverySweeper
 
 EXIT_OK = 0
 
+STORE_COLUMNS = ("stored", "unscheduled", "awaiting_recovery", "dead_letters")
+"""The store's side of a stats row (see :class:`kqueue.admin.StoredCounts`)."""
 
-def stats_rows(queue: KQueue) -> list[dict[str, Any]]:
-    """Per job type: counts in beanstalkd, watchers, suspension and stored records."""
-    snapshot = queue.stats()
+
+def stats_rows(snapshot: QueueStats) -> list[dict[str, Any]]:
+    """Per job type beanstalkd or the store knows: beanstalkd's counts (ready, delayed,
+    reserved, buried, workers, suspended) beside the store's (stored, unscheduled,
+    awaiting_recovery, dead_letters; None without a store)."""
     rows = []
-    for job_type, tube in sorted(snapshot.job_types.items()):
-        rows.append(
-            {
-                "job_type": job_type,
-                "ready": tube.get("current-jobs-ready", 0),
-                "delayed": tube.get("current-jobs-delayed", 0),
-                "reserved": tube.get("current-jobs-reserved", 0),
-                "buried": tube.get("current-jobs-buried", 0),
-                "workers": tube.get("current-watching", 0),
-                "suspended": tube.get("pause", 0) > 0,
-                "stored": None if snapshot.stored is None else snapshot.stored.get(job_type, 0),
-            }
-        )
+    for job_type in snapshot.all_job_types:
+        tube = snapshot.job_types.get(job_type, {})
+        row: dict[str, Any] = {
+            "job_type": job_type,
+            "ready": tube.get("current-jobs-ready", 0),
+            "delayed": tube.get("current-jobs-delayed", 0),
+            "reserved": tube.get("current-jobs-reserved", 0),
+            "buried": tube.get("current-jobs-buried", 0),
+            "workers": tube.get("current-watching", 0),
+            "suspended": tube.get("pause", 0) > 0,
+        }
+        counts = None if snapshot.store is None else snapshot.store.get(job_type)
+        row["stored"] = None if snapshot.store is None else (counts.records if counts else 0)
+        for name in STORE_COLUMNS[1:]:
+            row[name] = None if snapshot.store is None else getattr(counts, name, 0)
+        rows.append(row)
     return rows
 
 
@@ -45,191 +59,147 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     """Print the per job type table (or JSON); with --watch, refresh it until Ctrl-C."""
     with settings.open_queue() as queue:
         while True:
-            rows = stats_rows(queue)
+            rows = stats_rows(queue.stats())
             if args.json:
-                print_json({"beanstalkd": f"{settings.host}:{settings.port}", "job_types": rows})
+                print_json({"beanstalkd": queue.config.address, "job_types": rows})
             else:
                 if args.watch:
                     sys.stdout.write("\x1b[2J\x1b[H")
                     print(time.strftime("%H:%M:%S"), settings.describe())
-                headers = list(rows[0]) if rows else ["job_type", "ready", "delayed"]
-                body = [[row[h] for h in headers] for row in rows]
-                print(table(headers, body) if rows else "no job types yet")
+                print_stats_table(rows)
+            if not rows:
+                _note(nothing_here_note(queue))
             if not args.watch:
                 return EXIT_OK
             sys.stdout.flush()
             time.sleep(args.watch)
 
 
-def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
-    """Add one job; the payload is JSON."""
-    try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"payload is not JSON: {exc}") from exc
-    with settings.open_queue() as queue:
-        job_id = queue.add_job(
-            args.jobtype, payload, priority=args.priority, delay=args.delay, ttr=args.ttr
+def print_stats_table(rows: list[dict[str, Any]]) -> None:
+    """The stats table, and a line on what waits for recovery (when something does)."""
+    if not rows:
+        print("no job types yet")
+        return
+    headers = [h for h in rows[0] if rows[0][h] is not None or h not in STORE_COLUMNS]
+    print(table(headers, [[row[h] for h in headers] for row in rows]))
+    waiting = sum((row["unscheduled"] or 0) + (row["awaiting_recovery"] or 0) for row in rows)
+    if waiting:
+        print(
+            f"{waiting} stored job(s) are not in beanstalkd (unscheduled or awaiting_recovery):"
+            " a sweeper puts them back (kqueue sweeper, worker --sweep-interval), or kqueue sweep"
         )
-    print(job_id)
+
+
+def _note(text: str | None, stream: TextIO | None = None) -> None:
+    if text:
+        print(text, file=stream or sys.stderr)
+
+
+def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
+    """Add one job (payload in JSON), or many: one JSON payload per line from --file
+    (``-`` for stdin), in batches, with a progress bar. Input is read whole and checked
+    before anything is added."""
+    if (args.file is None) == (args.payload is None):
+        raise ValidationError("put takes a payload (JSON) or --file, one of the two")
+    payloads = _read_payloads(args.file) if args.file is not None else [_json(args.payload)]
+    options = {"priority": args.priority, "delay": args.delay, "ttr": args.ttr}
+    with settings.open_queue() as queue:
+        _note(unwatched_type_warning(queue, args.jobtype))
+        if args.file is not None:
+            return _put_many(queue, args.jobtype, payloads, options)
+        job_id = queue.add_job(args.jobtype, payloads[0], **options)
+        key = _key_of(queue, job_id)
+    if job_id == NOT_SCHEDULED:
+        print("accepted, not yet in beanstalkd: the recovery sweeper delivers it", file=sys.stderr)
+    print(f"id {job_id} key {key or '-'}")
     return EXIT_OK
 
 
-def describe_job(queue: KQueue, found: ReservedJob) -> dict[str, Any]:
-    """What an operator wants to see of one job: state, type, payload, attempts, error."""
+def _json(text: str, where: str = "payload") -> Any:
     try:
-        stats: JobStats = queue.admin.job_stats(found.id)
-    except JobNotFoundError:
-        stats = {}
-    info: dict[str, Any] = {"id": found.id, "state": stats.get("state"), "tube": stats.get("tube")}
-    body = decode_body(found.body)
-    if body is None:
-        info["body"] = found.body.decode("utf-8", "replace")
-        return info
-    info.update(job_type=body.job_type, priority=body.priority, ttr=body.ttr, key=body.key)
-    payload = body.payload
-    if body.stored and queue.store is not None:
-        record = queue.store.get(body.key)
-        if record is None:
-            info["record"] = "gone (the job is done or purged)"
-            return info
-        payload = record.payload
-        info.update(attempts=record.attempts, last_error=record.last_error)
-    info["payload"] = _show_payload(queue, body.codec, payload)
-    return info
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{where} is not JSON: {exc}") from exc
 
 
-def _show_payload(queue: KQueue, codec: str, payload: bytes) -> Any:
-    data = queue.codecs.decode(codec, payload)
-    return data if not isinstance(data, bytes) else repr(data)
+def _read_payloads(path: str) -> list[Any]:
+    try:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc.strerror}") from exc
+    with stream:
+        lines = list(enumerate(stream, 1))
+    return [_json(line, f"line {number}") for number, line in lines if line.strip()]
+
+
+def _key_of(queue: KQueue, job_id: int) -> str | None:
+    """The record key of a job just put (read back from beanstalkd)."""
+    job = queue.admin.peek_job(job_id) if job_id != NOT_SCHEDULED else None
+    body = decode_body(job.body) if job is not None else None
+    return body.key if body is not None else None
+
+
+PUT_BATCH = 1000
+"""Payloads per add_jobs call of a bulk put: the progress bar moves once per batch."""
+
+
+def _put_many(queue: KQueue, job_type: str, payloads: list[Any], options: dict[str, Any]) -> int:
+    progress = Progress(f"putting {job_type}", len(payloads))
+    ids: list[int] = []
+    for start in range(0, len(payloads), PUT_BATCH):
+        batch = payloads[start : start + PUT_BATCH]
+        ids += queue.add_jobs(job_type, batch, **options)
+        progress.advance(len(batch))
+    progress.done()
+    unscheduled = ids.count(NOT_SCHEDULED)
+    late = f" ({unscheduled} not yet in beanstalkd: the sweeper delivers them)"
+    print(f"added {len(ids)} job(s) of type {job_type}{late if unscheduled else ''}")
+    return EXIT_OK
 
 
 def cmd_peek(args: argparse.Namespace, settings: Settings) -> int:
-    """Show a job by id, or the next ready / delayed / buried job of a type."""
+    """Show a job by beanstalkd id or record key, or the next of a type in a state."""
     with settings.open_queue() as queue:
-        if args.target.isdigit():
-            found = queue.admin.peek_job(int(args.target))
+        if args.target.isdigit() or _looks_like_key(args.target):
+            found = find_job(queue, args.target)
         else:
-            found = queue.admin.peek_next(args.target, args.state)
-        if found is None:
-            raise JobNotFoundError(f"no such job: {args.target} ({args.state})")
+            job = queue.admin.peek_next(args.target, args.state)
+            if job is None:
+                raise JobNotFoundError(f"no {args.state} job of type {args.target}")
+            found = find_job(queue, str(job.id))
         print_json(describe_job(queue, found))
     return EXIT_OK
 
 
+def _looks_like_key(text: str) -> bool:
+    from kqueue.cli.lookup import KEY_SHAPE
+
+    return KEY_SHAPE.fullmatch(text) is not None
+
+
 def cmd_buried(args: argparse.Namespace, settings: Settings) -> int:
-    """List the dead letters of a type with their last errors."""
+    """List the dead letters of a type (record key, beanstalkd id) with their last errors."""
     with settings.open_queue() as queue:
         count = queue.admin.tube_stats(args.jobtype).get("current-jobs-buried", 0)
-        print(f"{count} buried job(s) of type {args.jobtype}")
+        print(f"{count} buried job(s) of type {args.jobtype} in beanstalkd")
         if queue.store is None:
             first = queue.admin.peek_next(args.jobtype, "buried")
             if first is not None:
                 print("oldest (no store, so only that one can be shown):")
-                print_json(describe_job(queue, first))
+                print_json(describe_job(queue, find_job(queue, str(first.id))))
             return EXIT_OK
         rows = [
-            [record.key, record.attempts, (record.last_error or "")[:80]]
-            for record in _scan_buried(queue, args.jobtype, args.limit)
-        ]
+            [record.key, record.ref.job_id if record.ref else "-", record.attempts,
+             (record.last_error or "")[:80]]
+            for record in itertools.islice(_dead_letters(queue, args.jobtype), args.limit)
+        ]  # fmt: skip
         if rows:
-            print(table(["key", "attempts", "last_error"], rows))
+            print(table(["key", "id", "attempts", "last_error"], rows))
+        elif not count:
+            _note(nothing_here_note(queue))
     return EXIT_OK
 
 
-def _scan_buried(queue: KQueue, job_type: str, limit: int) -> list[JobRecord]:
+def _dead_letters(queue: KQueue, job_type: str) -> Iterator[JobRecord]:
     assert queue.store is not None
-    buried = (r for r in iter_records(queue.store, job_type=job_type) if r.state == "buried")
-    return list(itertools.islice(buried, limit))
-
-
-def cmd_kick(args: argparse.Namespace, settings: Settings) -> int:
-    """Kick buried jobs of a type back to ready (all by default), each with a fresh budget."""
-    with settings.open_queue() as queue:
-        kicked = queue.kick_buried(args.jobtype, args.count)
-        print(f"kicked {kicked} job(s) of type {args.jobtype}")
-    return EXIT_OK
-
-
-def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
-    """Delete waiting jobs of a type (those matching --match), after asking."""
-    with settings.open_queue() as queue:
-        stats = queue.admin.tube_stats(args.jobtype)
-        waiting = (
-            stats.get("current-jobs-ready", 0)
-            + stats.get("current-jobs-delayed", 0)
-            + stats.get("current-jobs-buried", 0)
-        )
-        what = f"matching {args.match!r}" if args.match else "all"
-        if not args.yes and not _confirm(
-            f"purge {what} of {waiting} waiting {args.jobtype} job(s)?"
-        ):
-            print("nothing purged", file=sys.stderr)
-            return 1
-        progress = Progress(f"purging {args.jobtype}", waiting)
-        deleted = queue.purge_jobs(args.jobtype, args.match, progress=progress.advance)
-        progress.done()
-        print(f"purged {deleted} job(s) of type {args.jobtype}")
-    return EXIT_OK
-
-
-def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        raise ValidationError(f"{question} Refusing to ask on a non-terminal: pass --yes")
-    answer = input(f"{question} [y/N] ")
-    return answer.strip().lower() in {"y", "yes"}
-
-
-def cmd_suspend(args: argparse.Namespace, settings: Settings) -> int:
-    """Hold the jobs of a type for every worker."""
-    with settings.open_queue() as queue:
-        queue.suspend(args.jobtype)
-        if queue.store is None:
-            print(
-                "note: without a store, the suspension lasts while the tube exists", file=sys.stderr
-            )
-    print(f"suspended {args.jobtype}")
-    return EXIT_OK
-
-
-def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
-    """Deliver the jobs of a suspended type again."""
-    with settings.open_queue() as queue:
-        queue.resume(args.jobtype)
-    print(f"resumed {args.jobtype}")
-    return EXIT_OK
-
-
-def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
-    """One recovery pass; prints its report."""
-    with settings.open_queue() as queue:
-        total = queue.store.count() if queue.store is not None else None
-        progress = Progress("sweeping", total)
-        report = queue.sweep(grace=args.grace, progress=progress.advance)
-        progress.done()
-    fields = {k: v for k, v in vars(report).items() if k != "errors"}
-    if args.json:
-        print_json(vars(report))
-    else:
-        print(table(["field", "value"], [[k, v] for k, v in fields.items()]))
-        for error in report.errors:
-            print("error:", error, file=sys.stderr)
-    return 1 if report.errors else EXIT_OK
-
-
-def cmd_sweeper(args: argparse.Namespace, settings: Settings) -> int:
-    """Recovery passes every --interval seconds until SIGINT/SIGTERM."""
-    import signal
-    import threading
-
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    with settings.open_queue() as queue:
-        if queue.store is None:
-            raise ConfigurationError("recovery needs a bulk store: --store or KQUEUE_STORE")
-        sweeper = RecoverySweeper(queue, interval=args.interval, grace=args.grace).start()
-        stop.wait()
-        sweeper.stop()
-    print(f"sweeper stopped after {sweeper.passes} pass(es): {dict(sweeper.totals)}")
-    return EXIT_OK
+    return (r for r in iter_records(queue.store, job_type=job_type) if r.state == "buried")

@@ -3,50 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
 import signal
 import subprocess
 import sys
-from typing import Any
 
-from kqueue.cli.config import Settings
-from kqueue.errors import ConfigurationError
-from kqueue.queue import KQueue
+from kqueue.cli.config import Settings, load_queue, rebind
 from kqueue.worker import Worker
 
-
-def load_queue(path: str) -> KQueue:
-    """The KQueue at ``module:attribute`` (or a zero-argument callable returning one)."""
-    module_name, sep, attribute = path.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ConfigurationError(f"{path!r} is not MODULE:ATTRIBUTE (e.g. myapp.jobs:queue)")
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # like python -m: the current directory is importable
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
-    try:
-        found: Any = getattr(module, attribute)
-    except AttributeError:
-        raise ConfigurationError(f"module {module_name!r} has no {attribute!r}") from None
-    if callable(found) and not isinstance(found, KQueue):
-        found = found()
-    if not isinstance(found, KQueue):
-        raise ConfigurationError(f"{path} is a {type(found).__name__}, not a kqueue.KQueue")
-    return found
-
-
-def rebind(queue: KQueue, settings: Settings) -> KQueue:
-    """The same queue (handlers, codecs, retries, middleware) on the command line's
-    broker and store: ``dataclasses.replace`` on its config, so no setting is dropped."""
-    if not settings.beanstalkd_given and settings.store_url is None:
-        return queue
-    config = queue.config
-    if settings.beanstalkd_given:
-        config = dataclasses.replace(config, host=settings.host, port=settings.port)
-    return queue.with_config(config, bulk_store=settings.store_url)
+__all__ = ["child_argv", "cmd_worker", "load_queue", "rebind", "supervise"]
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,16 +17,21 @@ name is the scheme, its value a callable that takes the URL and returns a
     mystore = "mypackage.store:open_from_url"
 
 Built-in schemes cannot be replaced that way; :func:`register_scheme` does it in code.
+
+A built-in store's URL may carry ``?prefix=``: kqueue takes it out before the driver sees the
+URL, and it becomes the Redis key prefix (``redis://host/0?prefix=myapp:``) or the SQL table
+name prefix (``sqlite:///jobs.db?prefix=myapp_``). A plugin's URL reaches it untouched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from urllib.parse import quote
 
 from kqueue.errors import ConfigurationError
 from kqueue.stores.base import Store
-from kqueue.stores.url import REDIS_SCHEMES, SQL_SCHEMES, redact_url, url_scheme
+from kqueue.stores.url import REDIS_SCHEMES, SQL_SCHEMES, redact_url, split_prefix, url_scheme
 
 StoreOpener = Callable[[str], Store]
 """Makes a store from its URL."""
@@ -43,13 +48,15 @@ def _memory(url: str) -> Store:
 def _redis(url: str) -> Store:
     from kqueue.stores.redis import RedisStore
 
-    return RedisStore(url)
+    clean, prefix = split_prefix(url)
+    return RedisStore(clean) if prefix is None else RedisStore(clean, prefix=prefix)
 
 
 def _sql(url: str) -> Store:
     from kqueue.stores.sql import SQLStore
 
-    return SQLStore(url)
+    clean, prefix = split_prefix(url)
+    return SQLStore(clean) if prefix is None else SQLStore(clean, table_prefix=prefix)
 
 
 _BUILT_IN: dict[str, StoreOpener] = {
@@ -85,11 +92,31 @@ def accepted_schemes() -> list[str]:
     return sorted(set(_BUILT_IN) | set(_registered) | set(plugins))
 
 
+def with_prefix(url: str, prefix: str | None) -> str:
+    """``url`` with ``prefix=`` set (None leaves it as it is); ConfigurationError if the URL
+    already names another prefix, or its store takes none."""
+    if prefix is None:
+        return url
+    _clean, written = split_prefix(url)
+    if written is not None and written != prefix:
+        raise ConfigurationError(
+            f"two key prefixes for {redact_url(url)!r}: {written!r} in the URL, {prefix!r} given"
+        )
+    if url_scheme(url) not in (*REDIS_SCHEMES, *SQL_SCHEMES):
+        raise ConfigurationError(f"the store of {redact_url(url)!r} takes no key prefix")
+    if written is not None:
+        return url
+    head, _hash, fragment = url.partition("#")
+    joined = f"{head}{'&' if '?' in head else '?'}prefix={quote(prefix, safe='')}"
+    return joined + (f"#{fragment}" if _hash else "")
+
+
 def open_store(url: str) -> Store:
     """The store the URL names; :class:`ConfigurationError` for an unknown scheme.
 
     A missing optional driver (redis-py, SQLAlchemy, psycopg, PyMySQL) also raises
-    :class:`ConfigurationError`, naming the extra to install.
+    :class:`ConfigurationError`, naming the extra to install. ``?prefix=`` in a built-in
+    store's URL is kqueue's (see the module docstring).
     """
     scheme = url_scheme(url)
     opener = _registered.get(scheme) or _BUILT_IN.get(scheme) or _from_entry_points(scheme)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
+from kqueue.errors import ConfigurationError
+
 REDACTED = "***"
 """What a password is replaced with in :func:`redact_url`."""
 
@@ -68,6 +70,41 @@ def url_scheme(url: str) -> str:
     if not sep:
         return ""
     return scheme.split("+", 1)[0].lower()
+
+
+PREFIX_PARAMETER = "prefix"
+"""The query parameter of a store URL that kqueue reads itself (never the driver): the key
+prefix of a Redis store, the table name prefix of a SQL store."""
+
+
+def split_prefix(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``prefix=`` query parameter, and that parameter's value (or None).
+
+    ``redis://host/0?prefix=myapp:`` gives ``("redis://host/0", "myapp:")``; every other
+    parameter stays in the URL for the driver. ConfigurationError for an empty or repeated
+    prefix, naming the URL with its credentials redacted.
+    """
+    head, question, query = url.partition("?")
+    if not question:
+        return url, None
+    query, hash_mark, fragment = query.partition("#")
+    kept: list[str] = []
+    found: list[str] = []
+    for pair in query.split("&"):
+        name, _equals, value = pair.partition("=")
+        if unquote(name) == PREFIX_PARAMETER:
+            found.append(unquote(value))
+        elif pair:
+            kept.append(pair)
+    if not found:
+        return url, None
+    if len(found) > 1 or not found[0]:
+        raise ConfigurationError(
+            f"store URL {redact_url(url)!r}: give one non-empty {PREFIX_PARAMETER}="
+        )
+    rest = "&".join(kept)
+    clean = head + ("?" + rest if rest else "") + (hash_mark + fragment if hash_mark else "")
+    return clean, found[0]
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")

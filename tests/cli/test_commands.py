@@ -21,7 +21,10 @@ Cli = Callable[..., Result]
 def test_put_then_stats_json_shows_the_job(cli: Cli) -> None:
     put = cli("put", "email", '{"to": "ada"}', "--priority", "5", "--delay", "60")
     assert put.code == 0
-    assert int(put.out) >= 1
+    words = put.out.split()
+    assert (words[0], words[2]) == ("id", "key")
+    assert int(words[1]) >= 1
+    assert len(words[3]) == 32
     stats = cli("stats", "--json")
     assert stats.code == 0
     (row,) = json.loads(stats.out)["job_types"]
@@ -63,7 +66,7 @@ def test_unreachable_beanstalkd_is_exit_1_with_the_address(
 
 
 def test_peek_by_id_and_by_type_show_the_payload(cli: Cli) -> None:
-    job_id = cli("put", "p", '{"n": 1}').out.strip()
+    job_id = cli("put", "p", '{"n": 1}').out.split()[1]
     by_id = json.loads(cli("peek", job_id).out)
     assert (by_id["payload"], by_id["state"], by_id["job_type"]) == ({"n": 1}, "ready", "p")
     by_type = json.loads(cli("peek", "p", "--state", "ready").out)

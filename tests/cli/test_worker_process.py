@@ -173,9 +173,11 @@ def test_worker_and_commands_over_redis_and_postgresql_stores(
     beanstalkd: BeanstalkdProcess,
     out_file: Path,
     redis_url: str,
+    redis_prefix: str,
     postgres_url: str,
 ) -> None:
-    for store in (redis_url, postgres_url):
+    # The shared Redis holds other tests' records: this test's own key prefix, in the URL.
+    for store in (f"{redis_url}?prefix={redis_prefix}", postgres_url):
         payload = json.dumps({"via": store.split(":")[0]})
         put = spawn_kqueue("put", "record", payload, "--store", store)
         assert put.wait(30) == 0
