@@ -4,30 +4,66 @@ A record is a hash at ``<prefix>r:<key>``; ``<prefix>idx`` is a sorted set of ev
 scores 0, so ZRANGEBYLEX pages in key order) and ``<prefix>t:<job_type>`` the same per job type.
 The scripts keep a hash and its two index entries in step. ``None`` travels as a ``'0'`` flag
 followed by an empty value, so that an empty string stays distinct from a missing value.
+
+Records are also indexed by the server their reference names, for recovery:
+``<prefix>s:<server id>`` holds the keys of the records referencing that server (claims
+included), ``<prefix>u`` those without a reference, and the set ``<prefix>servers`` every
+server id with a non-empty index. Every script that changes a reference moves its key.
 """
 
 from __future__ import annotations
 
-PUT_MANY = """
+REF_INDEX = """
+local function ref_index(prefix, server)
+  if server then
+    return prefix .. 's:' .. server
+  end
+  return prefix .. 'u'
+end
+local function unindex_ref(prefix, key, server)
+  local index = ref_index(prefix, server)
+  redis.call('ZREM', index, key)
+  if server and redis.call('EXISTS', index) == 0 then
+    redis.call('SREM', prefix .. 'servers', server)
+  end
+end
+local function index_ref(prefix, key, server)
+  redis.call('ZADD', ref_index(prefix, server), 0, key)
+  if server then
+    redis.call('SADD', prefix .. 'servers', server)
+  end
+end
+"""
+# The by-server index helpers, prepended to the scripts that move references. A server is
+# ``false`` (Lua's missing hash field) for a record without a reference.
+
+PUT_MANY = (
+    REF_INDEX
+    + """
 -- KEYS: index, then per record: hash key, type index key
--- ARGV: record count, then per record: key, field/value count, field, value, ...
+-- ARGV: record count, key prefix, then per record: key, reference server ('' for none, else
+-- '=' and the server id), field/value count, field, value, ...
 local n = tonumber(ARGV[1])
+local prefix = ARGV[2]
 for i = 1, n do
   if redis.call('EXISTS', KEYS[2 * i]) == 1 then
     return i
   end
 end
-local pos = 2
+local pos = 3
 for i = 1, n do
   local key = ARGV[pos]
-  local nargs = tonumber(ARGV[pos + 1])
-  redis.call('HSET', KEYS[2 * i], unpack(ARGV, pos + 2, pos + 1 + nargs))
+  local server = ARGV[pos + 1] ~= '' and string.sub(ARGV[pos + 1], 2)
+  local nargs = tonumber(ARGV[pos + 2])
+  redis.call('HSET', KEYS[2 * i], unpack(ARGV, pos + 3, pos + 2 + nargs))
   redis.call('ZADD', KEYS[1], 0, key)
   redis.call('ZADD', KEYS[2 * i + 1], 0, key)
-  pos = pos + 2 + nargs
+  index_ref(prefix, key, server)
+  pos = pos + 3 + nargs
 end
 return 0
 """
+)
 
 PUT_MANY_PACKED = """
 -- The fast path of PUT_MANY for new records that share every field but key, payload and codec
@@ -65,6 +101,7 @@ for first = 1, n, 500 do
   local last = math.min(first + 499, n)
   redis.call('ZADD', KEYS[1], unpack(members, 2 * first - 1, 2 * last))
   redis.call('ZADD', KEYS[2], unpack(members, 2 * first - 1, 2 * last))
+  redis.call('ZADD', prefix .. 'u', unpack(members, 2 * first - 1, 2 * last))
 end
 return 0
 """
@@ -95,21 +132,31 @@ return out
 """
 
 DELETE_MANY = """
--- KEYS: index, then the hash keys; ARGV: type index prefix, then the record keys (ARGV[i]
--- belongs to KEYS[i]). The type index key is read from the hash, so it is built here. The
--- deletes and index removals go out one command per 500 records (per job type), not one each.
-local hashes, members, by_type = {}, {}, {}
+-- KEYS: index, then the hash keys; ARGV: key prefix, then the record keys (ARGV[i] belongs to
+-- KEYS[i]). The type and server index keys are read from the hash, so they are built here. The
+-- deletes and index removals go out one command per 500 records (per index), not one each.
+local prefix = ARGV[1]
+local hashes, members, by_type, by_index, servers = {}, {}, {}, {}, {}
+local function add_to(groups, name, member)
+  local group = groups[name]
+  if not group then
+    group = {}
+    groups[name] = group
+  end
+  group[#group + 1] = member
+end
 for i = 2, #KEYS do
-  local job_type = redis.call('HGET', KEYS[i], 'job_type')
-  if job_type then
+  local found = redis.call('HMGET', KEYS[i], 'job_type', 'ref_server')
+  if found[1] then
     hashes[#hashes + 1] = KEYS[i]
     members[#members + 1] = ARGV[i]
-    local of_type = by_type[job_type]
-    if not of_type then
-      of_type = {}
-      by_type[job_type] = of_type
+    add_to(by_type, prefix .. 't:' .. found[1], ARGV[i])
+    if found[2] then
+      add_to(by_index, prefix .. 's:' .. found[2], ARGV[i])
+      servers[prefix .. 's:' .. found[2]] = found[2]
+    else
+      add_to(by_index, prefix .. 'u', ARGV[i])
     end
-    of_type[#of_type + 1] = ARGV[i]
   end
 end
 local function chunked(command, key, list)
@@ -124,15 +171,24 @@ local function chunked(command, key, list)
 end
 chunked('DEL', nil, hashes)
 chunked('ZREM', KEYS[1], members)
-for job_type, of_type in pairs(by_type) do
-  chunked('ZREM', ARGV[1] .. job_type, of_type)
+for type_index, of_type in pairs(by_type) do
+  chunked('ZREM', type_index, of_type)
+end
+for ref_index, of_index in pairs(by_index) do
+  chunked('ZREM', ref_index, of_index)
+  if servers[ref_index] and redis.call('EXISTS', ref_index) == 0 then
+    redis.call('SREM', prefix .. 'servers', servers[ref_index])
+  end
 end
 return #hashes
 """
 
-SWAP_REFERENCE = """
+SWAP_REFERENCE = (
+    REF_INDEX
+    + """
 -- KEYS: hash key
--- ARGV: expected flag, expected server, expected job, new flag, new server, new job, now
+-- ARGV: expected flag, expected server, expected job, new flag, new server, new job, now,
+-- key prefix, record key
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
@@ -150,14 +206,22 @@ else
   redis.call('HSET', KEYS[1], 'ref_server', ARGV[5], 'ref_job', ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[7])
+unindex_ref(ARGV[8], ARGV[9], current[1])
+index_ref(ARGV[8], ARGV[9], ARGV[4] ~= '0' and ARGV[5])
 return 1
 """
+)
 
-SWAP_REFERENCES = """
--- KEYS: the hash keys; ARGV: now, then per key the same six values as SWAP_REFERENCE
+SWAP_REFERENCES = (
+    REF_INDEX
+    + """
+-- KEYS: the hash keys; ARGV: now, key prefix, then per key the same six values as
+-- SWAP_REFERENCE
+local prefix = ARGV[2]
+local skip = #prefix + 3
 local swapped = 0
 for i = 1, #KEYS do
-  local base = 1 + (i - 1) * 6
+  local base = 2 + (i - 1) * 6
   local current = redis.call('HMGET', KEYS[i], 'job_type', 'ref_server', 'ref_job')
   local matches
   if not current[1] then
@@ -175,26 +239,44 @@ for i = 1, #KEYS do
       redis.call('HSET', KEYS[i], 'ref_server', ARGV[base + 5], 'ref_job', ARGV[base + 6],
         'updated_at', ARGV[1])
     end
+    local key = string.sub(KEYS[i], skip)
+    unindex_ref(prefix, key, current[2])
+    index_ref(prefix, key, ARGV[base + 4] ~= '0' and ARGV[base + 5])
     swapped = swapped + 1
   end
 end
 return swapped
 """
+)
 
 SET_NEW_REFERENCES = """
 -- The fast path of SWAP_REFERENCES for new jobs: every expected reference is none and every
--- new one is on the same server. KEYS: the hash keys; ARGV: server, now, then per key the
--- job id. A record that is gone, or already has a reference, is left alone.
-local swapped = 0
+-- new one is on the same server. KEYS: the hash keys; ARGV: server, now, key prefix, then per
+-- key the job id. A record that is gone, or already has a reference, is left alone. The moved
+-- keys change index one command per 500 records.
+local prefix = ARGV[3]
+local skip = #prefix + 3
+local moved, scored = {}, {}
 for i = 1, #KEYS do
   local current = redis.call('HMGET', KEYS[i], 'job_type', 'ref_server')
   if current[1] and not current[2] then
-    redis.call('HSET', KEYS[i], 'ref_server', ARGV[1], 'ref_job', ARGV[i + 2],
+    redis.call('HSET', KEYS[i], 'ref_server', ARGV[1], 'ref_job', ARGV[i + 3],
       'updated_at', ARGV[2])
-    swapped = swapped + 1
+    local key = string.sub(KEYS[i], skip)
+    moved[#moved + 1] = key
+    scored[#scored + 1] = '0'
+    scored[#scored + 1] = key
   end
 end
-return swapped
+for first = 1, #moved, 500 do
+  local last = math.min(first + 499, #moved)
+  redis.call('ZREM', prefix .. 'u', unpack(moved, first, last))
+  redis.call('ZADD', prefix .. 's:' .. ARGV[1], unpack(scored, 2 * first - 1, 2 * last))
+end
+if #moved > 0 then
+  redis.call('SADD', prefix .. 'servers', ARGV[1])
+end
+return #moved
 """
 
 RECORD_ATTEMPT = """
@@ -222,3 +304,24 @@ for _, key in ipairs(keys) do
 end
 return out
 """
+
+BUILD_REF_INDEX = (
+    REF_INDEX
+    + """
+-- Index by server the records written before the by-server index existed, a page at a time.
+-- KEYS: index; ARGV: key prefix, lexical lower bound, limit. Returns the last key looked at
+-- ('' when done). Idempotent: an entry already in place is added again, a no-op.
+local prefix = ARGV[1]
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], '+', 'LIMIT', 0, tonumber(ARGV[3]))
+for _, key in ipairs(keys) do
+  local found = redis.call('HMGET', prefix .. 'r:' .. key, 'job_type', 'ref_server')
+  if found[1] then
+    index_ref(prefix, key, found[2])
+  end
+end
+if #keys < tonumber(ARGV[3]) then
+  return ''
+end
+return keys[#keys]
+"""
+)

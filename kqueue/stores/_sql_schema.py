@@ -84,6 +84,8 @@ def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("updated_at", sa.Double, nullable=False),
         sa.Index(f"{prefix}records_type_key", "job_type", "key"),
+        # Recovery reads the records of one server (or of none) in key order.
+        sa.Index(f"{prefix}records_server_key", "ref_server", "key"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
@@ -98,6 +100,9 @@ def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> i
     for attempt in range(attempts):
         try:
             tables.metadata.create_all(engine, checkfirst=True)
+            # A table made by an older kqueue lacks the newer indexes: add them.
+            for index in tables.records.indexes:
+                index.create(engine, checkfirst=True)
             break
         except sa.exc.DBAPIError:
             if attempt == attempts - 1:

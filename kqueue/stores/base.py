@@ -15,6 +15,10 @@ Rules every implementation follows:
   sweepers run at once without double puts.
 - ``scan`` returns records in ascending key order, at most ``limit`` of them, strictly after
   ``after``: recovery pages through a large store in bounded memory.
+- ``referenced_servers`` and ``scan_referencing`` read an index of records by the server their
+  reference names (no reference: ``None``), so that a recovery pass looks only at the records
+  of servers that are gone, at claims and at records never scheduled: its cost follows what is
+  wrong, not how many jobs wait.
 - Driver errors become :class:`~kqueue.errors.StoreError` (or a child) with the cause chained;
   credentials never appear in messages or reprs.
 """
@@ -176,6 +180,18 @@ class Store(Protocol):
     def count(self, job_type: str | None = None) -> int:
         """How many records are stored (of one job type, or all)."""
 
+    def referenced_servers(self) -> set[str]:
+        """Every server id that at least one record's reference names (claims included).
+
+        Read from an index: it costs the number of distinct servers, not of records.
+        """
+
+    def scan_referencing(
+        self, server_id: str | None, *, after: str | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Up to ``limit`` records whose reference names ``server_id`` (None: records without
+        a reference), with key > ``after``, in ascending key order, read from an index."""
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Remember that a job type is suspended (or no longer), across broker restarts."""
 
@@ -208,8 +224,39 @@ class StoreBase:
     def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
         raise NotImplementedError
 
+    def scan(
+        self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
+    ) -> list[JobRecord]:
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release connections; the store may not be used afterwards."""
+
+    def referenced_servers(self) -> set[str]:
+        """Every server id a reference names. This fallback reads every record (the built-in
+        stores keep an index instead; a third-party store should too)."""
+        return {
+            record.ref.server_id
+            for record in iter_records(self)  # type: ignore[arg-type]
+            if record.ref is not None
+        }
+
+    def scan_referencing(
+        self, server_id: str | None, *, after: str | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records whose reference names ``server_id``. This fallback filters every record
+        after ``after`` (the built-in stores read an index instead)."""
+        found: list[JobRecord] = []
+        while len(found) < limit:
+            page = self.scan(after=after, limit=500)
+            for record in page:
+                on = None if record.ref is None else record.ref.server_id
+                if on == server_id and len(found) < limit:
+                    found.append(record)
+            if len(page) < 500:
+                break
+            after = page[-1].key
+        return found
 
     def put(self, record: JobRecord) -> None:
         """Write a new record; :class:`~kqueue.errors.StoreError` if the key exists."""

@@ -47,6 +47,7 @@ class MemoryStore(StoreBase):
         self._records: dict[str, JobRecord] = {}
         self._all = _SortedKeys()
         self._by_type: dict[str, _SortedKeys] = {}
+        self._by_server: dict[str | None, _SortedKeys] = {}
         self._suspended: set[str] = set()
         self._closed = False
 
@@ -61,6 +62,21 @@ class MemoryStore(StoreBase):
         self._records[record.key] = record
         self._all.add(record.key)
         self._by_type.setdefault(record.job_type, _SortedKeys()).add(record.key)
+        self._index_server(record.key, None, record)
+
+    def _index_server(self, key: str, old: JobRecord | None, new: JobRecord | None) -> None:
+        """Move ``key`` in the by-server index from ``old``'s server to ``new``'s."""
+        for record, add in ((old, False), (new, True)):
+            if record is None:
+                continue
+            server = None if record.ref is None else record.ref.server_id
+            if add:
+                self._by_server.setdefault(server, _SortedKeys()).add(key)
+                continue
+            index = self._by_server[server]
+            index.remove(key)
+            if not index.keys:
+                del self._by_server[server]
 
     def _remove(self, key: str) -> bool:
         record = self._records.pop(key, None)
@@ -71,6 +87,7 @@ class MemoryStore(StoreBase):
         type_index.remove(key)
         if not type_index.keys:
             del self._by_type[record.job_type]
+        self._index_server(key, record, None)
         return True
 
     def put_many(self, records: Sequence[JobRecord]) -> None:
@@ -105,7 +122,9 @@ class MemoryStore(StoreBase):
             for key, expected, new in swaps:
                 record = self._records.get(key)
                 if record is not None and record.ref == expected:
-                    self._records[key] = dataclasses.replace(record, ref=new, updated_at=now)
+                    changed = dataclasses.replace(record, ref=new, updated_at=now)
+                    self._records[key] = changed
+                    self._index_server(key, record, changed)
                     done += 1
         return done
 
@@ -145,6 +164,23 @@ class MemoryStore(StoreBase):
             index = self._by_type.get(job_type)
             return 0 if index is None else len(index.keys)
 
+    def referenced_servers(self) -> set[str]:
+        """Every server id a reference names (from the by-server index)."""
+        with self._lock:
+            self._check_open()
+            return {server for server in self._by_server if server is not None}
+
+    def scan_referencing(
+        self, server_id: str | None, *, after: str | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records whose reference names ``server_id`` (None: none), in key order."""
+        with self._lock:
+            self._check_open()
+            index = self._by_server.get(server_id)
+            if index is None or limit <= 0:
+                return []
+            return [self._records[key] for key in index.page(after, limit)]
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer)."""
         with self._lock:
@@ -167,3 +203,4 @@ class MemoryStore(StoreBase):
             self._records.clear()
             self._all = _SortedKeys()
             self._by_type.clear()
+            self._by_server.clear()

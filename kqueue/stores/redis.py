@@ -2,7 +2,9 @@
 
 Layout under a key prefix (default ``kq:``): ``<prefix>r:<key>`` is the record hash (payload as
 raw bytes), ``<prefix>idx`` and ``<prefix>t:<job_type>`` are sorted sets of keys with score 0
-(ZRANGEBYLEX pages through them in key order), ``<prefix>suspended`` is a set of job types.
+(ZRANGEBYLEX pages through them in key order), ``<prefix>s:<server id>`` and ``<prefix>u``
+index records by the server their reference names (or none), ``<prefix>servers`` is the set
+of those server ids, ``<prefix>suspended`` is a set of job types.
 Every write that touches a record and its indexes runs as one Lua script, so it is atomic; no
 command scans the keyspace. Durability is Redis's own (AOF with ``appendfsync`` as configured).
 Several logical stores may share one Redis database through different prefixes; Redis Cluster
@@ -170,6 +172,7 @@ class RedisStore(StoreBase):
             raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {message}") from exc
         self._local = threading.local()
         self._closed = False
+        self._ref_indexed = False
         # redis-py's pool without max_connections allows 2**31: only then hold one per thread.
         self._hold_connections = self._client.connection_pool.max_connections >= 2**30
         self._held: weakref.WeakSet[redis_module.Redis] = weakref.WeakSet()
@@ -187,6 +190,7 @@ class RedisStore(StoreBase):
         self._set_new_refs = self._client.register_script(scripts.SET_NEW_REFERENCES)
         self._attempt = self._client.register_script(scripts.RECORD_ATTEMPT)
         self._scan = self._client.register_script(scripts.SCAN)
+        self._build_ref_index = self._client.register_script(scripts.BUILD_REF_INDEX)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
@@ -325,11 +329,12 @@ class RedisStore(StoreBase):
             self._put_many_packed(records, shared)
             return
         script_keys: list[str] = [self._index]
-        args: list[str | bytes | int | float] = [len(records)]
+        args: list[str | bytes | int | float] = [len(records), self._prefix]
         for record in records:
             script_keys += [self._record_key(record.key), self._type_index(record.job_type)]
             fields = _encode_record(record)
-            args += [record.key, len(fields), *fields]
+            server = "" if record.ref is None else "=" + record.ref.server_id
+            args += [record.key, server, len(fields), *fields]
         with self._translate("put"):
             duplicate = int(self._run(self._put_many, keys=script_keys, args=args))
         if duplicate:
@@ -400,15 +405,13 @@ class RedisStore(StoreBase):
             return 0
         script_keys = [self._index, *(self._record_key(key) for key in unique)]
         with self._translate("delete"):
-            return int(
-                self._run(self._delete_many, keys=script_keys, args=[self._prefix + "t:", *unique])
-            )
+            return int(self._run(self._delete_many, keys=script_keys, args=[self._prefix, *unique]))
 
     def swap_reference(
         self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float
     ) -> bool:
         """Compare-and-set the broker reference in one script; see :meth:`Store.swap_reference`."""
-        args = [*_ref_args(expected), *_ref_args(new), repr(float(now))]
+        args = [*_ref_args(expected), *_ref_args(new), repr(float(now)), self._prefix, key]
         with self._translate("swap_reference"):
             return int(self._run(self._swap, keys=[self._record_key(key)], args=args)) == 1
 
@@ -425,10 +428,10 @@ class RedisStore(StoreBase):
                     self._run(
                         self._set_new_refs,
                         keys=[self._record_key(key) for key, _, _ in swaps],
-                        args=[server, repr(float(now)), *job_ids],
+                        args=[server, repr(float(now)), self._prefix, *job_ids],
                     )
                 )
-        args: list[str | int] = [repr(float(now))]
+        args: list[str | int] = [repr(float(now)), self._prefix]
         for _, expected, new in swaps:
             args += [*_ref_args(expected), *_ref_args(new)]
         script_keys = [self._record_key(key) for key, _, _ in swaps]
@@ -471,6 +474,50 @@ class RedisStore(StoreBase):
         index = self._index if job_type is None else self._type_index(job_type)
         with self._translate("count"):
             return int(self._conn().zcard(index))
+
+    def referenced_servers(self) -> set[str]:
+        """Every server id a reference names, from the set kept beside the indexes."""
+        self._ensure_ref_index()
+        with self._translate("referenced_servers"):
+            members = cast("set[bytes]", self._conn().smembers(self._prefix + "servers"))
+        return {member.decode() for member in members}
+
+    def scan_referencing(
+        self, server_id: str | None, *, after: str | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records whose reference names ``server_id`` (None: none), in key order, from the
+        by-server index."""
+        if limit <= 0:
+            return []
+        self._ensure_ref_index()
+        index = self._prefix + ("u" if server_id is None else "s:" + server_id)
+        lower = "-" if after is None else "(" + after
+        with self._translate("scan_referencing"):
+            reply: list[Any] = self._run(
+                self._scan, keys=[index], args=[lower, limit, self._prefix + "r:"]
+            )
+        return [
+            _decode_record(raw_key.decode(), _pairs(flat))
+            for raw_key, flat in zip(reply[::2], reply[1::2], strict=True)
+            if flat
+        ]
+
+    def _ensure_ref_index(self) -> None:
+        """Index by server, once per store, the records written before that index existed
+        (an older kqueue); every write since keeps it."""
+        if self._ref_indexed:
+            return
+        marker = self._prefix + "refidx"
+        with self._translate("indexing references"):
+            if not self._conn().exists(marker):
+                lower = "-"
+                while lower:
+                    last = self._run(
+                        self._build_ref_index, keys=[self._index], args=[self._prefix, lower, 1000]
+                    )
+                    lower = "(" + last.decode() if last else ""
+                self._conn().set(marker, "1")
+        self._ref_indexed = True
 
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer) in a Redis set."""

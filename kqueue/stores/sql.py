@@ -1,10 +1,10 @@
 """A store on SQL databases through SQLAlchemy Core: SQLite, PostgreSQL, MariaDB/MySQL.
 
 One row per record (key as primary key, payload as raw binary: BYTEA, BLOB, LONGBLOB), an index
-on ``(job_type, key)`` for per-type scans, a table of suspended job types and a meta table with
-the schema version. _sql_schema.Tables are created on first use. SQLite runs in WAL mode with a busy
-timeout, so several processes can share one file. ``swap_reference`` is a single conditional
-UPDATE, so concurrent sweepers cannot both win.
+on ``(job_type, key)`` for per-type scans and one on ``(ref_server, key)`` for recovery, a table
+of suspended job types and a meta table with the schema version. _sql_schema.Tables are created
+on first use. SQLite runs in WAL mode with a busy timeout, so several processes can share one
+file. ``swap_reference`` is a single conditional UPDATE, so concurrent sweepers cannot both win.
 """
 
 from __future__ import annotations
@@ -410,6 +410,36 @@ class SQLStore(StoreBase):
             query = query.where(table.c.job_type == job_type)
         with self._transaction("count") as conn:
             return int(conn.execute(query).scalar_one())
+
+    def referenced_servers(self) -> set[str]:
+        """Every server id a reference names: one index probe per distinct server (a loose
+        index scan), however many records reference each."""
+        table = self._tables.records
+        column = table.c.ref_server
+        found: set[str] = set()
+        query = sa.select(column).where(column.is_not(None)).order_by(column).limit(1)
+        with self._transaction("referenced_servers") as conn:
+            server = conn.execute(query).scalar()
+            while server is not None:
+                found.add(server)
+                server = conn.execute(query.where(column > server)).scalar()
+        return found
+
+    def scan_referencing(
+        self, server_id: str | None, *, after: str | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records whose reference names ``server_id`` (None: none), in key order, read
+        through the ``(ref_server, key)`` index."""
+        if limit <= 0:
+            return []
+        table = self._tables.records
+        on = table.c.ref_server
+        query = sa.select(table).where(on.is_(None) if server_id is None else on == server_id)
+        if after is not None:
+            query = query.where(table.c.key > after)
+        with self._transaction("scan_referencing") as conn:
+            rows = conn.execute(query.order_by(table.c.key).limit(limit))
+            return [_sql_schema.row_record(row) for row in rows]
 
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer)."""

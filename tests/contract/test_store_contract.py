@@ -415,3 +415,54 @@ def test_new_record_is_the_record_the_constructor_builds() -> None:
     )
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.attempts = 3  # type: ignore[misc]
+
+
+def _keys_referencing(store: Store, server_id: str | None) -> list[str]:
+    return [record.key for record in store.scan_referencing(server_id, limit=1000)]
+
+
+def test_records_are_indexed_by_the_server_their_reference_names(store: Store) -> None:
+    store.put_many([make_record(f"k{i}") for i in range(4)])
+    store.put(make_record("old", ref=REF_OTHER_SERVER))
+    assert store.referenced_servers() == {REF_OTHER_SERVER.server_id}
+    assert _keys_referencing(store, None) == ["k0", "k1", "k2", "k3"]
+    store.swap_references([("k1", None, REF_A), ("k3", None, REF_B)], now=1.0)
+    store.swap_reference("k2", None, BrokerRef("claim:abc", 99), now=1.0)
+    assert store.referenced_servers() == {REF_A.server_id, "ffffffffffffffff", "claim:abc"}
+    assert _keys_referencing(store, REF_A.server_id) == ["k1", "k3"]
+    assert _keys_referencing(store, "claim:abc") == ["k2"]
+    assert _keys_referencing(store, None) == ["k0"]
+    assert [r.ref for r in store.scan_referencing(REF_A.server_id)] == [REF_A, REF_B]
+
+
+def test_the_server_index_follows_swaps_and_deletes(store: Store) -> None:
+    store.put_many([make_record("a"), make_record("b")])
+    store.swap_references([("a", None, REF_A), ("b", None, REF_B)], now=1.0)
+    store.swap_reference("a", REF_A, REF_OTHER_SERVER, now=2.0)
+    store.swap_reference("b", REF_A, None, now=2.0)  # expected differs: nothing moves
+    assert _keys_referencing(store, REF_OTHER_SERVER.server_id) == ["a"]
+    assert _keys_referencing(store, REF_A.server_id) == ["b"]
+    store.delete("b")
+    assert store.referenced_servers() == {REF_OTHER_SERVER.server_id}
+    store.swap_reference("a", REF_OTHER_SERVER, None, now=3.0)
+    assert store.referenced_servers() == set()
+    assert _keys_referencing(store, None) == ["a"]
+    store.delete_many(["a"])
+    assert _keys_referencing(store, None) == []
+    assert store.scan_referencing("nobody") == []
+
+
+def test_scan_referencing_pages_in_key_order(store: Store) -> None:
+    keys = [f"k{i:03d}" for i in range(25)]
+    store.put_many([make_record(key) for key in reversed(keys)])
+    store.swap_references([(key, None, BrokerRef("s1", i)) for i, key in enumerate(keys)], now=1)
+    seen: list[str] = []
+    after = None
+    while True:
+        page = store.scan_referencing("s1", after=after, limit=10)
+        seen += [record.key for record in page]
+        if len(page) < 10:
+            break
+        after = page[-1].key
+    assert seen == keys
+    assert store.scan_referencing("s1", limit=0) == []
