@@ -293,6 +293,7 @@ class JobRunner:
                 job.job_type,
                 job.attempts,
                 describe_error(exc),
+                extra=job_fields(job, "failed", seconds),
             )
             if not job.finished:
                 self._settle_failure(conn, job, spec, exc)
@@ -303,7 +304,7 @@ class JobRunner:
         if not job.finished:
             job.outcome = "deleted"
             self.acks.add(conn, job)
-        logger.debug("job %s type=%s done in %.3f ms", job.id, job.job_type, seconds * 1000)
+        _log_done(job, seconds)
         self.events.after_job(job, seconds)
 
     def _bury_poison(self, conn: BeanstalkConnection, job: Job, policy: RetryPolicy) -> None:
@@ -323,7 +324,13 @@ class JobRunner:
             )
         conn.bury(job.id, priority=job.priority)
         job.outcome = "buried"
-        logger.error("job %s type=%s buried: %s", job.id, job.job_type, reason)
+        logger.error(
+            "job %s type=%s buried: %s",
+            job.id,
+            job.job_type,
+            reason,
+            extra=job_fields(job, "buried"),
+        )
         self.events.on_buried(job, reason)
 
     def _stopped_before(
@@ -334,7 +341,13 @@ class JobRunner:
             job.outcome = "deleted"
             self.acks.add(conn, job)
             self.events.on_dropped(job.id, job.key, "skipped")
-            logger.info("job %s type=%s skipped: %s", job.id, job.job_type, stopped)
+            logger.info(
+                "job %s type=%s skipped: %s",
+                job.id,
+                job.job_type,
+                stopped,
+                extra=job_fields(job, "skipped"),
+            )
         else:
             self._settle_failure(conn, job, spec, stopped)
             self.events.on_failure(job, stopped, 0.0)
@@ -371,12 +384,35 @@ class JobRunner:
                 job.attempts,
                 failure.reason,
                 error,
+                extra=job_fields(job, "buried"),
             )
             self.events.on_buried(job, failure.reason)
         else:
             conn.release(job.id, priority=job.priority, delay=failure.delay)
             job.outcome = "released"
             self.events.on_retried(job, failure.delay)
+
+
+def _log_done(job: Job, seconds: float) -> None:
+    """A finished job: one DEBUG line (per-job lines would drown an INFO log)."""
+    fields = job_fields(job, "completed", seconds)
+    logger.debug(
+        "job %s type=%s done in %.3f ms", job.id, job.job_type, seconds * 1000, extra=fields
+    )
+
+
+def job_fields(job: Job, outcome: str, seconds: float | None = None) -> dict[str, object]:
+    """The structured fields of a job's log line (``extra=``), which JSON logs carry as keys."""
+    fields: dict[str, object] = {
+        "job_type": job.job_type,
+        "key": job.key,
+        "job_id": job.id,
+        "attempt": job.attempts,
+        "outcome": outcome,
+    }
+    if seconds is not None:
+        fields["duration_ms"] = round(seconds * 1000, 3)
+    return fields
 
 
 def describe_error(exc: BaseException) -> str:

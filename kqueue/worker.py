@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
@@ -73,8 +74,10 @@ class Worker:
         if self.sweep_interval is not None:
             sweeper = RecoverySweeper(self.queue, interval=self.sweep_interval).start()
         handlers = ", ".join(sorted(self.job_types or self.queue.handlers))
-        logger.info("worker started on %s for %s", self.queue.config.address, handlers)
+        address = self.queue.config.address
+        logger.info("worker started on %s for %s", address, handlers, extra={"server": address})
         started = time.monotonic()
+        before = Counter(self.queue.counters)
         code = EXIT_OK
         try:
             self.jobs_run = self.queue.run_jobs(
@@ -91,10 +94,24 @@ class Worker:
             self.queue.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        logger.info(
-            "worker stopped after %d job(s) in %.1f s", self.jobs_run, time.monotonic() - started
-        )
+        self._log_stopped(Counter(self.queue.counters) - before, time.monotonic() - started)
         return code
+
+    def _log_stopped(self, counts: Counter[str], seconds: float) -> None:
+        """One line: jobs finished (completed or buried), apart from attempts (handler runs,
+        retries included), so 500 jobs that each ran twice read as 500 jobs."""
+        finished = counts["completed"] + counts["buried"]
+        logger.info(
+            "worker stopped after %d job(s) (%d completed, %d buried; %d handler run(s), "
+            "%d retried) in %.1f s",
+            finished,
+            counts["completed"],
+            counts["buried"],
+            self.jobs_run,
+            counts["retried"],
+            seconds,
+            extra={"count": finished, "duration_ms": round(seconds * 1000)},
+        )
 
     def _install_signals(self) -> dict[int, Any]:
         previous: dict[int, Any] = {}
