@@ -66,17 +66,13 @@ class FakeBeanstalkServer(InspectionMixin, FaultMixin):
         fsync_ms: int | None = 50,
     ) -> None:
         """Configure; nothing listens before :meth:`start`. ``host=None``: unix socket only.
-
-        ``binlog_dir`` is beanstalkd's ``-b DIR``: jobs are journaled there in beanstalkd
-        1.12's binlog format and every start reads them back. ``binlog_size`` is ``-s``
-        (bytes per file), ``fsync_ms`` is ``-f`` (None: ``-F``, never fsync). Without a
-        directory the journal is kept in memory, for :meth:`restart` with ``keep_jobs``.
-        """
+        ``binlog_dir`` is ``-b DIR`` (journal there, restore at every start), ``binlog_size``
+        ``-s``, ``fsync_ms`` ``-f`` (None: ``-F``); without a directory the journal is kept
+        in memory, for :meth:`restart` with ``keep_jobs``."""
         if host is None and unix_path is None:
             raise ValueError("give a host, a unix_path, or both")
         self.binlog_dir = None if binlog_dir is None else os.fspath(binlog_dir)
-        self.binlog_size = binlog_size
-        self.fsync_ms = fsync_ms
+        self.binlog_size, self.fsync_ms = binlog_size, fsync_ms
         self._memory_binlog = MemoryStorage()
         self._host = host
         self._port = port

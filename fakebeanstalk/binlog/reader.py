@@ -148,16 +148,23 @@ def _apply(
         job = table.restore_job(record, entry.tube)
     table.apply_record(job, record)
     order[job.id] = (job, record)  # a known id keeps its place: the order of first sight
-    size = UPDATE_SIZE
-    if entry.tube is not None and entry.read_body is not None:
-        body = entry.read_body()
+    if entry.tube is None:
+        size = UPDATE_SIZE
+    else:
+        body = entry.read_body() if entry.read_body is not None else None
         if body is None:
             _drop(wal, job, table, order)
             return False
-        job.body = body[:-2] if len(body) >= 2 else b""
-        size = FULL_OVERHEAD + len(entry.tube) + len(body)
-        wal.remove_job(job.wal_file, job)
-        wal.add_job(file, job)
+        size = _take_body(wal, file, job, entry.tube, body)
     job.wal_used += size
     wal.alive += size
     return True
+
+
+def _take_body(wal: Wal, file: WalFile, job: Job, tube: str, body: bytes) -> int:
+    """A full record's body: the job's newest full record is now in ``file``; returns the
+    record's size."""
+    job.body = body[:-2] if len(body) >= 2 else b""
+    wal.remove_job(job.wal_file, job)
+    wal.add_job(file, job)
+    return FULL_OVERHEAD + len(tube) + len(body)
