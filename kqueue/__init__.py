@@ -23,6 +23,7 @@ from kqueue.errors import (
     RecordTooLargeError,
     StoreConnectionError,
     StoreError,
+    StoreOutcomeUnknownError,
     ValidationError,
 )
 from kqueue.job import PRIO_BULK, PRIO_HIGH, PRIO_LOW, PRIO_NORMAL, PRIO_URGENT, Job
@@ -84,6 +85,7 @@ __all__ = [
     "SkipJob",
     "StoreConnectionError",
     "StoreError",
+    "StoreOutcomeUnknownError",
     "SweepReport",
     "ValidationError",
     "Worker",

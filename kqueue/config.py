@@ -8,6 +8,7 @@ again on the copy. Durations are float seconds or :class:`datetime.timedelta`, c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -48,7 +49,10 @@ class QueueConfig:
     - ``window``: the most jobs a worker reserves at once; ``window_target``: seconds of work
       a window may hold at the measured pace (see :mod:`kqueue.window`);
     - ``inline_copy_max``: with a store, payloads up to this many bytes also travel in the
-      beanstalkd body (mode ``s``), saving the worker a store read; 0 turns it off.
+      beanstalkd body (mode ``s``), saving the worker a store read; 0 turns it off;
+    - ``heartbeat``: a waiting worker asks beanstalkd at least this often (whole seconds)
+      whether it is still there, so a frozen or cut-off server is noticed within
+      ``heartbeat + command_timeout`` seconds, not never.
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +68,7 @@ class QueueConfig:
     window: int = 128
     window_target: float = 0.02
     inline_copy_max: int = 1024
+    heartbeat: float = 30.0
     connect: SocketFactory | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +93,11 @@ class QueueConfig:
         set_ = object.__setattr__  # frozen: converted once, here
         for name in ("connect_timeout", "command_timeout", "window_target"):
             set_(self, name, as_seconds(name, getattr(self, name), positive=True))
+        set_(
+            self,
+            "heartbeat",
+            float(math.ceil(as_seconds("heartbeat", self.heartbeat, positive=True))),
+        )
         set_(self, "recovery_grace", as_seconds("recovery_grace", self.recovery_grace))
         try:
             first, longest = self.reconnect_delay

@@ -191,6 +191,8 @@ class Consumer:
             self._pause(wait, None)
             return []
         self._sync_watches(wanted)
+        if wait is None:  # wait forever, but hear from the server every heartbeat
+            wait = self.config.heartbeat
         return self._window.reserve(
             self._conn, wait, wakeup=self._wakeup.fd, room=room, before_wait=self.runner.drain
         )

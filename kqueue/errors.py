@@ -16,6 +16,7 @@
     │   └── BrokerProtocolError     a reply that does not fit the command
     ├── StoreError                  the bulk store failed (the cause is kept)
     │   ├── StoreConnectionError    the store cannot be reached
+    │   │   └── StoreOutcomeUnknownError  a write sent, its reply lost: it may have committed
     │   └── RecordTooLargeError     a record over the store's own limit
     └── JobNotFoundError            the job is not (or no longer) in beanstalkd
 
@@ -80,6 +81,19 @@ class StoreError(KQueueError):
 
 class StoreConnectionError(StoreError):
     """The bulk store cannot be reached."""
+
+
+class StoreOutcomeUnknownError(StoreConnectionError):
+    """A write went out but its reply never came (a timeout): it may have committed.
+
+    ``keys`` are the records of the write. add_job raises it with the key of the job: if the
+    write did commit, the job is accepted and the recovery sweeper delivers it, so a caller
+    that adds the job again makes a second copy; look the key up in the store first.
+    """
+
+    def __init__(self, message: str, *, keys: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.keys = keys
 
 
 class RecordTooLargeError(StoreError):

@@ -20,7 +20,16 @@ from typing import Any, NamedTuple
 
 from kqueue.beanstalk.pipeline import Pending, Pipeline
 from kqueue.config import QueueConfig
-from kqueue.errors import BrokerError, JobTooBigError, PayloadError, StoreError, ValidationError
+from kqueue.errors import (
+    BrokerError,
+    JobTooBigError,
+    KQueueError,
+    PayloadError,
+    StoreError,
+    StoreOutcomeUnknownError,
+    ValidationError,
+)
+from kqueue.health import BrokerHealth
 from kqueue.job import check_delay, check_u32, tube_for
 from kqueue.keys import new_keys
 from kqueue.middleware.base import Middleware
@@ -68,13 +77,15 @@ class Producer:
         self._conn = config.new_connection()
         self._lock = threading.Lock()
         self._warned_inline = False
+        self.health = BrokerHealth(config)
 
     def connect(self) -> None:
         """Connect now (an unreachable beanstalkd fails here, with its address)."""
         self._conn.connect()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and stop probing a broker marked down)."""
+        self.health.close()
         self._conn.close()
 
     @property
@@ -142,10 +153,13 @@ class Producer:
         self._warn_inline()
         ids: list[int] = []
         with self._lock:
+            if self.health.down is not None:
+                raise self.health.down  # nothing holds an inline job but beanstalkd
             self._check_sizes(bodies)
             for start in range(0, len(bodies), BATCH_SIZE):
                 pending, error = self._put_burst(options, bodies[start : start + BATCH_SIZE])
                 if error is not None:
+                    self.health.failed(error)
                     raise error
                 ids += [slot.result() for slot in pending]
         self.events.after_enqueue(options.job_type, len(ids), 0)
@@ -192,19 +206,32 @@ class Producer:
             )
             for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
         ]
-        store.put_many(records)  # raises before anything reaches beanstalkd
+        try:
+            store.put_many(records)  # raises before anything reaches beanstalkd
+        except StoreOutcomeUnknownError as exc:
+            keys = tuple(record.key for record in records)
+            raise StoreOutcomeUnknownError(
+                f"{exc}; the {len(keys)} job(s) may be accepted all the same (keys "
+                f"{', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}): if so the recovery "
+                "sweeper delivers them, so look the keys up before adding them again",
+                keys=keys,
+            ) from exc
         copy_max = self.config.inline_copy_max
         bodies = [record_body(record, copy_max=copy_max) for record in records]
-        server_id = ""
         with self._lock:
+            if self.health.down is not None:  # one timeout per outage, not one per add
+                return self._settle(store, options, records, [], "", self.health.down)
             pending, failure = self._put_burst(options, bodies)
             if failure is None:
                 failure = self._put_plain_references(options, records, pending)
+            server_id = ""
             if failure is None:
                 try:
                     server_id = self._conn.server_id()
                 except BrokerError as exc:
                     failure = exc
+            if failure is not None:
+                self.health.failed(failure)
         return self._settle(store, options, records, pending, server_id, failure)
 
     def _put_burst(
@@ -254,22 +281,22 @@ class Producer:
         records: list[JobRecord],
         pending: list[Pending[int]],
         server_id: str,
-        failure: BrokerError | None,
+        failure: KQueueError | None,
     ) -> list[int]:
         """Record the ids of the jobs beanstalkd took; leave (or, strict, drop) the rest."""
         ids: list[int] = []
         swaps: list[RefSwap] = []
         failed: list[str] = []
-        for record, slot in zip(records, pending, strict=True):
-            if slot.done and slot.error is None:
+        for index, record in enumerate(records):
+            slot = pending[index] if index < len(pending) else None
+            if slot is not None and slot.done and slot.error is None:
                 ids.append(slot.result())
                 if server_id:
                     swaps.append((record.key, None, BrokerRef(server_id, ids[-1])))
             else:
                 ids.append(NOT_SCHEDULED)
                 failed.append(record.key)
-                if failure is None and isinstance(slot.error, BrokerError | JobTooBigError):
-                    failure = slot.error  # type: ignore[assignment]
+                failure = failure or (None if slot is None else slot.error)
         self._save_references(store, swaps)
         if failed and self.config.strict:
             store.delete_many(failed)

@@ -75,6 +75,7 @@ class KQueue:
         window: int = 128,
         window_target: float | timedelta = 0.02,
         inline_copy_max: int = 1024,
+        heartbeat: float | timedelta = 30.0,
         connect: SocketFactory | None = None,
     ) -> None:
         config = QueueConfig(
@@ -91,6 +92,7 @@ class KQueue:
             window=window,
             window_target=as_seconds("window_target", window_target),
             inline_copy_max=inline_copy_max,
+            heartbeat=as_seconds("heartbeat", heartbeat),
             connect=connect,
         )
         self._compose(config, bulk_store, [*middleware, *hooks], CodecRegistry(config.codec))

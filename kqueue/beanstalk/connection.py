@@ -557,18 +557,24 @@ class BeanstalkConnection:
         at once by the server rather than held. Raises :class:`DeadlineSoon`.
         """
         with self._lock:
+            server_deadline = None  # when the server must have answered TIMED_OUT
             if timeout is None:
                 self._send(b"reserve\r\n")
                 deadline = None
             elif timeout == int(timeout):
                 # A whole number of seconds: the server times out itself; no abandon needed.
                 self._send(b"reserve-with-timeout %d\r\n" % timeout)
-                deadline = time.monotonic() + timeout + self.command_timeout
+                deadline = server_deadline = time.monotonic() + timeout + self.command_timeout
             else:
                 self._send(b"reserve-with-timeout %d\r\n" % math.ceil(timeout))
                 deadline = time.monotonic() + timeout
             reply = self._read_reply(deadline, wakeup)
             if reply is None:
                 self.close()
+                if server_deadline is not None and time.monotonic() >= server_deadline:
+                    raise BrokerTimeoutError(
+                        f"beanstalkd at {self.address} did not time out a reserve of "
+                        f"{timeout:g} s within {self.command_timeout} s more: frozen or cut off"
+                    )
                 return None
             return self.convert(cmd.RESERVE, reply)

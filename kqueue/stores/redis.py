@@ -20,7 +20,13 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
+from kqueue.errors import (
+    ConfigurationError,
+    RecordTooLargeError,
+    StoreConnectionError,
+    StoreError,
+    StoreOutcomeUnknownError,
+)
 from kqueue.stores import _redis_scripts as scripts
 from kqueue.stores._common import one_new_server
 from kqueue.stores.base import (
@@ -211,7 +217,14 @@ class RedisStore(StoreBase):
         errors = self._redis.exceptions
         try:
             yield
-        except (errors.ConnectionError, errors.TimeoutError) as exc:
+        except errors.TimeoutError as exc:
+            # Sent, but no reply in time: a write may have committed (the server is alive but
+            # slow, or stopped with the command in its buffer).
+            message = scrub(str(exc), self._url)
+            raise StoreOutcomeUnknownError(
+                f"Redis at {self._where} did not answer {action} in time: {message}"
+            ) from exc
+        except errors.ConnectionError as exc:
             message = scrub(str(exc), self._url)
             raise StoreConnectionError(
                 f"cannot reach Redis at {self._where} ({action}): {message}"
