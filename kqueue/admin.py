@@ -246,13 +246,20 @@ class Admin:
         return kicked
 
     def sweep(
-        self, *, grace: float | None = None, progress: Callable[[], None] | None = None
+        self,
+        *,
+        grace: float | None = None,
+        progress: Callable[[], None] | None = None,
+        verify: bool = False,
     ) -> SweepReport:
         """Run one recovery pass: re-enqueue every stored job that beanstalkd lost.
 
-        Records younger than ``grace`` seconds (default: the queue's ``recovery_grace``) are
-        left alone, since their producer may still be putting them. Safe to run from several
-        processes at once. Needs a bulk store.
+        Jobs of a broker that restarted are checked and put back at once, whatever their age.
+        Records without a reference younger than ``grace`` seconds (default: the queue's
+        ``recovery_grace``) are left alone, since their producer may still be putting them.
+        Jobs referencing the broker that answers now are trusted without a look, unless
+        ``verify`` (see :mod:`kqueue.sweeper`). Safe to run from several processes at once.
+        Needs a bulk store.
         """
         if self.store is None:
             raise ConfigurationError("recovery needs a bulk store: KQueue(bulk_store=...)")
@@ -264,11 +271,12 @@ class Admin:
                 tube_prefix=self.tube_prefix,
                 grace=self.config.recovery_grace if grace is None else grace,
                 events=self.events,
+                verify=verify,
             ).run(progress)
         finally:
             conn.close()
         level = logging.WARNING if report.errors else logging.INFO
-        logger.log(level, "%s", report.summary(), extra=_sweep_fields(report))
+        logger.log(level, "%s", sweep_summary(report), extra=_sweep_fields(report))
         return report
 
     def stats(self) -> QueueStats:
@@ -372,6 +380,38 @@ def _pages(store: Store, page_size: int = 500) -> Iterator[list[JobRecord]]:
             page = []
     if page:
         yield page
+
+
+def sweep_summary(report: SweepReport) -> str:
+    """One line for a log: a pass's counts that are not zero, and the time it took."""
+    counts = {
+        name: value
+        for name, value in vars(report).items()
+        if isinstance(value, int) and not isinstance(value, bool) and value and name != "scanned"
+    }
+    shown = ", ".join(f"{name} {value}" for name, value in counts.items())
+    errors = f", {len(report.errors)} error(s)" if report.errors else ""
+    return (
+        f"recovery pass: scanned {report.scanned}{': ' + shown if shown else ''}{errors} "
+        f"in {report.seconds:.2f} s"
+    )
+
+
+def sweep_advice(report: SweepReport, grace: float) -> str | None:
+    """Why a pass put nothing back although it left records alone, and what to do; or None.
+
+    Records younger than the grace period are left to their producers (they may be between
+    the store write and the put). Right after a broker restart many can be that young: the
+    next pass puts back whatever beanstalkd still lacks, or a pass with a shorter grace now.
+    """
+    if not report.young or report.requeued or report.requeued_buried:
+        return None
+    return (
+        f"{report.young} record(s) younger than the grace period ({grace:g} s) were left to "
+        f"their producers: a pass after {grace:g} s puts back any that beanstalkd lacks by "
+        "then (a running sweeper does it by itself); to do it now, right after a broker "
+        "restart: kqueue sweep --grace 0 (or recovery_grace= on the queue)"
+    )
 
 
 def _sweep_fields(report: SweepReport) -> dict[str, object]:

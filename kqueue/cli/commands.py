@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from kqueue.admin import QueueStats
 from kqueue.cli.config import Settings
 from kqueue.cli.lookup import (
+    KEY_SHAPE,
     describe_job,
     find_job,
     nothing_here_note,
@@ -160,7 +161,7 @@ def _put_many(queue: KQueue, job_type: str, payloads: list[Any], options: dict[s
 def cmd_peek(args: argparse.Namespace, settings: Settings) -> int:
     """Show a job by beanstalkd id or record key, or the next of a type in a state."""
     with settings.open_queue() as queue:
-        if args.target.isdigit() or _looks_like_key(args.target):
+        if args.target.isdigit() or KEY_SHAPE.fullmatch(args.target):
             found = find_job(queue, args.target)
         else:
             job = queue.admin.peek_next(args.target, args.state)
@@ -169,12 +170,6 @@ def cmd_peek(args: argparse.Namespace, settings: Settings) -> int:
             found = find_job(queue, str(job.id))
         print_json(describe_job(queue, found))
     return EXIT_OK
-
-
-def _looks_like_key(text: str) -> bool:
-    from kqueue.cli.lookup import KEY_SHAPE
-
-    return KEY_SHAPE.fullmatch(text) is not None
 
 
 def cmd_buried(args: argparse.Namespace, settings: Settings) -> int:

@@ -51,8 +51,9 @@ class FoundJob:
 
 
 def find_job(queue: KQueue, target: str) -> FoundJob:
-    """The job named by a beanstalkd id (digits) or a record key; JobNotFoundError if none."""
-    if target.isdigit():
+    """The job named by a record key (32 hex digits) or a beanstalkd id (fewer digits: ids
+    are below 2**64); JobNotFoundError if none."""
+    if target.isdigit() and not KEY_SHAPE.fullmatch(target):
         job = queue.admin.peek_job(int(target))
         if job is None:
             raise JobNotFoundError(f"no job {target} in beanstalkd at {queue.config.address}")
@@ -194,13 +195,16 @@ def nothing_here_note(queue: KQueue) -> str | None:
 
 def unwatched_type_warning(queue: KQueue, job_type: str) -> str | None:
     """A warning when no worker watches the job type's tube, the application has no handler
-    for it, and the store has never seen it: most likely a typo."""
+    for it, and the store (without one: beanstalkd's tube) has never seen it: a typo?"""
     if job_type in queue.handlers:
         return None
-    if queue.admin.tube_stats(job_type).get("current-watching", 0) > 0:
+    tube = queue.admin.tube_stats(job_type)
+    if tube.get("current-watching", 0) > 0:
         return None
     if queue.store is not None and queue.store.count(job_type) > 0:
         return None
+    if queue.store is None and tube.get("total-jobs", 0) > 0:
+        return None  # without a store, beanstalkd's tube is all that remembers the type
     return (
         f"warning: no worker watches job type {job_type!r} and the store has never seen it "
         "(a typo?); doing it anyway"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kqueue.admin import sweep_advice
 from kqueue.cli.config import Settings
 from kqueue.cli.lookup import nothing_here_note, unwatched_type_warning
 from kqueue.cli.output import Progress, print_json, table
@@ -103,6 +104,7 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         progress = Progress("sweeping", queue.store.count())
         report = queue.sweep(grace=args.grace, progress=progress.advance)
         progress.done()
+        grace = queue.config.recovery_grace if args.grace is None else args.grace
         empty = nothing_here_note(queue) if not report.scanned else None
     if args.json:
         print_json(vars(report))
@@ -111,7 +113,7 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         print(table(["field", "value"], [[k, v] for k, v in fields.items()]))
     for error in report.errors:
         print("error:", error, file=sys.stderr)
-    _note(report.advice())
+    _note(sweep_advice(report, grace))
     _note(empty)
     return 1 if report.errors else EXIT_OK
 

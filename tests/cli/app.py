@@ -33,6 +33,17 @@ queue.add_handler("record", record)
 queue.add_handler("slow", slow)
 queue.add_handler("failing", failing)
 
+
+def flaky(job: Job) -> None:
+    """Fails its first attempt, then records the job."""
+    if job.attempts == 1:
+        raise ConnectionError("flaky upstream")
+    record(job)
+
+
+retrying = KQueue(retry=RetryPolicy(max_attempts=3, base_delay=0, max_delay=0, jitter=False))
+retrying.add_handler("flaky", flaky)
+
 not_a_queue = {"looks": "like nothing"}
 
 
