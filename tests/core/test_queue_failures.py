@@ -22,7 +22,7 @@ from kqueue import (
     PayloadError,
     ValidationError,
 )
-from tests.servers import BeanstalkdProcess, beanstalkd_binary, free_port
+from tests.servers import BeanstalkdProcess, beanstalkd_binary, free_port, missing_service
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,8 @@ def test_unreachable_beanstalkd_names_its_address() -> None:
 def test_inline_payload_over_max_job_size_is_refused_clearly(tmp_path: Path) -> None:
     binary = beanstalkd_binary()
     if binary is None:
-        pytest.skip("no beanstalkd")
+        missing_service("beanstalkd binary not found (apt-get install beanstalkd)")
+        raise AssertionError("unreachable")
     server = BeanstalkdProcess(binary, max_job_size=200)
     server.start()
     try:

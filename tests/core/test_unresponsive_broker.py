@@ -26,7 +26,7 @@ def frozen(real_beanstalkd: BeanstalkdProcess) -> Iterator[BeanstalkdProcess]:
 
 def test_adds_to_a_frozen_broker_cost_one_timeout_per_outage(frozen: BeanstalkdProcess) -> None:
     store = MemoryStore()
-    queue = KQueue(host=frozen.host, port=frozen.port, bulk_store=store, command_timeout=1.0)
+    queue = KQueue(host=frozen.host, port=frozen.port, bulk_store=store, command_timeout=3.0)
     queue.add_job("f", "warm")  # connected, then the broker freezes
     frozen.signal(signal.SIGSTOP)
     assert queue.add_job("f", "first") == NOT_SCHEDULED  # waits its one timeout
@@ -34,7 +34,7 @@ def test_adds_to_a_frozen_broker_cost_one_timeout_per_outage(frozen: BeanstalkdP
     ids = [queue.add_job("f", n) for n in range(20)]
     elapsed = time.monotonic() - started
     assert ids == [NOT_SCHEDULED] * 20 and store.count() == 22  # accepted, durable
-    assert elapsed < 1.0, f"20 adds waited {elapsed:.2f} s: a timeout each?"
+    assert elapsed < 3.0, f"20 adds took {elapsed:.2f} s: more than the one timeout of 3 s"
     frozen.signal(signal.SIGCONT)
     assert queue.producer.health.wait_until_up(10)
     assert queue.sweep(grace=0).requeued == 21
@@ -46,7 +46,7 @@ def test_adds_to_a_frozen_broker_cost_one_timeout_per_outage(frozen: BeanstalkdP
 
 
 def test_inline_adds_to_a_broker_marked_down_fail_at_once(frozen: BeanstalkdProcess) -> None:
-    queue = KQueue(host=frozen.host, port=frozen.port, command_timeout=1.0)
+    queue = KQueue(host=frozen.host, port=frozen.port, command_timeout=3.0)
     queue.add_job("i", "warm")
     frozen.signal(signal.SIGSTOP)
     with pytest.raises(BrokerError):
@@ -54,7 +54,7 @@ def test_inline_adds_to_a_broker_marked_down_fail_at_once(frozen: BeanstalkdProc
     started = time.monotonic()
     with pytest.raises(BrokerConnectionError, match="marked down"):
         queue.add_job("i", "again")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # less than the one timeout it already spent
     queue.close()
 
 

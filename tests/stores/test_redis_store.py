@@ -18,7 +18,7 @@ from kqueue.errors import (
 )
 from kqueue.stores.redis import RedisStore
 from tests.contract.records import make_record
-from tests.servers import free_port
+from tests.servers import free_port, missing_service
 
 
 @pytest.fixture
@@ -171,8 +171,9 @@ def test_a_thread_holds_one_connection_and_returns_it_when_it_ends(
     assert left == 0
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_opens_its_own_connection(redis_store: RedisStore) -> None:
+    if not hasattr(os, "fork"):
+        missing_service("os.fork (this platform has none)")
     redis_store.put(make_record("parent"))
     read, write = os.pipe()
     pid = os.fork()

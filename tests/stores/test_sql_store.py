@@ -19,7 +19,7 @@ from kqueue.errors import RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores._sql_schema import too_large
 from kqueue.stores.sql import SQLStore
 from tests.contract.records import make_record
-from tests.servers import free_port
+from tests.servers import free_port, missing_service
 
 SQL_KINDS = ["sqlite", "postgres", "mysql"]
 
@@ -165,8 +165,9 @@ def test_mysql_limit_above_max_allowed_packet_is_lowered_to_it(mysql_url: str) -
         assert store.max_record_bytes == honest.max_record_bytes < 10**9
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="sqlite3 setlimit needs Python 3.11")
 def test_a_size_error_from_the_driver_becomes_record_too_large(sqlite_url: str) -> None:
+    if sys.version_info < (3, 11):
+        missing_service("sqlite3's setlimit (Python 3.11 or newer)")
     with SQLStore(sqlite_url) as store:
 
         def small_limit(dbapi_conn: sqlite3.Connection, _record: object) -> None:
