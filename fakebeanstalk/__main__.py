@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -45,7 +46,12 @@ Options:
 
 
 class UsageError(Exception):
-    """Bad command line; the message is printed before the usage text."""
+    """Bad command line; the message is printed (with the usage text for status 5)."""
+
+    def __init__(self, message: str, *, status: int = 5) -> None:
+        """``status`` is the exit status beanstalkd gives this mistake."""
+        super().__init__(message)
+        self.status = status
 
 
 class Options:
@@ -87,13 +93,15 @@ def _size_t(value: str) -> int:
 
 
 def _port(value: str) -> int:
+    """The port as beanstalkd gets it: getaddrinfo()'s service, so a service name works,
+    a number wraps modulo 2^16, and anything else fails like a bind (exit status 111)."""
     try:
-        number = int(value, 10)
-    except ValueError:
-        raise UsageError(f"invalid port: {value!r}") from None
-    if not 0 <= number < 65536:
-        raise UsageError(f"invalid port: {value!r}")
-    return number
+        address = socket.getaddrinfo(
+            None, value, socket.AF_INET, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )[0][4]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"getaddrinfo(): {exc}", status=111) from None
+    return int(address[1])
 
 
 def _apply(options: Options, flag: str, value: str) -> None:
@@ -160,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:
-        print(f"fakebeanstalk: {exc}\n{USAGE}", file=sys.stderr)
-        return 5
+        usage = f"\n{USAGE}" if exc.status == 5 else ""
+        print(f"fakebeanstalk: {exc}{usage}", file=sys.stderr)
+        return exc.status
     if options.show_help:
         print(USAGE)
         return 0

@@ -120,6 +120,8 @@ SCRIPT = [
         ["-s", "300 "],
         ["-s", "0x10"],
         ["-f", ""],
+        ["-p", "no-such-service"],
+        ["-p", "-1"],
     ],
     ids=repr,
 )
@@ -127,7 +129,8 @@ def test_numeric_flags_parse_and_act_as_in_1_12(
     launch: list[Launched], tmp_path: Path, flags: list[str]
 ) -> None:
     """Sizes go through sscanf("%zu"): signs wrap, overflow saturates, -s lands in an int
-    (0 or -1: a file per reservation); junk is exit status 5. Same replies, same stats,
+    (0 or -1: a file per reservation); junk is exit status 5, a port getaddrinfo() refuses
+    exit status 111. Same replies, same stats,
     same binlog file names, before and after a kill -9."""
     seen = []
     for kind in KINDS:

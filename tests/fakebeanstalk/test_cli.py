@@ -23,6 +23,25 @@ def test_flags_parse_like_beanstalkd() -> None:
     assert (options.verbose, options.binlog_dir) == (2, "/tmp/x")
 
 
+def test_port_is_a_getaddrinfo_service_as_in_beanstalkd() -> None:
+    assert parse_args(["-p", "http"]).port == 80
+    assert parse_args(["-p", "65537"]).port == 1  # a number wraps modulo 2^16
+    with pytest.raises(UsageError) as raised:
+        parse_args(["-p", "-1"])
+    assert raised.value.status == 111
+
+
+def test_sizes_parse_like_sscanf_zu() -> None:
+    assert parse_args(["-s", "-1"]).binlog_size == -1  # SIZE_MAX, stored in an int
+    assert parse_args(["-s", " +300"]).binlog_size == 300
+    assert parse_args(["-z", "-1"]).max_job_size == 2**30
+    assert parse_args(["-f", "-1"]).fsync_ms == -1
+    assert parse_args(["-f", "7", "-F"]).fsync_ms is None
+    for junk in ("300 ", "0x10", "", "1e3"):
+        with pytest.raises(UsageError):
+            parse_args(["-s", junk])
+
+
 def test_job_size_is_clamped_to_one_gibibyte() -> None:
     assert parse_args(["-z", str(2**31)]).max_job_size == 2**30
 
