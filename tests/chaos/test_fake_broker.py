@@ -9,14 +9,15 @@ these examples self-contained.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import greenstalk
 import pytest
 
 from fakebeanstalk import FakeBeanstalkServer, FakeClock
 from kqueue import Job, KQueue
-from kqueue.stores import MemoryStore
+from kqueue.stores import JobRecord, MemoryStore, Store
 
 pytestmark = pytest.mark.chaos
 
@@ -99,18 +100,28 @@ class SimulatedCrash(BaseException):
     """Stands for the producer process dying at one exact point."""
 
 
-def test_job_of_a_producer_that_died_after_the_store_write_is_delivered(
-    queue: KQueue, store: MemoryStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ran = collect(queue, "email")
+class DiesAfterTheWrite:
+    """Wraps a store: its producer dies right after each durable write, before the put."""
 
-    def die(*args: object, **kwargs: object) -> int:
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put_many(self, records: Sequence[JobRecord]) -> None:
+        self.inner.put_many(records)
         raise SimulatedCrash
 
-    with monkeypatch.context() as patch:
-        patch.setattr(KQueue, "_put_reference", die)
-        with pytest.raises(SimulatedCrash):
-            queue.add_job("email", "written, never put")
+
+def test_job_of_a_producer_that_died_after_the_store_write_is_delivered(
+    queue: KQueue, store: MemoryStore
+) -> None:
+    ran = collect(queue, "email")
+    producer = KQueue(host=queue.host, port=queue.port, bulk_store=DiesAfterTheWrite(store))
+    with pytest.raises(SimulatedCrash):
+        producer.add_job("email", "written, never put")
+    producer.close()
     assert store.count() == 1
     assert queue.run_jobs(time_limit_ms=0) == 0  # beanstalkd never saw it
     assert queue.sweep(grace=0).requeued_unscheduled == 1
