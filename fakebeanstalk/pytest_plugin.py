@@ -7,7 +7,8 @@ Fixtures:
   test also asks for that fixture or is marked ``@pytest.mark.fakebeanstalk(clock="fake")``.
 - ``fakebeanstalk_clock``: a :class:`~fakebeanstalk.FakeClock` (``.advance(seconds)``).
 - ``fakebeanstalk_factory``: a callable making more servers (same keyword arguments as the
-  server), all stopped when the test ends.
+  server), all stopped when the test ends; ``fakebeanstalk_factory(binlog_dir=tmp_path)``
+  gives one that journals, for tests of restart paths (``crash()`` then ``start()``).
 
 The marker ``@pytest.mark.fakebeanstalk(clock="fake"|"system", max_job_size=N,
 unix_path=...)`` configures the ``fakebeanstalk`` fixture. Heavy imports are deferred to the
