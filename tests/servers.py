@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -187,3 +187,15 @@ class FakeBroker:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, interval: float = 0.01) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False): tests
+    wait for what they need, bounded, instead of sleeping and hoping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

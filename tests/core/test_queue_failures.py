@@ -22,7 +22,13 @@ from kqueue import (
     PayloadError,
     ValidationError,
 )
-from tests.servers import BeanstalkdProcess, beanstalkd_binary, free_port, missing_service
+from tests.servers import (
+    BeanstalkdProcess,
+    beanstalkd_binary,
+    free_port,
+    missing_service,
+    wait_for,
+)
 
 
 @pytest.mark.parametrize(
@@ -88,8 +94,8 @@ def test_draining_server_refuses_new_jobs_with_a_typed_error(
     queue: KQueue, beanstalkd: BeanstalkdProcess
 ) -> None:
     queue.open()
-    beanstalkd.signal(signal.SIGUSR1)
-    time.sleep(0.05)
+    beanstalkd.signal(signal.SIGUSR1)  # a signal: handled by the server soon, not at once
+    assert wait_for(lambda: queue.stats().server.get("draining") == "true", timeout=10)
     with pytest.raises(BrokerDrainingError):
         queue.add_job("d", 1)
 
@@ -112,9 +118,11 @@ def test_worker_rides_out_a_broker_restart(
     result: list[int] = []
     thread = threading.Thread(target=lambda: result.append(worker.run_jobs(count_limit=1)))
     thread.start()
-    time.sleep(0.2)
+    with greenstalk.Client(beanstalkd.address) as client:
+        blocked = wait_for(lambda: client.stats()["current-waiting"] == 1, timeout=10)
+    assert blocked, "the worker never blocked in reserve"
     beanstalkd.kill()
-    time.sleep(0.3)
+    time.sleep(0.3)  # the outage itself (the worker retries with backoff meanwhile)
     beanstalkd.start()
     make_queue().add_job("ride", "after restart")
     thread.join(10)

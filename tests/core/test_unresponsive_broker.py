@@ -7,14 +7,14 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import greenstalk
 import pytest
 
 from kqueue import NOT_SCHEDULED, BrokerConnectionError, BrokerError, KQueue
 from kqueue.stores import MemoryStore
-from tests.servers import BeanstalkdProcess
+from tests.servers import BeanstalkdProcess, wait_for
 
 
 @pytest.fixture
@@ -74,10 +74,10 @@ def test_a_worker_waiting_forever_notices_a_frozen_broker(
     worker.start()
     try:
         with greenstalk.Client(frozen.address) as client:
-            waiting = _wait_for(lambda: client.stats()["current-waiting"] == 1, timeout=10)
+            waiting = wait_for(lambda: client.stats()["current-waiting"] == 1, timeout=10)
         assert waiting, "the worker never blocked in reserve"
         frozen.signal(signal.SIGSTOP)
-        noticed = _wait_for(lambda: "beanstalkd failed" in caplog.text, timeout=30)
+        noticed = wait_for(lambda: "beanstalkd failed" in caplog.text, timeout=30)
         assert noticed, "the worker never noticed that the broker stopped answering"
     finally:
         frozen.signal(signal.SIGCONT)
@@ -85,13 +85,3 @@ def test_a_worker_waiting_forever_notices_a_frozen_broker(
         worker.join(30)
         queue.close()
     assert not worker.is_alive()
-
-
-def _wait_for(condition: Callable[[], bool], *, timeout: float) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False

@@ -246,13 +246,16 @@ def test_job_put_but_reference_not_saved_is_reported_as_added(
     make_queue: Callable[..., KQueue], store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     queue = make_queue()
+    calls: list[object] = []
 
-    def broken_swap(*args: object, **kwargs: object) -> bool:
+    def broken_swaps(*args: object, **kwargs: object) -> int:
+        calls.append(args)
         raise StoreError("store went away after the put")
 
-    monkeypatch.setattr(store, "swap_reference", broken_swap)
+    monkeypatch.setattr(store, "swap_references", broken_swaps)
     job_id = queue.add_job("nosave", 1)
     assert job_id > 0
+    assert len(calls) == 1, "the producer never tried to save the reference"
     monkeypatch.undo()
     ran: list[object] = []
     queue.add_handler("nosave", ran.append)

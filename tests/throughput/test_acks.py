@@ -12,6 +12,7 @@ import greenstalk
 from kqueue import KQueue
 from kqueue.job import Job
 from kqueue.stores import Store
+from tests.servers import wait_for
 
 
 class CountingDeletes:
@@ -135,10 +136,9 @@ def test_the_last_finished_job_is_deleted_before_the_worker_blocks_in_reserve(
     worker = threading.Thread(target=lambda: queue.run_jobs(time_limit_ms=1500))
     worker.start()
     try:
-        deadline = time.monotonic() + 1.0
-        while queue.counters["completed"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.1)  # the worker is now blocked in reserve, holding its connection
+        assert wait_for(lambda: queue.counters["completed"] == 1, timeout=10)
+        # The worker is now, or soon, blocked in reserve holding its connection.
+        assert wait_for(lambda: client.stats()["current-waiting"] == 1, timeout=10)
         assert worker.is_alive()
         try:
             client.stats_job(job_id)
