@@ -35,11 +35,21 @@ def test_suspend_wakes_no_waiting_worker_and_resume_does(
     make_queue: Callable[..., KQueue],
 ) -> None:
     admin, worker = make_queue(), make_queue()
-    worker.add_handler("w", lambda job: None)
+    resumed = threading.Event()
+    ran_after_resume: list[bool] = []
+    worker.add_handler("w", lambda job: ran_after_resume.append(resumed.is_set()))
     admin.suspend("w")
     admin.add_job("w", 1)
-    threading.Timer(0.3, lambda: admin.resume("w")).start()
-    assert worker.run_jobs(count_limit=1, time_limit_ms=3000) == 1
+
+    def resume() -> None:
+        resumed.set()
+        admin.resume("w")
+
+    timer = threading.Timer(0.3, resume)
+    timer.start()
+    assert worker.run_jobs(count_limit=1, time_limit_ms=5000) == 1
+    timer.join()
+    assert ran_after_resume == [True], "the job ran while its type was suspended"
 
 
 def test_suspension_of_an_empty_type_survives_until_resume(
