@@ -11,6 +11,7 @@ listens within milliseconds.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -190,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     signal.signal(signal.SIGINT, lambda *_: server.request_stop())
     signal.signal(signal.SIGUSR1, lambda *_: _drain(server))
+    logging.basicConfig(format="fakebeanstalk: %(message)s")  # binlog warnings to stderr
     if options.verbose:
         print(f"pid {os.getpid()}", flush=True)
     try:

@@ -12,7 +12,7 @@ drops the job it belonged to, as beanstalkd does; the errors are reported on std
 
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Protocol
 
 from fakebeanstalk.binlog.records import (
@@ -30,6 +30,9 @@ from fakebeanstalk.errors import BinlogError
 from fakebeanstalk.model import Job
 
 __all__ = ["JobTable", "read_binlog"]
+
+_log = logging.getLogger("fakebeanstalk")
+"""Binlog trouble is reported here, as beanstalkd reports it on stderr."""
 
 _LIVE = (RecordState.READY, RecordState.BURIED, RecordState.DELAYED)
 
@@ -76,8 +79,8 @@ def read_binlog(wal: Wal, table: JobTable) -> list[tuple[Job, JobRecord]]:
         wal.files.append(file)
         failed |= _read_file(wal, file, data, table, order)
     if failed:
-        print("fakebeanstalk: Errors reading one or more WAL files.", file=sys.stderr)
-        print("fakebeanstalk: Continuing. You may be missing data.", file=sys.stderr)
+        _log.warning("Errors reading one or more WAL files.")
+        _log.warning("Continuing. You may be missing data.")
     if not wal.new_file():
         raise BinlogError("cannot create the next binlog file")
     wal.cur = wal.files[-1]
@@ -94,14 +97,14 @@ def _read_file(
     """Read one file's records; True if an error stopped it."""
     version = file_version(data)
     if version is None:
-        print(f"fakebeanstalk: binlog.{file.seq}: unknown version", file=sys.stderr)
+        _log.warning(f"binlog.{file.seq}: unknown version")
         return True
     wal.incref(file)  # held while reading, so that the file is not dropped under us
     try:
         for item in iter_entries(data, version):
             if isinstance(item, ReadStop):
                 if item.error is not None:
-                    print(f"fakebeanstalk: binlog.{file.seq}: {item.error}", file=sys.stderr)
+                    _log.warning(f"binlog.{file.seq}: {item.error}")
                 return item.error is not None
             if not _apply(wal, file, item, table, order):
                 return True

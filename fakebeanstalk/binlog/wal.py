@@ -19,7 +19,7 @@ server's clock with a fixed offset so that a FakeClock server keeps its deadline
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 
 from fakebeanstalk.binlog.records import (
@@ -35,6 +35,9 @@ from fakebeanstalk.binlog.storage import Storage
 from fakebeanstalk.model import Job, JobState
 
 __all__ = ["DEFAULT_FILE_SIZE", "DEFAULT_FSYNC_NS", "Wal", "WalFile", "c_int"]
+
+_log = logging.getLogger("fakebeanstalk")
+"""Binlog trouble is reported here, as beanstalkd reports it on stderr."""
 
 DEFAULT_FILE_SIZE = 10 << 20
 DEFAULT_FSYNC_NS = 50_000_000
@@ -158,7 +161,7 @@ class Wal:
         assert self.storage is not None
         file = WalFile(self.next_seq)
         if not self.storage.create(file.seq, HEADER):
-            print(f"fakebeanstalk: cannot create binlog.{file.seq}", file=sys.stderr)
+            _log.warning(f"cannot create binlog.{file.seq}")
             return False
         file.writing = True
         self.incref(file)
@@ -184,7 +187,7 @@ class Wal:
         assert cur is not None
         following = self._after(cur)
         if following is None:
-            print("fakebeanstalk: there is no next wal file", file=sys.stderr)
+            _log.warning("there is no next wal file")
             return False
         self.cur = following
         self._close_file(cur)
@@ -307,7 +310,7 @@ class Wal:
             try:
                 written = self._write_job(cur, job)
             except OSError as exc:
-                print(f"fakebeanstalk: binlog write: {exc}", file=sys.stderr)
+                _log.warning(f"binlog write: {exc}")
         if not written:
             self._close_file(cur)
             self.use = False
@@ -362,7 +365,7 @@ class Wal:
             return False  # nothing to gain: the next file is the one being written
         job = next(iter(files[0].jobs.values()), None)
         if job is None:
-            print("fakebeanstalk: head holds no jlist", file=sys.stderr)
+            _log.warning("head holds no jlist")
             return False
         size = FULL_OVERHEAD + len(job.tube.name) + len(job.body) + 2
         if not self._reserve(size):

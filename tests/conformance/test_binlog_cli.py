@@ -224,3 +224,47 @@ def test_a_version_5_binlog_restores_alike(launch: list[Launched], tmp_path: Pat
         shutil.rmtree(directory)
     assert seen[0] == seen[1]
     assert seen[1][:3] == [b"FOUND 4 5\r\nhello\r\n", b"FOUND 9 3\r\nbye\r\n", b"INSERTED 10\r\n"]
+
+
+def _damaged(directory: Path, damage: str) -> None:
+    """Journal three jobs and a delete with an in-process fake, then damage binlog.1."""
+    from fakebeanstalk import FakeBeanstalkServer
+
+    with FakeBeanstalkServer(binlog_dir=directory) as server:
+        with RawConnection.tcp(server.host, server.port) as conn:
+            for body in (b"first", b"second", b"third"):
+                assert conn.cmd(b"put 0 0 100 %d\r\n%s\r\n" % (len(body), body)).startswith(
+                    b"INSERTED"
+                )
+            assert conn.cmd(b"delete 2\r\n") == b"DELETED\r\n"
+        server.crash()
+    path = directory / "binlog.1"
+    data = path.read_bytes()
+    path.chmod(0o600)
+    if damage.startswith("cut"):
+        path.write_bytes(data[: int(damage[3:])])
+    elif damage == "long name":
+        path.write_bytes(data + struct.pack("<i", 300) + b"x" * 300)
+    else:  # an unknown state byte in the last record
+        path.write_bytes(data[:-4] + b"\x09" + data[-3:])
+
+
+@pytest.mark.parametrize("damage", ["cut300", "cut250", "cut200", "cut90", "long name", "state"])
+def test_a_damaged_binlog_restores_alike(
+    launch: list[Launched], tmp_path: Path, damage: str
+) -> None:
+    """A file cut mid-record, a name too long, an unknown state: the jobs before the
+    damage come back, the damaged record's job does not, the next id follows, both alike."""
+    source = tmp_path / "source"
+    source.mkdir()
+    _damaged(source, damage)
+    seen = []
+    for kind in KINDS:
+        directory = tmp_path / kind
+        shutil.copytree(source, directory)
+        server = _start(launch, kind, ["-b", str(directory)])
+        view = _binlog_view(server, 4)
+        with server.connect() as conn:
+            view.append(conn.cmd(b"put 0 0 1 0\r\n\r\n"))
+        seen.append(view)
+    assert seen[0] == seen[1]
