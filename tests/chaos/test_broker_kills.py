@@ -104,8 +104,12 @@ def produce(queue: KQueue, count: int) -> threading.Thread:
 
 
 def kill_when(cluster: Cluster, done: int, *, keep_binlog: bool) -> float:
-    """Wait until ``done`` jobs completed, kill -9 beanstalkd, restart it; the outage length."""
-    cluster.wait_for(done, timeout=20)
+    """Wait until ``done`` jobs completed, kill -9 beanstalkd, restart it; the outage length.
+
+    Fails when the kill would not fall mid-run (too few done in time, or all of them)."""
+    finished = len(set(cluster.wait_for(done, timeout=30)))
+    assert finished >= done, f"only {finished} jobs done in 30 s: the kill would come too early"
+    assert finished < JOBS, "every job was done before the kill: nothing was in flight"
     started = time.monotonic()
     cluster.server.kill()
     time.sleep(0.2)
