@@ -7,6 +7,8 @@ expected values were read off the real server; the fake must match them.
 
 from __future__ import annotations
 
+import time
+
 from tests.conformance.rawclient import RawConnection, stats_dict
 from tests.conformance.targets import ServerFactory, ServerTarget
 
@@ -179,3 +181,22 @@ def test_binlog_stats_count_records_files_and_migrations(spawn: ServerFactory) -
     with server.connect() as conn:
         assert conn.cmd(b"peek 1\r\n") == b"FOUND 1 40\r\n" + b"k" * 40 + b"\r\n"
         assert conn.cmd(b"put 0 0 100 1\r\nx\r\n") == b"INSERTED 42\r\n"
+
+
+def test_a_delayed_job_keeps_its_wall_clock_deadline_across_a_restart(
+    spawn: ServerFactory,
+) -> None:
+    """The deadline is journaled as wall-clock time: the downtime counts toward the delay,
+    the job is still delayed right after the restart and becomes ready at the deadline."""
+    server = _journaled(spawn)
+    with server.connect() as conn:
+        put_at = time.monotonic()  # before: the reply may wait for the binlog's fsync
+        assert conn.cmd(b"put 0 1 100 1\r\na\r\n") == b"INSERTED 1\r\n"
+    time.sleep(0.3)
+    server.restart_keeping_jobs()
+    with server.connect(timeout=5.0) as conn:
+        job = stats_dict(conn.cmd(b"stats-job 1\r\n"))
+        if time.monotonic() - put_at < 0.9:  # unless the restart itself took that long
+            assert (job["state"], job["time-left"]) == ("delayed", "0")
+        assert conn.cmd(b"reserve-with-timeout 3\r\n") == b"RESERVED 1 1\r\na\r\n"
+        assert time.monotonic() - put_at >= 1.0
