@@ -37,7 +37,7 @@ from kqueue.stores.base import (
     RefSwap,
     StoreBase,
 )
-from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, url_scheme
+from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, unencoded_userinfo, url_scheme
 
 if TYPE_CHECKING:
     import redis as redis_module
@@ -157,6 +157,11 @@ class RedisStore(StoreBase):
     ) -> None:
         if url_scheme(url) not in REDIS_SCHEMES:
             raise ConfigurationError(f"not a Redis URL: {redact_url(url)!r}")
+        if unencoded_userinfo(url):
+            raise ConfigurationError(
+                f"the password in {redact_url(url)!r} holds / ? # or @ unencoded: "
+                "percent-encode them (%2F %3F %23 %40)"
+            )
         redis = self._redis = _import_redis()
         self._url = url
         self._where = redact_url(url)

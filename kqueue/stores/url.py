@@ -23,6 +23,11 @@ def redact_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    if unencoded_userinfo(url):
+        # The password holds an unencoded / ? or #, which ends the authority early: hide
+        # everything between the first colon and the last @ (more than needed, never less).
+        at = rest.rindex("@")
+        return redact_url(f"{scheme}://{rest[:at].partition(':')[0]}:{REDACTED}@{rest[at + 1 :]}")
     cut = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
     netloc, tail = rest[:cut], rest[cut:]
     if "@" in netloc:
@@ -41,9 +46,25 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{netloc}{path}{question}{query}{hash_mark}{fragment}"
 
 
+def unencoded_userinfo(url: str) -> bool:
+    """True when the user info of ``url`` holds an unencoded ``/``, ``?`` or ``#`` (a password
+    such as ``pa/ss``): parsers then read part of the password as the host or the path."""
+    _scheme, sep, rest = url.partition("://")
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    if not sep or "@" in rest[:cut] or "@" not in rest[cut:]:
+        return False
+    # What comes before the first / ? # is either host:port (an @ later is in the path or
+    # the query: fine) or user:start-of-password (cut short by the unencoded character).
+    host, colon, port = rest[:cut].rpartition(":")
+    return bool(colon) and not (host and port.isdigit())
+
+
 def _secrets(url: str) -> set[str]:
     """Every password in ``url``, as written and percent-decoded."""
     found: set[str] = set()
+    if unencoded_userinfo(url):
+        rest = url.partition("://")[2]
+        found.add(rest[: rest.rindex("@")].partition(":")[2])
     try:
         parts = urlsplit(url)
         if parts.password:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from kqueue.errors import ConfigurationError
+from kqueue.errors import ConfigurationError, KQueueError
 from kqueue.stores import MemoryStore, open_store, redact_url
 from kqueue.stores.redis import RedisStore
 from kqueue.stores.sql import SQLStore
+from kqueue.stores.url import scrub
 
 
 @pytest.mark.parametrize(
@@ -103,3 +104,35 @@ def test_stores_package_exports_exactly_its_public_names() -> None:
     assert set(kqueue.stores.__all__) == public - modules
     for name in kqueue.stores.__all__:
         assert getattr(kqueue.stores, name) is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:pa/ss@127.0.0.1:1/0",
+        "redis://user:pa?ss@127.0.0.1:1/0",
+        "redis://user:pa#ss@127.0.0.1:1/0",
+        "redis://:p:a/ss@127.0.0.1:1/0",
+        "postgresql+psycopg://user:pa/ss@127.0.0.1:1/db",
+        "mysql+pymysql://user:pa#ss@127.0.0.1:1/db",
+    ],
+)
+def test_a_password_with_unencoded_reserved_characters_never_shows(url: str) -> None:
+    password = url.split("://")[1].rsplit("@", 1)[0].split(":", 1)[1]
+    assert password not in redact_url(url)
+    assert password not in scrub(f"driver said: {password} is wrong", url)
+    with pytest.raises(KQueueError) as caught:  # never a bare ValueError from the driver
+        store = open_store(url)
+        try:
+            store.count()
+        finally:
+            store.close()
+    assert password not in str(caught.value)
+    for part in password.replace("/", " ").replace("?", " ").replace("#", " ").split():
+        if len(part) > 2:
+            assert part not in str(caught.value)
+
+
+def test_an_at_sign_in_the_query_is_not_taken_for_a_password() -> None:
+    url = "redis://127.0.0.1:6379/0?client_name=a@b"
+    assert redact_url(url) == url
