@@ -1,9 +1,11 @@
 """Hard restarts: jobs survive when the server journals them (beanstalkd ``-b DIR``), and
 are lost (ids starting again at 1) when it does not.
 
-The real server is killed with SIGKILL and started again on the same binlog directory. The
-fake takes part through ``restart(keep_jobs=True)``; a fake without it skips these tests with
-that reason, so that they are checked against the real server only.
+The real server is killed with SIGKILL and started again on the same binlog directory; the
+fake journals to a directory of its own and is restarted in process with
+``restart(keep_jobs=True)`` (crash, then a start that reads the directory back). More of
+1.12's restart behaviour is in test_binlog_quirks.py, test_binlog_cli.py (processes) and
+test_differential_restart.py (random sequences).
 """
 
 from __future__ import annotations
