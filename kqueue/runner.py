@@ -145,12 +145,20 @@ class JobRunner:
         bodies = [decode_body(reserved.body) for reserved in window]
         records, server_id = self._records_of(conn, bodies)
         counts = self._counts_of(conn, window)
-        dropped: list[int] = []
+        dropped: dict[int, DropReason] = {}
         jobs = [
             self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
             for reserved, body, count in zip(window, bodies, counts, strict=True)
         ]
-        delete_jobs(conn, dropped)  # their records are gone: never run them
+        delete_jobs(conn, list(dropped))  # their records are gone: never run them
+        stale = sum(reason == "stale" for reason in dropped.values())
+        if stale:
+            logger.warning(
+                "%d job(s) in beanstalkd had no record and were dropped unrun: finished or "
+                "purged already, or lost by the store (a Redis without appendonly forgets "
+                "everything on restart: see docs/reliability.md)",
+                stale,
+            )
         return jobs
 
     def _records_of(
@@ -186,7 +194,7 @@ class JobRunner:
         reserved: _Reserved,
         records: dict[str, _Record],
         server_id: str,
-        dropped: list[int],
+        dropped: dict[int, DropReason],
     ) -> Job | None:
         job_id, body, counts = reserved.job.id, reserved.body, reserved.counts
         why = self._unreadable(body, counts, records)
@@ -202,7 +210,7 @@ class JobRunner:
             record = records.get(body.key)
             reason = self._not_runnable(job_id, body.key, record, server_id)
             if reason is not None:
-                dropped.append(job_id)
+                dropped[job_id] = reason
                 self.events.on_dropped(job_id, body.key, reason)
                 return None
             assert record is not None
@@ -238,7 +246,7 @@ class JobRunner:
         job on this server (a duplicate delivery); None if it may run."""
         if record is None:
             # Done or purged already: the reference is stale. Never run it.
-            logger.info("job %s key=%s: record gone, reference dropped", job_id, key)
+            logger.debug("job %s key=%s: record gone, reference dropped", job_id, key)
             return "stale"
         current = record.ref
         if current is not None and current.server_id == server_id and current.job_id != job_id:
