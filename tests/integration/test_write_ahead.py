@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -283,3 +284,21 @@ def test_inline_copy_too_big_for_the_server_falls_back_to_a_reference(
         queue.close()
     finally:
         server.stop()
+
+
+def test_jobs_whose_records_the_store_lost_are_dropped_with_one_warning(
+    make_queue: Callable[..., KQueue], store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = make_queue()
+    queue.add_jobs("forgotten", [1, 2, 3])
+    store.delete_many([record.key for record in store.scan()])  # a Redis restarted empty
+    ran: list[object] = []
+    queue.add_handler("forgotten", ran.append)
+    caplog.set_level(logging.INFO, logger="kqueue")
+    queue.run_jobs(time_limit_ms=0)
+    assert ran == []
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "no record" in r.message
+    ]
+    assert sum(int(r.message.split()[0]) for r in warnings) == 3
+    assert not [r for r in caplog.records if "reference dropped" in r.message]  # not per job
