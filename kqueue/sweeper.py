@@ -1,12 +1,22 @@
 """Recovery: re-enqueue every stored job that beanstalkd no longer holds.
 
-One pass walks the store in pages. For each record older than the grace period it asks
-beanstalkd whether the job its reference names is still there *and is this record's job*
-(``peek`` the id, compare the key in the body: a beanstalkd restarted without a binlog reuses
-ids from 1). A job found in any state (ready, delayed, reserved, buried) is left alone; a job
-found under a new server id (a binlog restart) gets its reference updated. Anything else is
-put again, under a compare-and-set claim on the record so that several sweepers never put the
-same job twice. Buried records are restored buried.
+A pass asks the store which servers its records' references name (an index: no record is read
+for it) and looks only at the records that can be wrong:
+
+- records of a server that is not the one answering now (it restarted, empty or from its
+  binlog, or was replaced): each is checked at once, whatever its age, by peeking its job id
+  and comparing the key in the body (a beanstalkd restarted without a binlog reuses ids from
+  1). Found: the reference is renamed to the new server id. Not found: put again;
+- records without a reference older than the grace period (accepted while beanstalkd was down,
+  or their producer died between the two writes): put;
+- claims of another sweeper whose lease ran out (it died mid-put): put.
+
+Records referencing the server that answers now are trusted without a look: a beanstalkd that
+did not restart loses a job only to a ``delete`` (see docs/reliability.md). ``verify=True``
+checks them too, in pipelined bursts. Puts go out as ``add_jobs`` sends them: claims in one
+store call, puts in one pipelined burst, new references in one store call, a page at a time;
+the claim is a compare-and-set, so several sweepers never put the same job twice. Buried
+records are restored buried.
 """
 
 from __future__ import annotations
@@ -17,16 +27,19 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.connection import BeanstalkConnection
-from kqueue.errors import BrokerConnectionError, KQueueError
+from kqueue.beanstalk.pipeline import Pending, Pipeline
+from kqueue.beanstalk.wire import ReservedJob
+from kqueue.errors import BrokerConnectionError, BrokerError, KQueueError
 from kqueue.job import SUSPEND_SECONDS
 from kqueue.middleware.base import Middleware
 from kqueue.serialization import decode_body, record_body
-from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
+from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, Store
 
 logger = logging.getLogger("kqueue")
 
@@ -43,9 +56,14 @@ class SweepReport:
     """What one recovery pass found and did.
 
     ``requeued`` counts every job put again (``requeued_unscheduled`` of them had never reached
-    beanstalkd: accepted while it was down, or their producer died), ``live`` the jobs found
-    where their reference says, ``references_updated`` those found under a new server id (a
-    binlog restart), ``claimed_elsewhere`` records another sweeper is handling.
+    beanstalkd: accepted while it was down, or their producer died), ``live`` the jobs looked
+    at and found where their reference says, ``references_updated`` those found under a new
+    server id (a binlog restart), ``claimed_elsewhere`` records another sweeper is handling,
+    ``young`` records without a reference left to their producer for the grace period.
+    ``scanned`` counts the records looked at: those of other servers, without a reference or
+    claimed (all of them with ``verified``). ``servers_gone`` is how many server ids the
+    store's references name besides the one answering: above 0, the broker restarted or was
+    replaced since those jobs were put.
     """
 
     scanned: int = 0
@@ -62,36 +80,8 @@ class SweepReport:
     server_id: str = ""
     seconds: float = 0.0
     grace: float = 0.0
-
-    def summary(self) -> str:
-        """One line for a log: the counts that are not zero, and the time taken."""
-        counts = {
-            name: value
-            for name, value in vars(self).items()
-            if isinstance(value, int) and value and name != "scanned"
-        }
-        shown = ", ".join(f"{name} {value}" for name, value in counts.items())
-        errors = f", {len(self.errors)} error(s)" if self.errors else ""
-        return (
-            f"recovery pass: scanned {self.scanned}{': ' + shown if shown else ''}{errors} "
-            f"in {self.seconds:.2f} s"
-        )
-
-    def advice(self) -> str | None:
-        """Why nothing was put back although records were left, and what to do; or None.
-
-        Records younger than the grace period are left to their producers (they may be
-        between the store write and the put). Right after a broker restart every record can
-        be that young: the next pass, or one with a shorter grace, puts them back.
-        """
-        if not self.young or self.requeued or self.requeued_buried:
-            return None
-        return (
-            f"{self.young} record(s) younger than the grace period ({self.grace:g} s) were "
-            f"left to their producers: a pass after {self.grace:g} s puts back any that "
-            "beanstalkd lacks by then (a sweeper does it by itself); right after a broker "
-            "restart, --grace 0 (kqueue sweep) or recovery_grace= (the queue) does it now"
-        )
+    servers_gone: int = 0
+    verified: bool = False
 
 
 def is_claim(ref: BrokerRef | None) -> bool:
@@ -114,8 +104,9 @@ class Sweep:
         tube_prefix: str,
         grace: float,
         claim_lease: float = 60.0,
-        page_size: int = 500,
+        page_size: int = 1000,
         events: Middleware | None = None,
+        verify: bool = False,
     ) -> None:
         self.store = store
         self.events = events or Middleware()
@@ -124,29 +115,55 @@ class Sweep:
         self.grace = grace
         self.claim_lease = claim_lease
         self.page_size = page_size
+        self.verify = verify
         self.token = uuid.uuid4().hex[:12]
 
     def run(self, progress: Callable[[], None] | None = None) -> SweepReport:
-        """Walk every record once; never raises for one bad record (it lands in errors).
-
-        ``progress`` is called once per record looked at.
-        """
+        """Look at every record that may be wrong once; never raises for one bad record or
+        page (it lands in errors). ``progress`` is called once per record looked at."""
         started = time.monotonic()
-        report = SweepReport(server_id=self.conn.stats()["id"], grace=self.grace)
+        report = SweepReport(
+            server_id=self.conn.stats()["id"], grace=self.grace, verified=self.verify
+        )
         self._reapply_suspensions(report)
-        for record in iter_records(self.store, page_size=self.page_size):
-            report.scanned += 1
-            if progress is not None:
-                progress()
-            try:
-                self._check(record, report)
-            except BrokerConnectionError:
-                raise  # the broker is gone: this pass is over, the next one retries
-            except KQueueError as exc:
-                report.errors.append(f"{record.key}: {exc}")
+        servers = self.store.referenced_servers()
+        report.servers_gone = sum(
+            1
+            for server in servers
+            if server != report.server_id and not server.startswith(CLAIM_PREFIX)
+        )
+        for server in [*sorted(servers), None]:
+            if server == report.server_id and not self.verify:
+                continue  # trusted: this server did not restart (see the module docstring)
+            for page in self._pages(server):
+                report.scanned += len(page)
+                if progress is not None:
+                    for _ in page:
+                        progress()
+                self._check_page(page, report)
         report.seconds = time.monotonic() - started
         self.events.after_sweep(report)
         return report
+
+    def _pages(self, server: str | None) -> Iterator[list[JobRecord]]:
+        """The records referencing ``server``, a page at a time (memory stays bounded)."""
+        after: str | None = None
+        while True:
+            page = self.store.scan_referencing(server, after=after, limit=self.page_size)
+            if page:
+                yield page
+            if len(page) < self.page_size:
+                return
+            after = page[-1].key
+
+    def _check_page(self, page: list[JobRecord], report: SweepReport) -> None:
+        try:
+            lost = self._triage(page, report)
+            self._put_back(lost, report)
+        except BrokerConnectionError:
+            raise  # the broker is gone: this pass is over, the next one retries
+        except KQueueError as exc:
+            report.errors.append(f"{len(page)} records from key {page[0].key}: {exc}")
 
     def _reapply_suspensions(self, report: SweepReport) -> None:
         for job_type in sorted(self.store.suspended()):
@@ -157,47 +174,72 @@ class Sweep:
                 self.conn.pause_tube(tube, SUSPEND_SECONDS)
                 report.suspensions_reapplied += 1
 
-    def _check(self, record: JobRecord, report: SweepReport) -> None:
+    # -- which records are lost ------------------------------------------------------------
+
+    def _triage(self, page: list[JobRecord], report: SweepReport) -> list[JobRecord]:
+        """The records of ``page`` to put again; the others are counted where they belong."""
         now = time.time()
-        if now - max(record.created_at, record.updated_at) < self.grace:
-            report.young += 1
-            return
-        ref = record.ref
-        if is_claim(ref):
-            assert ref is not None
-            if not _claim_expired(ref, now):
-                report.claimed_elsewhere += 1
-                return
-        elif ref is not None and self._holds(record, ref, report):
-            return
-        self._requeue(record, report)
+        lost: list[JobRecord] = []
+        referenced: list[JobRecord] = []
+        for record in page:
+            ref = record.ref
+            if ref is None:
+                # Only here may a producer still be on its way to the put: leave it the grace.
+                if now - max(record.created_at, record.updated_at) < self.grace:
+                    report.young += 1
+                else:
+                    lost.append(record)
+            elif is_claim(ref):
+                if _claim_expired(ref, now):
+                    lost.append(record)
+                else:
+                    report.claimed_elsewhere += 1
+            else:
+                referenced.append(record)
+        return lost + self._not_held(referenced, report)
+
+    def _not_held(self, records: list[JobRecord], report: SweepReport) -> list[JobRecord]:
+        """The records whose job beanstalkd does not hold: one pipelined burst of peeks.
+        Jobs found under a new server id (a binlog restart) get their references renamed."""
+        if not records:
+            return []
+        pipe = Pipeline(self.conn)
+        peeks = [pipe.add(cmd.peek(record.ref.job_id)) for record in records if record.ref]
+        pipe.execute()
+        renames: list[RefSwap] = []
+        lost: list[JobRecord] = []
+        for record, pending in zip(records, peeks, strict=True):
+            assert record.ref is not None
+            if self._found(record, pending.result(), report):
+                if record.ref.server_id != report.server_id:
+                    moved = BrokerRef(report.server_id, record.ref.job_id)
+                    renames.append((record.key, record.ref, moved))
+            else:
+                lost.append(record)
+        if renames:
+            report.references_updated += self.store.swap_references(renames, now=time.time())
+        return lost
+
+    def _found(self, record: JobRecord, found: ReservedJob | None, report: SweepReport) -> bool:
+        """True if the peeked job is this record's (counted live). A job of ours under the
+        same id whose record is gone (an id reused after a restart) is dropped."""
+        if found is None:
+            return False
+        body = decode_body(found.body)
+        if body is not None and body.key == record.key:
+            report.live += 1
+            return True
+        stale = body is not None and body.stored and self._is_stale(found.id, body.key)
+        if stale and self.conn.delete(found.id):
+            report.stale_dropped += 1
+        return False
 
     def holds(self, record: JobRecord, server_id: str) -> bool:
         """True if beanstalkd holds this record's job now (in any state)."""
         ref = record.ref
         if ref is None or is_claim(ref):
             return False
-        return self._holds(record, ref, SweepReport(server_id=server_id))
-
-    def _holds(self, record: JobRecord, ref: BrokerRef, report: SweepReport) -> bool:
-        """True if beanstalkd still holds this record's job (fixing the reference if moved)."""
-        found = self.conn.peek(ref.job_id)
-        if found is not None:
-            body = decode_body(found.body)
-            if body is not None and body.key == record.key:
-                report.live += 1
-                if ref.server_id != report.server_id:
-                    # Restored by a binlog restart under a new server id: same job, new name.
-                    moved = BrokerRef(report.server_id, ref.job_id)
-                    if self.store.swap_reference(record.key, ref, moved, now=record.updated_at):
-                        report.references_updated += 1
-                return True
-            # An id reused after a restart, holding a reference of ours whose record is gone:
-            # drop it (the worker would drop it too, without running it).
-            stale = body is not None and body.stored and self._is_stale(found.id, body.key)
-            if stale and self.conn.delete(found.id):
-                report.stale_dropped += 1
-        return False
+        return self._found(record, self.conn.peek(ref.job_id), SweepReport(server_id=server_id))
 
     def _is_stale(self, job_id: int, key: str) -> bool:
         """True for a job in one of this queue's tubes whose record is gone. Another
@@ -206,30 +248,78 @@ class Sweep:
         ours = str(stats.get("tube", "")).startswith(self.tube_prefix)
         return ours and self.store.get(key) is None
 
-    def _requeue(self, record: JobRecord, report: SweepReport) -> None:
+    # -- putting them back -----------------------------------------------------------------
+
+    def _put_back(self, records: list[JobRecord], report: SweepReport) -> None:
+        """Claim ``records`` in one store call, put the claimed ones in one pipelined burst,
+        record their new references in one store call."""
+        claim, mine = self._claim(records, report)
+        if not mine:
+            return
+        pending, failure = self._put_burst(mine)
+        done: list[tuple[JobRecord, int]] = []
+        for record, slot in zip(mine, pending, strict=True):
+            if slot.done and slot.error is None:
+                done.append((record, slot.result()))
+            else:
+                # Hand the record back at once rather than let the claim block it for a lease.
+                self.store.swap_reference(record.key, claim, record.ref, now=record.updated_at)
+                if failure is None and slot.error is not None:
+                    report.errors.append(f"{record.key}: {slot.error}")
+        swaps = [(r.key, claim, BrokerRef(report.server_id, job_id)) for r, job_id in done]
+        self.store.swap_references(swaps, now=time.time())
+        for record, job_id in done:
+            self._recovered(record, job_id, report)
+        if failure is not None:
+            raise failure
+
+    def _claim(
+        self, records: list[JobRecord], report: SweepReport
+    ) -> tuple[BrokerRef, list[JobRecord]]:
+        """Claim the records (compare-and-set to a claim of this pass); the ones won."""
         now = time.time()
         claim = BrokerRef(f"{CLAIM_PREFIX}{self.token}", int(now + self.claim_lease))
-        if not self.store.swap_reference(record.key, record.ref, claim, now=now):
-            report.claimed_elsewhere += 1
-            return
-        body = record_body(record)
-        # A postdated job keeps what is left of its delay; a retry waiting out its backoff
-        # runs now.
-        delay = 0 if record.attempts else max(0, math.ceil(record.created_at + record.delay - now))
-        if record.state == "buried":
-            delay = BURY_HOLD  # out of workers' reach until it is buried again below
+        if not records:
+            return claim, []
+        won = self.store.swap_references([(r.key, r.ref, claim) for r in records], now=now)
+        mine = records
+        if won < len(records):
+            # Another sweeper (or a worker finishing) got to some first: ours carry our claim.
+            status = self.store.get_status_many([record.key for record in records])
+            mine = [r for r in records if r.key in status and status[r.key].ref == claim]
+        report.claimed_elsewhere += len(records) - len(mine)
+        return claim, mine
+
+    def _put_burst(
+        self, records: Sequence[JobRecord]
+    ) -> tuple[list[Pending[int]], BrokerError | None]:
+        """One pipelined burst of puts (``use`` where the tube changes)."""
+        now = time.time()
+        pipe = Pipeline(self.conn)
+        used = self.conn.used
+        pending = []
+        for record in records:
+            tube = self.tube_prefix + record.job_type
+            if tube != used:
+                pipe.use(tube)
+                used = tube
+            pending.append(
+                pipe.put(
+                    record_body(record),
+                    priority=record.priority,
+                    delay=_delay(record, now),
+                    ttr=record.ttr,
+                )
+            )
         try:
-            self.conn.use(self.tube_prefix + record.job_type)
-            job_id = self.conn.put(body, priority=record.priority, delay=delay, ttr=record.ttr)
-        except KQueueError:
-            # Hand the record back at once rather than let the claim block it for a lease.
-            self.store.swap_reference(record.key, claim, record.ref, now=record.updated_at)
-            raise
-        new_ref = BrokerRef(report.server_id, job_id)
-        self.store.swap_reference(record.key, claim, new_ref, now=time.time())
+            pipe.execute()
+        except BrokerError as exc:
+            return pending, exc
+        return pending, None
+
+    def _recovered(self, record: JobRecord, job_id: int, report: SweepReport) -> None:
         if record.state == "buried":
             self._bury_again(record, job_id)
-        if record.state == "buried":
             report.requeued_buried += 1
         else:
             report.requeued += 1
@@ -268,18 +358,36 @@ def _log_recovered(record: JobRecord, job_id: int) -> None:
     )
 
 
+def _delay(record: JobRecord, now: float) -> int:
+    """A postdated job keeps what is left of its delay; a retry waiting out its backoff runs
+    now; a dead letter is held out of reach until it is buried again."""
+    if record.state == "buried":
+        return BURY_HOLD
+    if record.attempts:
+        return 0
+    return max(0, math.ceil(record.created_at + record.delay - now))
+
+
 class Sweepable(Protocol):
-    """What a :class:`RecoverySweeper` needs: a queue's ``sweep`` (a KQueue has it)."""
+    """What a :class:`RecoverySweeper` needs (a KQueue has it): ``sweep`` for a pass, and
+    ``new_connection`` for the connection on which it watches the broker's server id."""
 
     def sweep(self, *, grace: float | None = None) -> SweepReport: ...
 
+    def new_connection(self) -> BeanstalkConnection: ...
+
 
 class RecoverySweeper:
-    """Runs recovery passes every ``interval`` seconds on a background thread.
+    """Runs recovery passes on a background thread: every ``interval`` seconds, and at once
+    when the broker restarted.
 
+    Between passes it asks beanstalkd for its server id every ``check_interval`` seconds (one
+    ``stats`` round trip): a new id means the broker restarted (empty, or from its binlog) or
+    was replaced, and a pass runs then and there instead of at the end of the interval; the
+    jobs the broker lost are put back by that pass whatever their age (see :class:`Sweep`).
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Several sweepers (one per
     worker host) may run at once. The last report is kept in :attr:`last_report`, the sums of
-    every pass's counts in :attr:`totals`.
+    every pass's counts in :attr:`totals`, the restarts seen in :attr:`restarts_seen`.
     """
 
     def __init__(
@@ -288,12 +396,15 @@ class RecoverySweeper:
         *,
         interval: float = 30.0,
         grace: float | None = None,
+        check_interval: float = 0.5,
     ) -> None:
         self.queue = queue
         self.interval = interval
         self.grace = grace
+        self.check_interval = check_interval
         self.last_report: SweepReport | None = None
         self.passes = 0
+        self.restarts_seen = 0
         self.totals: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -319,14 +430,49 @@ class RecoverySweeper:
         self.stop()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                report = self.queue.sweep(grace=self.grace)
-                self.last_report = report
-                self.passes += 1
-                self.totals.update(
-                    {k: v for k, v in vars(report).items() if isinstance(v, int) and v}
-                )
-            except KQueueError as exc:
-                logger.warning("recovery pass failed: %s", exc)
-            self._stop.wait(self.interval)
+        conn = self.queue.new_connection()
+        known: str | None = None  # the server id of the last pass
+        due = 0.0  # the first pass runs at once
+        try:
+            while not self._stop.is_set():
+                server = self._server_id(conn)
+                restarted = server is not None and known is not None and server != known
+                if restarted:
+                    self.restarts_seen += 1
+                    logger.warning(
+                        "beanstalkd at %s restarted (server id %s, was %s): recovery pass now",
+                        conn.address,
+                        server,
+                        known,
+                    )
+                if server is not None and (restarted or time.monotonic() >= due):
+                    known = self._pass() or known
+                    due = time.monotonic() + self.interval
+                self._stop.wait(max(0.0, min(self.check_interval, due - time.monotonic())))
+        finally:
+            conn.close()
+
+    def _server_id(self, conn: BeanstalkConnection) -> str | None:
+        """The broker's server id now, or None while it does not answer."""
+        try:
+            return conn.stats()["id"]
+        except BrokerError:
+            return None
+
+    def _pass(self) -> str | None:
+        """One pass; the server id it ran against (None if it failed)."""
+        try:
+            report = self.queue.sweep(grace=self.grace)
+        except KQueueError as exc:
+            logger.warning("recovery pass failed: %s", exc)
+            return None
+        self.last_report = report
+        self.passes += 1
+        self.totals.update(
+            {
+                k: v
+                for k, v in vars(report).items()
+                if isinstance(v, int) and not isinstance(v, bool) and v
+            }
+        )
+        return report.server_id

@@ -12,9 +12,11 @@ from pathlib import Path
 import greenstalk
 import pytest
 
-from kqueue import NOT_SCHEDULED, ConfigurationError, KQueue, RecoverySweeper
+from kqueue import NOT_SCHEDULED, ConfigurationError, Job, KQueue, RecoverySweeper
+from kqueue.middleware.base import Middleware
 from kqueue.stores import Store
-from kqueue.sweeper import Sweep
+from kqueue.sweeper import Sweep, SweepReport
+from kqueue.worker import Worker
 from tests.servers import BeanstalkdProcess
 
 
@@ -249,3 +251,100 @@ def test_kicked_dead_letter_gets_a_fresh_budget_and_is_recovered_ready(
     assert (report.requeued, report.requeued_buried) == (1, 0)
     queue.run_jobs(time_limit_ms=0)
     assert outcomes == [1, 2, 1, 2]
+
+
+class PassWatcher(Middleware):
+    """Counts the recovery passes of a queue, so a test waits for one without sleeping."""
+
+    def __init__(self) -> None:
+        self.reports: list[SweepReport] = []
+        self._changed = threading.Condition()
+
+    def after_sweep(self, report: SweepReport) -> None:
+        with self._changed:
+            self.reports.append(report)
+            self._changed.notify_all()
+
+    def wait_for(self, passes: int, timeout: float = 60.0) -> bool:
+        """True once ``passes`` passes ran (the timeout only guards against a hang)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.reports) >= passes, timeout)
+
+
+def test_jobs_a_restarted_broker_lost_are_put_back_at_once_whatever_their_age(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()  # the default grace: 30 s
+    for i in range(5):
+        queue.add_job("fresh", i)
+    beanstalkd.restart(binlog_dir=False)
+    report = queue.sweep()
+    assert (report.requeued, report.young, report.servers_gone) == (5, 0, 1)
+    assert sorted(run_all(queue, "fresh")) == [0, 1, 2, 3, 4]  # type: ignore[type-var]
+
+
+def test_sweeper_notices_a_restart_and_sweeps_without_waiting_its_interval(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    watcher = PassWatcher()
+    queue = make_queue(middleware=[watcher])
+    with RecoverySweeper(queue, interval=3600, check_interval=0.05) as sweeper:
+        assert watcher.wait_for(1)  # the first pass runs at start
+        for i in range(20):
+            queue.add_job("soon", i)
+        beanstalkd.restart(binlog_dir=False)
+        assert watcher.wait_for(2)  # an hour before the interval would bring it
+    assert sweeper.restarts_seen == 1
+    assert watcher.reports[1].requeued == 20
+    assert sorted(run_all(queue, "soon")) == list(range(20))  # type: ignore[type-var]
+
+
+def test_sweeping_worker_runs_the_jobs_a_restart_lost_without_waiting_its_interval(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue(reconnect_delay=(0.05, 0.2))
+    seen: list[object] = []
+    done = threading.Event()
+
+    def handler(job: Job) -> None:
+        seen.append(job.data)
+        if len(seen) == 10:
+            done.set()
+
+    queue.add_handler("w", handler)
+    producer = make_queue()
+    producer.add_job("w", "warm-up")  # the worker is running when the broker dies
+    worker = Worker(queue, sweep_interval=3600)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        producer.admin.suspend("w")  # the jobs below wait in beanstalkd, and are lost there
+        for i in range(9):
+            producer.add_job("w", i)
+        beanstalkd.restart(binlog_dir=False)
+        producer.resume("w")
+        assert done.wait(60)  # guards a hang; the measured time is in docs/reliability.md
+    finally:
+        queue.stop()
+        thread.join(30)
+    assert sorted(map(str, seen)) == sorted(["warm-up", *map(str, range(9))])
+
+
+def test_binlog_restart_with_the_default_grace_puts_nothing_twice(
+    store: Store, beanstalkd_binlog: BeanstalkdProcess
+) -> None:
+    server = beanstalkd_binlog
+    queue = KQueue(host=server.host, port=server.port, bulk_store=store)
+    try:
+        for i in range(5):
+            queue.add_job("kept", i)
+        server.restart()
+        report = queue.sweep()
+        assert (report.requeued, report.live, report.references_updated) == (0, 5, 5)
+        assert queue.sweep().scanned == 0  # every reference names the new server now
+        with greenstalk.Client(server.address) as client:
+            stats = client.stats()
+            assert (stats["total-jobs"], stats["current-jobs-ready"]) == (0, 5)  # no put
+        assert sorted(run_all(queue, "kept")) == [0, 1, 2, 3, 4]  # type: ignore[type-var]
+    finally:
+        queue.close()
