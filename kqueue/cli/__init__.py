@@ -186,6 +186,14 @@ def _worker_parser(command: Callable[[str, Command, str], argparse.ArgumentParse
     worker.add_argument("--sweep-interval", type=POSITIVE_FLOAT, metavar="SECONDS")
     worker.add_argument("--grace", type=float, default=30.0, help="shutdown grace (s)")
     worker.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus metrics")
+    worker.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="interface of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for every one)",
+    )
+    # A child of --processes records metrics for its parent to serve (not for users).
+    worker.add_argument("--metrics-for-parent", action="store_true", help=argparse.SUPPRESS)
 
 
 def _demo_parser(command: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
