@@ -249,22 +249,10 @@ class FakeTarget:
         _wait_draining(self)
 
     def restart_keeping_jobs(self) -> None:
-        restart = getattr(self.server, "restart", None)
-        if restart is None:
-            pytest.skip(
-                "fakebeanstalk has no restart(keep_jobs=True): binlog restart behaviours "
-                "are checked against the real server only"
-            )
-        restart(keep_jobs=True)
+        self.server.restart(keep_jobs=True)
 
     def restart_empty(self) -> None:
-        restart = getattr(self.server, "restart", None)
-        if restart is None:
-            pytest.skip(
-                "fakebeanstalk has no restart(keep_jobs=False): restart behaviours are "
-                "checked against the real server only"
-            )
-        restart(keep_jobs=False)
+        self.server.restart(keep_jobs=False)
 
     def stop(self) -> None:
         self.server.stop()
