@@ -15,8 +15,10 @@ import time
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
 
+from kqueue.beanstalk import commands as beanstalk_commands
 from kqueue.beanstalk.commands import DeadlineSoon
 from kqueue.beanstalk.connection import Wakeup
+from kqueue.beanstalk.pipeline import Pipeline
 from kqueue.beanstalk.wire import ReservedJob
 from kqueue.config import QueueConfig
 from kqueue.errors import BrokerError, ConfigurationError, StoreError, ValidationError
@@ -216,15 +218,21 @@ class Consumer:
             select.select([self._wakeup.fd], [], [], seconds)
 
     def _sync_watches(self, wanted: list[str]) -> None:
+        """Watch ``wanted`` and nothing else: one pipelined burst, however many job types
+        (watches first: beanstalkd never lets a connection ignore its last tube)."""
         conn = self._conn
-        if conn.connected and conn.watched == wanted:
+        watched = conn.watched
+        if conn.connected and watched == wanted:
             return
+        have, keep = set(watched), set(wanted)
+        pipe = Pipeline(conn)
         for tube in wanted:
-            if tube not in conn.watched:
-                conn.watch(tube)
-        for tube in conn.watched:
-            if tube not in wanted:
-                conn.ignore(tube)
+            if tube not in have:
+                pipe.add(beanstalk_commands.watch(tube))
+        for tube in watched:
+            if tube not in keep:
+                pipe.add(beanstalk_commands.ignore(tube))
+        pipe.execute()
 
 
 def _remaining(deadline: float | None, *, drain: bool) -> float | None:

@@ -3,9 +3,10 @@
 While jobs are ready a worker reserves several with one pipelined burst of
 ``reserve-with-timeout 0`` (a single round trip), so that their records can be fetched and
 their deletes sent together. How many are ready comes first from ``stats-tube`` (pipelined
-for every watched tube), so a burst asks only for jobs that are there. When none is ready the
-worker blocks in ``reserve``, which returns the moment one job arrives: a lone job starts at
-once, never waiting for company.
+for every watched tube, or one server-wide ``stats`` when more than a few are watched), so a
+burst asks only for jobs that are there. When none is ready the worker blocks in ``reserve``,
+which returns the moment one job arrives: a lone job starts at once, never waiting for
+company.
 
 The size is also held to what the worker can finish in about ``target_seconds`` at its
 measured pace, so slow handlers get small windows (down to one job) and no reserved job waits
@@ -19,6 +20,11 @@ from collections.abc import Callable
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pipeline, reserve_ready
 from kqueue.beanstalk.wire import ReservedJob
+
+PER_TUBE_COUNTS = 4
+"""Up to this many watched tubes, a window counts the ready jobs of each (``stats-tube``);
+above, the server's count (``stats``): the cost of a window stays the same for any number
+of job types."""
 
 
 class ReserveWindow:
@@ -72,7 +78,13 @@ class ReserveWindow:
 
     @staticmethod
     def _ready(conn: BeanstalkConnection) -> int:
+        """How many jobs a burst may find ready: per watched tube while they are few, else
+        the server's count over every tube (one command, however many job types: jobs of
+        tubes not watched only make a burst ask for more than it gets)."""
+        watched = conn.watched
+        if len(watched) > PER_TUBE_COUNTS:
+            return conn.stats()["current-jobs-ready"]
         pipe = Pipeline(conn)
-        counts = [pipe.ready_count(tube) for tube in conn.watched]
+        counts = [pipe.ready_count(tube) for tube in watched]
         pipe.execute()
         return sum(count.result() for count in counts)

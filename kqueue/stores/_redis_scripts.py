@@ -50,6 +50,9 @@ for i = 1, n do
     return i
   end
 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', prefix .. 'refidx', '1')  -- a new store: indexed by server from the start
+end
 local pos = 3
 for i = 1, n do
   local key = ARGV[pos]
@@ -90,6 +93,9 @@ for first = 1, n, 500 do
       end
     end
   end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', prefix .. 'refidx', '1')  -- a new store: indexed by server from the start
 end
 for i = 1, n do
   local b = first_record + (i - 1) * 3

@@ -1,0 +1,177 @@
+"""Costs that must not grow with the queue (issue 22), measured in one run.
+
+Run from the repository root (beanstalkd installed, Redis at 127.0.0.1:6379)::
+
+    python -m bench.scale [--records 10000 100000 1000000] [--types 10 100 1000]
+
+Recovery: for each N, N jobs are added with ``add_jobs`` (RedisStore, batches of 1000: the
+same store for every N, no faster setup), then a recovery pass runs while beanstalkd holds all
+of them (the healthy pass), then beanstalkd is killed -9 and started empty and a pass puts all
+N back. Each pass runs in a child process of its own, which reports its time and its peak
+resident memory (VmHWM): a sweeper that held every record at once would grow with N. Printed
+as ratios to the add_jobs time of the same N (put back at half add_jobs' rate or better is a
+ratio of at most 2).
+
+Job types: one worker process without a store, a fresh beanstalkd for each count of job
+types, 2,000 jobs spread evenly over the types (one add_job each, types in turn), then
+``run_jobs`` until none is ready: the add and run rates, and their ratios to the rates at the
+smallest count of types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+from kqueue import KQueue
+from tests.servers import BeanstalkdProcess, running_beanstalkd
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PAYLOAD = {"user": 12345, "action": "send-welcome-email"}
+
+SWEEP_CHILD = """
+import json, sys, time
+from kqueue.config import QueueConfig
+from kqueue.stores.redis import RedisStore
+from kqueue.sweeper import Sweep
+
+def vm(field):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field))
+
+host, port, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+store = RedisStore("redis://127.0.0.1:6379/0", prefix=prefix)
+store.count()  # connected before the clock starts, as a running sweeper is
+conn = QueueConfig(host=host, port=port).new_connection()
+conn.connect()
+base = vm("VmRSS:")
+started = time.perf_counter()
+report = Sweep(store, conn, tube_prefix="kq-", grace=30.0).run()
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "scanned": report.scanned, "live": report.live,
+                  "requeued": report.requeued, "errors": len(report.errors),
+                  "base_kb": base, "peak_kb": vm("VmHWM:")}))
+"""
+
+
+def sweep_in_child(server: BeanstalkdProcess, prefix: str) -> dict[str, float]:
+    """One recovery pass in a fresh process: its time, counts and memory."""
+    out = subprocess.run(
+        [sys.executable, "-c", SWEEP_CHILD, server.host, str(server.port), prefix],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def drop_prefix(prefix: str) -> None:
+    """Remove every Redis key of a benchmark's store."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=prefix + "*", count=10_000):
+        batch.append(key)
+        if len(batch) >= 10_000:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+    client.close()
+
+
+def recovery_row(records: int) -> dict[str, float]:
+    """add_jobs time, healthy pass and put-back pass for ``records`` stored jobs."""
+    prefix = f"kqbench:{uuid.uuid4().hex[:8]}:"
+    try:
+        with running_beanstalkd() as server:
+            from kqueue.stores.redis import RedisStore
+
+            store = RedisStore(REDIS_URL, prefix=prefix)
+            with KQueue(host=server.host, port=server.port, bulk_store=store) as queue:
+                payloads = [PAYLOAD] * records
+                started = time.perf_counter()
+                for start in range(0, records, 100_000):
+                    queue.add_jobs("scale", payloads[start : start + 100_000])
+                add_seconds = time.perf_counter() - started
+            healthy = sweep_in_child(server, prefix)
+            server.kill()
+            server.start()
+            lost = sweep_in_child(server, prefix)
+            assert lost["requeued"] == records, lost
+            store.close()
+    finally:
+        drop_prefix(prefix)
+    return {"records": records, "add": add_seconds, "healthy": healthy, "lost": lost}  # type: ignore[dict-item]
+
+
+def print_recovery(rows: list[dict[str, object]]) -> None:
+    print("\nRecovery (RedisStore, one beanstalkd), seconds; ratios to add_jobs of the same N:")
+    print("  records | add_jobs | healthy pass       | put back after an empty restart | peak RSS")
+    for row in rows:
+        add = float(row["add"])  # type: ignore[arg-type]
+        healthy, lost = row["healthy"], row["lost"]
+        assert isinstance(healthy, dict) and isinstance(lost, dict)
+        records = int(row["records"])  # type: ignore[call-overload]
+        peak = max(healthy["peak_kb"], lost["peak_kb"]) / 1024
+        fast = f"{healthy['seconds']:.4f} ({healthy['seconds'] / add:.4f}x)"
+        back = lost["seconds"]
+        put_back = f"{back:.2f} ({back / add:.2f}x, {records / back:,.0f}/s)"
+        print(
+            f"{records:>9,} | {add:>8.2f} | {fast:<18} | {put_back:<31} | {peak:.1f} MB "
+            f"(at start {lost['base_kb'] / 1024:.1f})"
+        )
+
+
+def job_types_row(types: int, jobs: int) -> tuple[float, float]:
+    """(add rate, run rate) of one worker process with ``types`` job types, no store."""
+    names = [f"t{index}" for index in range(types)]
+    with running_beanstalkd() as server, KQueue(host=server.host, port=server.port) as queue:
+        for name in names:
+            queue.add_handler(name, lambda job: None)
+        started = time.perf_counter()
+        for index in range(jobs):
+            queue.add_job(names[index % types], PAYLOAD)
+        add_rate = jobs / (time.perf_counter() - started)
+        started = time.perf_counter()
+        ran = queue.run_jobs(time_limit_ms=0)
+        run_rate = ran / (time.perf_counter() - started)
+        assert ran == jobs, ran
+    return add_rate, run_rate
+
+
+def print_job_types(rows: list[tuple[int, float, float]]) -> None:
+    print("\nJob types (one worker process, no store, jobs spread evenly, add then run):")
+    print(f"{'types':>6} | {'add_job':>16} | {'run_jobs':>16}")
+    _, add0, run0 = rows[0]
+    for types, add, run in rows:
+        print(f"{types:>6} | {add:>7,.0f}/s {add / add0:.2f}x | {run:>7,.0f}/s {run / run0:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--types", type=int, nargs="*", default=[10, 100, 1000])
+    parser.add_argument("--type-jobs", type=int, default=2000)
+    parser.add_argument("--type-rounds", type=int, default=3, help="best of this many runs")
+    args = parser.parse_args()
+    type_rows = []
+    for types in args.types:
+        best = max(
+            (job_types_row(types, args.type_jobs) for _ in range(args.type_rounds)),
+            key=lambda rates: rates[1],
+        )
+        type_rows.append((types, *best))
+    print_job_types(type_rows)
+    rows = [recovery_row(records) for records in args.records]
+    print_recovery(rows)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
