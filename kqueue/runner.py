@@ -143,8 +143,14 @@ class JobRunner:
         self, conn: BeanstalkConnection, window: Sequence[ReservedJob]
     ) -> list[Job | None]:
         bodies = [decode_body(reserved.body) for reserved in window]
-        records, server_id = self._records_of(conn, bodies)
-        counts = self._counts_of(conn, window)
+        stored = self.store is not None and any(b is not None and b.stored for b in bodies)
+        server_id = conn.server_id() if stored else ""
+        # Each job's beanstalkd counters (earlier attempts that never finished count against
+        # its budget) come in one burst, read while the store read runs.
+        frames = b"".join(cmd.job_counts(reserved.id).frame for reserved in window)
+        with conn.overlapped(frames, len(window)) as collect:
+            records = self._records_of(bodies)
+            counts = [conn.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
         dropped: dict[int, DropReason] = {}
         jobs = [
             self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
@@ -161,32 +167,19 @@ class JobRunner:
             )
         return jobs
 
-    def _records_of(
-        self, conn: BeanstalkConnection, bodies: list[Body | None]
-    ) -> tuple[dict[str, _Record], str]:
+    def _records_of(self, bodies: list[Body | None]) -> dict[str, _Record]:
         """One round trip for the window: payloads where only the store has them, else just
         the statuses (the record must still exist, and its attempts count)."""
         records: dict[str, _Record] = {}
         if self.store is None:
-            return records, ""
+            return records
         copies = [body.key for body in bodies if body is not None and body.mode == "s"]
         refs = [body.key for body in bodies if body is not None and body.mode == "r"]
         if copies:
             records.update(self.store.get_status_many(copies))
         if refs:
             records.update(self.store.get_many(refs))
-        return records, conn.server_id() if copies or refs else ""
-
-    @staticmethod
-    def _counts_of(
-        conn: BeanstalkConnection, window: Sequence[ReservedJob]
-    ) -> list[JobCounts | None]:
-        """Each job's tube and counters, in one burst: earlier attempts that never finished
-        (TTR ran out, worker died) count against the retry budget."""
-        pipe = Pipeline(conn)
-        pending = [pipe.add(cmd.job_counts(reserved.id)) for reserved in window]
-        pipe.execute()
-        return [slot.result() for slot in pending]
+        return records
 
     def _prepare(
         self,

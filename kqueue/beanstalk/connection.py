@@ -23,7 +23,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from kqueue.beanstalk import commands as cmd
@@ -412,10 +412,17 @@ class BeanstalkConnection:
             return self._exchange_once(data, count)
 
     def _exchange_once(self, data: bytes, count: int) -> list[Reply]:
+        try:
+            self._send(data)
+        except BrokerError as exc:
+            raise PipelineBroken(exc, []) from exc
+        return self._collect(count)
+
+    def _collect(self, count: int) -> list[Reply]:
+        """``count`` replies, each within ``command_timeout`` of the one before."""
         replies: list[Reply] = []
         deadline: float | None = None  # of the reply being read: command_timeout after the last
         try:
-            self._send(data)
             while len(replies) < count:
                 # Parse every whole reply already read before waiting for more bytes.
                 parsed = self._parse_replies(count - len(replies))
@@ -439,6 +446,33 @@ class BeanstalkConnection:
                 self._last_reply = time.monotonic()
                 self._proven = True
         return replies
+
+    @contextlib.contextmanager
+    def overlapped(self, data: bytes, count: int) -> Iterator[Callable[[], list[Reply]]]:
+        """Send ``count`` framed commands now and read their replies later, by calling what
+        this yields, so that the caller's other work (a store read) overlaps the round trip.
+
+        The connection stays locked meanwhile. If the replies are never read, the connection
+        is closed on exit (it could not be used again). Raises the connection's error.
+        """
+        with self._lock:
+            replies: list[Reply] | None = None
+
+            def collect() -> list[Reply]:
+                nonlocal replies
+                if replies is None:
+                    try:
+                        replies = self._collect(count)
+                    except PipelineBroken as broken:
+                        raise broken.error from broken.error.__cause__
+                return replies
+
+            self._send(data)
+            try:
+                yield collect
+            finally:
+                if replies is None:
+                    self.close()
 
     # -- the commands, one line each over the table ----------------------------------------
 
