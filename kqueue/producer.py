@@ -192,30 +192,8 @@ class Producer:
         self, store: Store, options: JobOptions, encoded: Sequence[Encoded]
     ) -> list[int]:
         """Records in one round trip, references in one burst, job ids in one swap."""
-        now = time.time()
-        records = [
-            new_record(
-                key,
-                options.job_type,
-                data,
-                codec,
-                priority=options.priority,
-                delay=options.delay,
-                ttr=options.ttr,
-                now=now,
-            )
-            for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
-        ]
-        try:
-            store.put_many(records)  # raises before anything reaches beanstalkd
-        except StoreOutcomeUnknownError as exc:
-            keys = tuple(record.key for record in records)
-            raise StoreOutcomeUnknownError(
-                f"{exc}; the {len(keys)} job(s) may be accepted all the same (keys "
-                f"{', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}): if so the recovery "
-                "sweeper delivers them, so look the keys up before adding them again",
-                keys=keys,
-            ) from exc
+        records = _new_records(options, encoded)
+        _write_ahead(store, records)
         copy_max = self.config.inline_copy_max
         bodies = [record_body(record, copy_max=copy_max) for record in records]
         with self._lock:
@@ -330,3 +308,35 @@ class Producer:
             failed[0],
             failure,
         )
+
+
+def _new_records(options: JobOptions, encoded: Sequence[Encoded]) -> list[JobRecord]:
+    now = time.time()
+    return [
+        new_record(
+            key,
+            options.job_type,
+            data,
+            codec,
+            priority=options.priority,
+            delay=options.delay,
+            ttr=options.ttr,
+            now=now,
+        )
+        for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
+    ]
+
+
+def _write_ahead(store: Store, records: list[JobRecord]) -> None:
+    """The durable write; raises before anything reaches beanstalkd. A write whose reply
+    never came is reported with the keys of its jobs (they may be accepted all the same)."""
+    try:
+        store.put_many(records)
+    except StoreOutcomeUnknownError as exc:
+        keys = tuple(record.key for record in records)
+        raise StoreOutcomeUnknownError(
+            f"{exc}; the {len(keys)} job(s) may be accepted all the same (keys "
+            f"{', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}): if so the recovery "
+            "sweeper delivers them, so look the keys up before adding them again",
+            keys=keys,
+        ) from exc

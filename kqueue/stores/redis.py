@@ -126,6 +126,16 @@ def _ref_args(ref: BrokerRef | None) -> list[str | int]:
     return ["0", "", ""] if ref is None else ["1", ref.server_id, ref.job_id]
 
 
+def _check_url(url: str) -> None:
+    if url_scheme(url) not in REDIS_SCHEMES:
+        raise ConfigurationError(f"not a Redis URL: {redact_url(url)!r}")
+    if unencoded_userinfo(url):
+        raise ConfigurationError(
+            f"the password in {redact_url(url)!r} holds / ? # or @ unencoded: "
+            "percent-encode them (%2F %3F %23 %40)"
+        )
+
+
 def _import_redis() -> Any:
     try:
         import redis
@@ -155,13 +165,7 @@ class RedisStore(StoreBase):
         connect_timeout: float = 5.0,
         socket_timeout: float | None = 30.0,
     ) -> None:
-        if url_scheme(url) not in REDIS_SCHEMES:
-            raise ConfigurationError(f"not a Redis URL: {redact_url(url)!r}")
-        if unencoded_userinfo(url):
-            raise ConfigurationError(
-                f"the password in {redact_url(url)!r} holds / ? # or @ unencoded: "
-                "percent-encode them (%2F %3F %23 %40)"
-            )
+        _check_url(url)
         redis = self._redis = _import_redis()
         self._url = url
         self._where = redact_url(url)
