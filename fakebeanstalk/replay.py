@@ -44,7 +44,9 @@ def start_state(
         wall_offset=wall_offset(clock),
         file_size=binlog_size,
         # an int64 product in beanstalkd: it wraps, as ``-f`` values near 2^63 show
-        fsync_ns=None if fsync_ms is None else (fsync_ms * 1_000_000 + 2**63) % 2**64 - 2**63,
+        fsync_ns=None
+        if fsync_ms is None or not shown  # memory files have nothing to sync
+        else (fsync_ms * 1_000_000 + 2**63) % 2**64 - 2**63,
         shown=shown,
     )
     state = ServerState(clock, max_job_size=max_job_size, wal=wal)

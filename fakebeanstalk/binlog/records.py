@@ -45,6 +45,8 @@ _SIZE_T = struct.Struct("<Q")
 # uint64 id, uint32 pri (+4 pad), int64 delay, int64 ttr, int32 body_size (+4 pad),
 # int64 created_at, int64 deadline_at, five uint32 counters, byte state (+3 pad).
 _JOBREC = struct.Struct("<QI4xqqi4xqqIIIIIB3x")
+# A short record in one go: namelen 0, then the struct.
+_SHORT = struct.Struct("<iQI4xqqi4xqqIIIIIB3x")
 # Version 5: the same fields, times as uint64 microseconds, read up to the state byte.
 _JOBREC5 = struct.Struct("<QI4xQQi4xQQIIIIIB")
 
@@ -102,12 +104,13 @@ class ReadStop(NamedTuple):
     error: str | None
 
 
-def encode_short(record: JobRecord) -> bytes:
-    """A short record: namelen 0, then the struct."""
-    return _INT.pack(0) + _JOBREC.pack(*record)
+def encode_short(record: tuple[int, ...]) -> bytes:
+    """A short record: namelen 0, then the struct (``record``: a :class:`JobRecord`'s
+    fields, in order)."""
+    return _SHORT.pack(0, *record)
 
 
-def encode_full(tube: str, record: JobRecord, body: bytes) -> bytes:
+def encode_full(tube: str, record: tuple[int, ...], body: bytes) -> bytes:
     """A full record: the tube name, the struct, the body with its CRLF."""
     name = tube.encode("latin-1")
     return _INT.pack(len(name)) + name + _JOBREC.pack(*record) + body

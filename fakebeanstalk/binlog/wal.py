@@ -280,8 +280,12 @@ class Wal:
     # -- writing ------------------------------------------------------------------------
     def record_of(self, job: Job) -> JobRecord:
         """The job's persistent fields as a binlog record."""
+        return JobRecord(*self._fields(job))
+
+    def _fields(self, job: Job) -> tuple[int, ...]:
+        # A plain tuple: this runs for every journaled command, a NamedTuple costs more.
         offset = self.wall_offset
-        return JobRecord(
+        return (
             job.id,
             job.pri,
             job.delay,
@@ -318,7 +322,7 @@ class Wal:
         return written
 
     def _write_job(self, file: WalFile, job: Job) -> bool:
-        record = self.record_of(job)
+        record = self._fields(job)
         if job.wal_file is None:
             self.add_job(file, job)
             data = encode_full(job.tube.name, record, job.body + b"\r\n")
@@ -331,7 +335,7 @@ class Wal:
         job.wal_resv -= len(data)
         job.wal_used += len(data)
         self.alive += len(data)
-        if record.state == RecordState.INVALID:
+        if job.state == JobState.INVALID:
             self.remove_job(job.wal_file, job)
         return True
 
