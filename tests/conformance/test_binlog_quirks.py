@@ -200,3 +200,20 @@ def test_a_delayed_job_keeps_its_wall_clock_deadline_across_a_restart(
             assert (job["state"], job["time-left"]) == ("delayed", "0")
         assert conn.cmd(b"reserve-with-timeout 3\r\n") == b"RESERVED 1 1\r\na\r\n"
         assert time.monotonic() - put_at >= 1.0
+
+
+def test_drain_mode_does_not_survive_a_restart(spawn: ServerFactory) -> None:
+    """SIGUSR1's drain mode is process state: the restarted server takes puts again, and
+    the jobs put before draining are still there. The id the refused put consumed was never
+    journaled, so it is handed out again."""
+    server = _journaled(spawn)
+    with server.connect() as conn:
+        assert conn.cmd(b"put 0 0 100 1\r\na\r\n") == b"INSERTED 1\r\n"
+    server.drain()
+    with server.connect() as conn:
+        assert conn.cmd(b"put 0 0 100 1\r\nb\r\n") == b"DRAINING\r\n"
+    server.restart_keeping_jobs()
+    with server.connect() as conn:
+        assert stats_dict(conn.cmd(b"stats\r\n"))["draining"] == "false"
+        assert conn.cmd(b"peek 1\r\n") == b"FOUND 1 1\r\na\r\n"
+        assert conn.cmd(b"put 0 0 100 1\r\nc\r\n") == b"INSERTED 2\r\n"
