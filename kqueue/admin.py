@@ -281,12 +281,7 @@ class Admin:
 
     def stats(self) -> QueueStats:
         """Server stats; per job type beanstalkd's counts (tubes under this queue's prefix)
-        and, with a store, the store's (:class:`StoredCounts`).
-
-        The store's side reads every record once, in pages, and asks beanstalkd about each
-        referenced one in pipelined bursts: it takes time in proportion to the records stored
-        (the backlog), not to the jobs ever run.
-        """
+        and, with a store, the store's (:class:`StoredCounts`)."""
         conn = self._conn
         job_types: dict[str, TubeStats] = {}
         for tube in conn.list_tubes():
@@ -296,26 +291,49 @@ class Admin:
                     job_types[tube[len(self.tube_prefix) :]] = tube_stats
         stored = store = None
         if self.store is not None:
-            store = self.store_counts()
+            store = self.store_counts(job_types)
             stored = {job_type: counts.records for job_type, counts in store.items()}
         return QueueStats(conn.stats(), job_types, stored, dict(self.counters), store)
 
-    def store_counts(self) -> dict[str, StoredCounts]:
-        """Per job type the store knows: its :class:`StoredCounts` ({} without a store)."""
+    def store_counts(self, tubes: dict[str, TubeStats] | None = None) -> dict[str, StoredCounts]:
+        """Per job type the store or beanstalkd knows: its :class:`StoredCounts` ({} without a
+        store). ``tubes``: beanstalkd's stats by job type, when the caller has them.
+
+        Fast when all is well: it reads only the records the sweeper would (those without a
+        reference, those naming a server other than the one answering, and claims; the
+        store's index finds them) and asks beanstalkd about those in pipelined bursts; every
+        other record names the answering server and is trusted to be there, as the sweeper
+        trusts it. The cost follows what is wrong plus one count per job type. Dead letters
+        are beanstalkd's buried jobs plus lost records in the buried state.
+        """
         if self.store is None:
             return {}
-        tally: dict[str, Counter[str]] = {}
-        for page in _pages(self.store):
+        if tubes is None:
+            tubes = {t: self.tube_stats(t) for t in self._tube_job_types()}
+        tally: dict[str, Counter[str]] = {job_type: Counter() for job_type in tubes}
+        for page in _suspect_pages(self.store, self._conn.server_id()):
             held = self._held_keys(page)
             for record in page:
                 counts = tally.setdefault(record.job_type, Counter())
-                counts["records"] += 1
+                if record.key in held:
+                    continue  # in beanstalkd after all (a binlog restart renamed the server)
+                counts["unscheduled" if record.ref is None else "awaiting_recovery"] += 1
                 counts["dead_letters"] += record.state == "buried"
-                if record.ref is None:
-                    counts["unscheduled"] += 1
-                elif record.key not in held:
-                    counts["awaiting_recovery"] += 1
-        return {job_type: StoredCounts(**counts) for job_type, counts in sorted(tally.items())}
+        return {
+            job_type: StoredCounts(
+                records=self.store.count(job_type),
+                unscheduled=counts["unscheduled"],
+                awaiting_recovery=counts["awaiting_recovery"],
+                dead_letters=counts["dead_letters"]
+                + tubes.get(job_type, {}).get("current-jobs-buried", 0),
+            )
+            for job_type, counts in sorted(tally.items())
+        }
+
+    def _tube_job_types(self) -> list[str]:
+        prefix = self.tube_prefix
+        tubes = self._conn.list_tubes()
+        return [t[len(prefix) :] for t in tubes if t.startswith(prefix) and t != prefix]
 
     def _held_keys(self, records: list[JobRecord]) -> set[str]:
         """The keys among ``records`` whose job beanstalkd holds where its reference says
@@ -370,16 +388,18 @@ class Admin:
         return self._conn.delete(job_id)
 
 
-def _pages(store: Store, page_size: int = 500) -> Iterator[list[JobRecord]]:
-    """Every record of ``store`` in key order, one page (a list) at a time."""
-    page: list[JobRecord] = []
-    for record in iter_records(store, page_size=page_size):
-        page.append(record)
-        if len(page) == page_size:
-            yield page
-            page = []
-    if page:
-        yield page
+def _suspect_pages(store: Store, server_id: str, page_size: int = 500) -> Iterator[list[JobRecord]]:
+    """The records a sweeper would look at, a page at a time: without a reference, naming a
+    server other than ``server_id`` (gone, or renamed by a binlog restart), or claimed."""
+    for server in [None, *sorted(store.referenced_servers() - {server_id})]:
+        after: str | None = None
+        while True:
+            page = store.scan_referencing(server, after=after, limit=page_size)
+            if page:
+                yield page
+            if len(page) < page_size:
+                break
+            after = page[-1].key
 
 
 def sweep_summary(report: SweepReport) -> str:
