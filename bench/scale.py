@@ -168,7 +168,8 @@ def main() -> None:
             key=lambda rates: rates[1],
         )
         type_rows.append((types, *best))
-    print_job_types(type_rows)
+    if type_rows:
+        print_job_types(type_rows)
     rows = [recovery_row(records) for records in args.records]
     print_recovery(rows)  # type: ignore[arg-type]
 

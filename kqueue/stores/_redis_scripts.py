@@ -285,6 +285,39 @@ end
 return #moved
 """
 
+SWAP_BETWEEN_SERVERS = """
+-- The fast path of SWAP_REFERENCES for references that all go from one server to one server
+-- (recovery's claims, renames and new references). KEYS: the hash keys; ARGV: now, key
+-- prefix, expected server, new server, then per key the expected job and the new job. The
+-- moved keys change index one command per 500 records.
+local prefix, old_server, new_server = ARGV[2], ARGV[3], ARGV[4]
+local skip = #prefix + 3
+local moved, scored = {}, {}
+for i = 1, #KEYS do
+  local current = redis.call('HMGET', KEYS[i], 'ref_server', 'ref_job')
+  if current[1] == old_server and current[2] == ARGV[3 + 2 * i] then
+    redis.call('HSET', KEYS[i], 'ref_server', new_server, 'ref_job', ARGV[4 + 2 * i],
+      'updated_at', ARGV[1])
+    local key = string.sub(KEYS[i], skip)
+    moved[#moved + 1] = key
+    scored[#scored + 1] = '0'
+    scored[#scored + 1] = key
+  end
+end
+if #moved > 0 and old_server ~= new_server then
+  for first = 1, #moved, 500 do
+    local last = math.min(first + 499, #moved)
+    redis.call('ZREM', prefix .. 's:' .. old_server, unpack(moved, first, last))
+    redis.call('ZADD', prefix .. 's:' .. new_server, unpack(scored, 2 * first - 1, 2 * last))
+  end
+  if redis.call('EXISTS', prefix .. 's:' .. old_server) == 0 then
+    redis.call('SREM', prefix .. 'servers', old_server)
+  end
+  redis.call('SADD', prefix .. 'servers', new_server)
+end
+return #moved
+"""
+
 RECORD_ATTEMPT = """
 -- KEYS: hash key; ARGV: attempts, error flag, last error, state, now
 if redis.call('EXISTS', KEYS[1]) == 0 then

@@ -28,7 +28,7 @@ from kqueue.errors import (
     StoreOutcomeUnknownError,
 )
 from kqueue.stores import _redis_scripts as scripts
-from kqueue.stores._common import one_new_server
+from kqueue.stores._common import one_new_server, one_server_pair
 from kqueue.stores.base import (
     BrokerRef,
     JobRecord,
@@ -203,6 +203,7 @@ class RedisStore(StoreBase):
         self._swap = self._client.register_script(scripts.SWAP_REFERENCE)
         self._swap_many = self._client.register_script(scripts.SWAP_REFERENCES)
         self._set_new_refs = self._client.register_script(scripts.SET_NEW_REFERENCES)
+        self._swap_between = self._client.register_script(scripts.SWAP_BETWEEN_SERVERS)
         self._attempt = self._client.register_script(scripts.RECORD_ATTEMPT)
         self._scan = self._client.register_script(scripts.SCAN)
         self._build_ref_index = self._client.register_script(scripts.BUILD_REF_INDEX)
@@ -453,12 +454,28 @@ class RedisStore(StoreBase):
                         args=[server, repr(float(now)), self._prefix, *job_ids],
                     )
                 )
+        pair = one_server_pair(swaps)
+        if pair is not None:
+            return self._swap_between_servers(swaps, pair, now)
         args: list[str | int] = [repr(float(now)), self._prefix]
         for _, expected, new in swaps:
             args += [*_ref_args(expected), *_ref_args(new)]
         script_keys = [self._record_key(key) for key, _, _ in swaps]
         with self._translate("swap_references"):
             return int(self._run(self._swap_many, keys=script_keys, args=args))
+
+    def _swap_between_servers(
+        self, swaps: Sequence[RefSwap], servers: tuple[str, str], now: float
+    ) -> int:
+        """Swaps from references on one server to references on one server (recovery's
+        shapes): two job ids a key instead of six values."""
+        args: list[str | int] = [repr(float(now)), self._prefix, *servers]
+        for _, expected, new in swaps:
+            assert expected is not None and new is not None
+            args += [expected.job_id, new.job_id]
+        script_keys = [self._record_key(key) for key, _, _ in swaps]
+        with self._translate("swap_references"):
+            return int(self._run(self._swap_between, keys=script_keys, args=args))
 
     def record_attempt(
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float

@@ -466,3 +466,22 @@ def test_scan_referencing_pages_in_key_order(store: Store) -> None:
         after = page[-1].key
     assert seen == keys
     assert store.scan_referencing("s1", limit=0) == []
+
+
+def test_a_batch_of_swaps_from_one_server_to_another_moves_only_the_matching_records(
+    store: Store,
+) -> None:
+    store.put_many([make_record(f"k{i}") for i in range(4)])
+    store.swap_references([(f"k{i}", None, BrokerRef("old", i)) for i in range(4)], now=1.0)
+    store.delete("k3")
+    swaps = [(f"k{i}", BrokerRef("old", i), BrokerRef("new", 10 + i)) for i in range(4)]
+    swaps[1] = ("k1", BrokerRef("old", 99), BrokerRef("new", 11))  # expects another job
+    assert store.swap_references(swaps, now=2.0) == 2
+    assert [r.ref for r in store.scan_referencing("new")] == [
+        BrokerRef("new", 10),
+        BrokerRef("new", 12),
+    ]
+    assert [r.key for r in store.scan_referencing("old")] == ["k1"]
+    assert store.referenced_servers() == {"old", "new"}
+    assert store.swap_references([("k1", BrokerRef("old", 1), BrokerRef("new", 11))], now=3) == 1
+    assert store.referenced_servers() == {"new"}

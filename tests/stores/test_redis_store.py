@@ -16,6 +16,7 @@ from kqueue.errors import (
     StoreConnectionError,
     StoreError,
 )
+from kqueue.stores.base import BrokerRef
 from kqueue.stores.redis import RedisStore
 from tests.contract.records import make_record
 from tests.servers import free_port, missing_service
@@ -90,18 +91,40 @@ def test_record_over_max_record_bytes_is_refused_and_nothing_is_written(
         store.put(make_record("fits", payload=b"x" * 1000))
 
 
-def test_a_record_is_one_hash_with_raw_payload_and_two_index_entries(
+def test_a_record_is_one_hash_with_raw_payload_and_three_index_entries(
     redis_store: RedisStore,
 ) -> None:
     prefix, client = redis_store.prefix, redis_store.client
     redis_store.put(make_record("k1", job_type="email", payload=b"\x00\xff"))
     keys = {key.decode() for key in client.scan_iter(match=prefix + "*")}
-    assert keys == {f"{prefix}r:k1", f"{prefix}idx", f"{prefix}t:email"}
+    # u: records without a reference; refidx marks a store indexed by server from the start
+    expected = {f"{prefix}r:k1", f"{prefix}idx", f"{prefix}t:email", f"{prefix}u"}
+    assert keys == expected | {f"{prefix}refidx"}
     assert client.type(f"{prefix}r:k1") == b"hash"
     assert client.hget(f"{prefix}r:k1", "payload") == b"\x00\xff"
     assert client.zrange(f"{prefix}idx", 0, -1, withscores=True) == [(b"k1", 0.0)]
+    redis_store.swap_reference("k1", None, BrokerRef("s1", 5), now=1.0)
+    keys = {key.decode() for key in client.scan_iter(match=prefix + "*")}
+    assert f"{prefix}s:s1" in keys and f"{prefix}u" not in keys
+    assert client.smembers(f"{prefix}servers") == {b"s1"}
     redis_store.delete("k1")
-    assert list(client.scan_iter(match=prefix + "*")) == []
+    assert [key.decode() for key in client.scan_iter(match=prefix + "*")] == [f"{prefix}refidx"]
+
+
+def test_records_written_before_the_server_index_are_indexed_once(
+    redis_store: RedisStore, redis_url: str
+) -> None:
+    prefix, client = redis_store.prefix, redis_store.client
+    redis_store.put_many([make_record("a"), make_record("b", ref=BrokerRef("old", 1))])
+    # As an older kqueue left them: no by-server index, no marker.
+    client.delete(f"{prefix}u", f"{prefix}s:old", f"{prefix}servers", f"{prefix}refidx")
+    reopened = RedisStore(redis_url, prefix=prefix)
+    try:
+        assert reopened.referenced_servers() == {"old"}
+        assert [r.key for r in reopened.scan_referencing(None)] == ["a"]
+        assert [r.key for r in reopened.scan_referencing("old")] == ["b"]
+    finally:
+        reopened.close()
 
 
 def test_suspensions_live_in_a_set(redis_store: RedisStore) -> None:
