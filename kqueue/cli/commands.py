@@ -59,6 +59,7 @@ def stats_rows(snapshot: QueueStats) -> list[dict[str, Any]]:
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     """Print the per job type table (or JSON); with --watch, refresh it until Ctrl-C."""
     with settings.open_queue() as queue:
+        note = nothing_here_note(queue)  # once: an empty store beside other prefixes' records
         while True:
             rows = stats_rows(queue.stats())
             if args.json:
@@ -68,8 +69,8 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
                     sys.stdout.write("\x1b[2J\x1b[H")
                     print(time.strftime("%H:%M:%S"), settings.describe())
                 print_stats_table(rows)
-            if not rows:
-                _note(nothing_here_note(queue))
+            _note(note)
+            note = None
             if not args.watch:
                 return EXIT_OK
             sys.stdout.flush()

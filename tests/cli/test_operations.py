@@ -139,6 +139,10 @@ def test_a_store_prefix_with_nothing_says_where_the_records_are(
     sweep = kq("sweep", *args)
     assert sweep.code == 0
     assert repr(redis_prefix) in sweep.err
+    # The application's tubes are in beanstalkd: still, the empty store is pointed out.
+    with_tubes = kq("stats", *args, "--prefix", "myapp-")
+    assert "email.send" in with_tubes.out
+    assert repr(redis_prefix) in with_tubes.err
 
 
 def test_the_key_prefix_comes_from_the_environment_too(
