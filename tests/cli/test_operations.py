@@ -336,3 +336,28 @@ def test_other_libraries_stay_at_warning_unless_named() -> None:
     }
     with pytest.raises(ConfigurationError):
         parse_levels("LOUD")
+
+
+def test_an_empty_sql_store_names_the_table_prefixes_holding_records(
+    cli: Cli, beanstalkd: BeanstalkdProcess, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.sqlite3"
+    assert cli("put", "report.build", "1", store=f"{url}?prefix=myapp_").code == 0
+    plain = cli("sweep", store=url)
+    assert plain.code == 0
+    assert "'myapp_'" in plain.err
+    row = _row(cli("stats", "--json", store=f"{url}?prefix=myapp_"))
+    assert (row["stored"], row["ready"]) == (1, 1)
+
+
+def test_the_application_comes_from_app_or_kqueue_app_too(
+    kq: Cli, app_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with make_queue() as queue:
+        queue.add_job("email.send", {"n": 1})
+    assert _row(kq("stats", "--app", APP, "--json"))["stored"] == 1
+    monkeypatch.setenv("KQUEUE_APP", APP)
+    assert _row(kq("stats", "--json"))["stored"] == 1
+    missing = kq("stats", "--app", "tests.cli.nosuchmodule:queue")
+    assert missing.code == 2
+    assert "cannot import" in missing.err
