@@ -48,7 +48,11 @@ class Session:
         self.abort = False
         self.stall_until: int | None = None
         self._fault_checked = False
-        self._handlers: dict[str, Callable[..., None]] = {
+        self._handlers = self._command_table()
+
+    def _command_table(self) -> dict[str, Callable[..., None]]:
+        """Each command's name and the method that answers it."""
+        return {
             "put": self._put,
             "peek": self._peek,
             "peek-ready": self._peek_ready,
