@@ -408,6 +408,7 @@ class RecoverySweeper:
         self.totals: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unreachable = False
 
     def start(self) -> RecoverySweeper:
         """Start the background thread."""
@@ -453,11 +454,16 @@ class RecoverySweeper:
             conn.close()
 
     def _server_id(self, conn: BeanstalkConnection) -> str | None:
-        """The broker's server id now, or None while it does not answer."""
+        """The broker's server id now, or None while it does not answer (said once)."""
         try:
-            return conn.stats()["id"]
-        except BrokerError:
+            server: str = conn.stats()["id"]
+        except BrokerError as exc:
+            if not self._unreachable:
+                logger.warning("recovery waits for beanstalkd: %s", exc)
+            self._unreachable = True
             return None
+        self._unreachable = False
+        return server
 
     def _pass(self) -> str | None:
         """One pass; the server id it ran against (None if it failed)."""
