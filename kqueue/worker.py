@@ -124,7 +124,7 @@ class Worker:
         self._signals += 1
         if self._signals > 1:
             raise _ForcedShutdown()
-        logger.warning(
+        logger.info(  # a deploy's SIGTERM is routine: a lifecycle step, not a problem
             "%s: finishing the running job (up to %.0f s); signal again to stop now",
             signal.Signals(signum).name,
             self.grace_period,

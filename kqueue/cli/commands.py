@@ -67,7 +67,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 if args.watch:
                     sys.stdout.write("\x1b[2J\x1b[H")
-                    print(time.strftime("%H:%M:%S"), settings.describe())
+                    print(time.strftime("%H:%M:%S"), _where(queue))
                 print_stats_table(rows)
             _note(note)
             note = None
@@ -75,6 +75,12 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_OK
             sys.stdout.flush()
             time.sleep(args.watch)
+
+
+def _where(queue: KQueue) -> str:
+    """The queue's beanstalkd, store and tube prefix, credentials redacted (store reprs)."""
+    store = repr(queue.store) if queue.store is not None else "no store"
+    return f"beanstalkd {queue.config.address}, {store}, tube prefix {queue.tube_prefix!r}"
 
 
 def print_stats_table(rows: list[dict[str, Any]]) -> None:
