@@ -361,3 +361,23 @@ def test_the_application_comes_from_app_or_kqueue_app_too(
     missing = kq("stats", "--app", "tests.cli.nosuchmodule:queue")
     assert missing.code == 2
     assert "cannot import" in missing.err
+
+
+def test_stats_after_a_binlog_restart_count_the_restored_jobs_as_in_beanstalkd(
+    beanstalkd_binlog: BeanstalkdProcess, tmp_path: Path
+) -> None:
+    # The restarted server has a new id, so the records name a server that is gone; the
+    # jobs are back from the binlog all the same, and none awaits recovery.
+    broker = beanstalkd_binlog
+    store = f"sqlite:///{tmp_path}/s.sqlite3"
+    with KQueue(host=broker.host, port=broker.port, bulk_store=store) as queue:
+        queue.add_jobs("kept", [1, 2, 3])
+        before = queue.stats().server["id"]
+    broker.restart()
+    with KQueue(host=broker.host, port=broker.port, bulk_store=store) as queue:
+        snapshot = queue.stats()
+    assert snapshot.server["id"] != before
+    assert snapshot.store is not None
+    counts = snapshot.store["kept"]
+    assert (counts.records, counts.awaiting_recovery, counts.unscheduled) == (3, 0, 0)
+    assert snapshot.job_types["kept"]["current-jobs-ready"] == 3
