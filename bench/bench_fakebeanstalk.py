@@ -97,6 +97,37 @@ def main() -> None:
         print(f"{name}: put {best_put:9.0f} ops/s   reserve+delete {best_rd:9.0f} ops/s")
     real, fake = results["real"], results["fake"]
     print(f"ratio fake/real: put {fake[0] / real[0]:.2f}   reserve+delete {fake[1] / real[1]:.2f}")
+    print_start_up(args.rounds)
+
+
+def _ready_after(command: list[str], port: int) -> float:
+    """Seconds from starting ``command`` until ``port`` accepts a connection."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return time.perf_counter() - started
+            except OSError:
+                time.sleep(0.002)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def print_start_up(rounds: int) -> None:
+    """The command line's start-up, interpreter included (the test suite asserts none)."""
+    binary = shutil.which("beanstalkd") or "beanstalkd"
+    for name, command in (
+        ("real", [binary, "-l", "127.0.0.1", "-p"]),
+        ("fake", [sys.executable, "-m", "fakebeanstalk", "-l", "127.0.0.1", "-p"]),
+    ):
+        times = []
+        for _ in range(rounds):
+            port = _free_port()
+            times.append(_ready_after([*command, str(port)], port))
+        print(f"{name}: listening {min(times) * 1000:6.0f} ms after start (best of {rounds})")
 
 
 if __name__ == "__main__":

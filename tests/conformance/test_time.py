@@ -10,7 +10,9 @@ import time
 from tests.conformance.rawclient import RawConnection, put_cmd, stats_dict
 from tests.conformance.targets import ServerTarget
 
-LATE_MARGIN = 0.05
+LATE_MARGIN = 2.0
+"""How late a timed reply may come and still pass: generous, so that a loaded machine never
+fails it. The behaviour is the lower bound (never early); precision is bench/'s business."""
 
 
 def _assert_on_time(started: float, expected: float) -> None:

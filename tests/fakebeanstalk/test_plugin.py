@@ -84,4 +84,6 @@ def test_unknown_clock_is_a_usage_error(pytester: pytest.Pytester) -> None:
         """
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    assert result.ret != 0
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(errors=1)  # the fixture refused it: the test body never ran
+    result.stdout.fnmatch_lines(["*unknown clock 'sundial'*"])
