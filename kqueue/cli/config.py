@@ -29,7 +29,6 @@ from kqueue.errors import ConfigurationError
 from kqueue.job import DEFAULT_TUBE_PREFIX
 from kqueue.queue import KQueue
 from kqueue.stores.registry import with_prefix
-from kqueue.stores.url import redact_url
 
 DEFAULT_BEANSTALKD = "127.0.0.1:11300"
 
@@ -102,12 +101,6 @@ class Settings:
             tube_prefix=self.prefix,
             **kwargs,
         )
-
-    def describe(self) -> str:
-        """One line for logs, with credentials redacted."""
-        store = redact_url(self.store_url) if self.store_url else "none (inline)"
-        app = f"app {self.app}, " if self.app else ""
-        return f"{app}beanstalkd {self.host}:{self.port}, store {store}, prefix {self.prefix!r}"
 
 
 def load_queue(path: str) -> KQueue:
