@@ -318,9 +318,9 @@ def test_worker_json_logs_carry_job_fields_and_the_stop_line_counts_jobs(
     assert len(done) == 3
     assert {"job_type", "key", "job_id", "attempt", "duration_ms"} <= set(done[0])
     assert {r["attempt"] for r in done} == {2}
-    stopped = records[-1]["message"]
+    (stopped,) = [r["message"] for r in records if r["message"].startswith("worker stopped")]
     assert stopped.startswith("worker stopped after 3 job(s) (3 completed, 0 buried; 6 handler")
-    assert {r["logger"] for r in records} == {"kqueue"}
+    assert all(r["logger"].split(".")[0] == "kqueue" for r in records)  # no driver noise
 
 
 def test_other_libraries_stay_at_warning_unless_named() -> None:
