@@ -4,7 +4,7 @@ Run from the repository root (beanstalkd installed, Redis at 127.0.0.1:6379)::
 
     python -m bench.recovery_time [--jobs 1000 10000] [--interval 30]
 
-A RecoverySweeper with default settings (30 s interval, 30 s grace, 0.5 s check) runs beside
+A RecoverySweeper with default settings (30 s interval, 30 s grace, 0.25 s check) runs beside
 a queue on RedisStore; N jobs wait in beanstalkd; beanstalkd is killed -9 and started empty;
 the clock starts when it answers again and stops when all N are ready again (watched from a
 separate client every millisecond).

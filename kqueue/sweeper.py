@@ -396,7 +396,7 @@ class RecoverySweeper:
         *,
         interval: float = 30.0,
         grace: float | None = None,
-        check_interval: float = 0.5,
+        check_interval: float = 0.25,
     ) -> None:
         self.queue = queue
         self.interval = interval
