@@ -20,7 +20,7 @@ from kqueue.cli.lookup import (
     unwatched_type_warning,
 )
 from kqueue.cli.output import Progress, print_json, table
-from kqueue.errors import JobNotFoundError, ValidationError
+from kqueue.errors import BrokerError, JobNotFoundError, ValidationError
 from kqueue.producer import NOT_SCHEDULED
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
@@ -111,14 +111,18 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
         raise ValidationError("put takes a payload (JSON) or --file, one of the two")
     payloads = _read_payloads(args.file) if args.file is not None else [_json(args.payload)]
     options = {"priority": args.priority, "delay": args.delay, "ttr": args.ttr}
-    with settings.open_queue() as queue:
-        _note(unwatched_type_warning(queue, args.jobtype))
+    # Not opened up front: with a store, a job is accepted while beanstalkd is down.
+    queue = settings.open_queue()
+    try:
+        _note(_unwatched_if_reachable(queue, args.jobtype))
         if args.file is not None:
             return _put_many(queue, args.jobtype, payloads, options)
+        since = f"{time.time_ns() // 1_000_000 - 1:012x}"  # a key prefix: see kqueue.keys
         job_id = queue.add_job(args.jobtype, payloads[0], **options)
-        key = _key_of(queue, job_id)
-    if job_id == NOT_SCHEDULED:
-        print("accepted, not yet in beanstalkd: the recovery sweeper delivers it", file=sys.stderr)
+        key = _key_of(queue, job_id, args.jobtype, since)
+    finally:
+        queue.close()
+    # id 0: accepted while beanstalkd was down; the producer's warning says so, once.
     print(f"id {job_id} key {key or '-'}")
     return EXIT_OK
 
@@ -140,11 +144,25 @@ def _read_payloads(path: str) -> list[Any]:
     return [_json(line, f"line {number}") for number, line in lines if line.strip()]
 
 
-def _key_of(queue: KQueue, job_id: int) -> str | None:
-    """The record key of a job just put (read back from beanstalkd)."""
-    job = queue.admin.peek_job(job_id) if job_id != NOT_SCHEDULED else None
-    body = decode_body(job.body) if job is not None else None
-    return body.key if body is not None else None
+def _unwatched_if_reachable(queue: KQueue, job_type: str) -> str | None:
+    try:
+        return unwatched_type_warning(queue, job_type)
+    except BrokerError:
+        return None  # beanstalkd is down: add_job says so, and the store takes the job
+
+
+def _key_of(queue: KQueue, job_id: int, job_type: str, since: str) -> str | None:
+    """The record key of a job just put: read back from beanstalkd, or, for a job that did
+    not reach it, the newest unscheduled record of its type created ``since``."""
+    if job_id != NOT_SCHEDULED:
+        job = queue.admin.peek_job(job_id)
+        body = decode_body(job.body) if job is not None else None
+        return body.key if body is not None else None
+    if queue.store is None:
+        return None
+    found = queue.store.scan_referencing(None, after=since, limit=1000)
+    mine = [record.key for record in found if record.job_type == job_type]
+    return mine[-1] if mine else None
 
 
 PUT_BATCH = 1000

@@ -381,3 +381,22 @@ def test_stats_after_a_binlog_restart_count_the_restored_jobs_as_in_beanstalkd(
     counts = snapshot.store["kept"]
     assert (counts.records, counts.awaiting_recovery, counts.unscheduled) == (3, 0, 0)
     assert snapshot.job_types["kept"]["current-jobs-ready"] == 3
+
+
+def test_put_while_beanstalkd_is_down_is_accepted_and_shows_its_key(
+    kq: Cli, app_env: str, beanstalkd: BeanstalkdProcess
+) -> None:
+    beanstalkd.kill()
+    try:
+        put = kq("put", APP, "email.send", '{"to": "ada"}')
+    finally:
+        beanstalkd.start()
+    assert put.code == 0, put.err
+    words = put.out.split()
+    assert (words[:3], len(words[3])) == (["id", "0", "key"], 32)
+    explained = [line for line in put.err.splitlines() if "sweeper" in line]
+    assert len(explained) == 1, put.err  # said once (the producer's warning), not twice
+    shown = json.loads(kq("peek", APP, words[3]).out)
+    assert (shown["key"], shown["payload"]) == (words[3], {"to": "ada"})
+    assert shown["state"].startswith("accepted, not yet in beanstalkd")
+    assert _row(kq("stats", APP, "--json"))["unscheduled"] == 1
