@@ -344,6 +344,20 @@ end
 return out
 """
 
+SCAN_FIELDS = """
+-- Like SCAN, but each record's fields in a fixed order (HMGET), without their names: a
+-- smaller reply, read by position. KEYS: index to page through; ARGV: lexical lower bound,
+-- limit, record hash key prefix, then the field names. Returns key, then a value per field
+-- (nil when missing), for each record.
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, key in ipairs(keys) do
+  out[#out + 1] = key
+  out[#out + 1] = redis.call('HMGET', ARGV[3] .. key, unpack(ARGV, 4))
+end
+return out
+"""
+
 BUILD_REF_INDEX = (
     REF_INDEX
     + """

@@ -96,6 +96,37 @@ def _decode_record(key: str, fields: dict[bytes, bytes]) -> JobRecord:
     )
 
 
+_FIELD_ORDER = (
+    "job_type", "payload", "codec", "priority", "delay", "ttr", "created_at", "attempts",
+    "last_error", "ref_server", "ref_job", "state", "updated_at",
+)  # fmt: skip
+
+
+def _record_from_values(key: str, values: list[bytes | None]) -> JobRecord:
+    """Rebuild a record from its hash's values in :data:`_FIELD_ORDER` (as SCAN_FIELDS
+    returns them), filling the instance's ``__dict__`` at once as ``new_record`` does."""
+    (job_type, payload, codec, priority, delay, ttr, created_at, attempts, last_error,
+     server, job, state, updated_at) = values  # fmt: skip
+    assert job_type is not None and payload is not None and codec is not None
+    record: JobRecord = object.__new__(JobRecord)
+    record.__dict__.update(
+        key=key,
+        job_type=job_type.decode(),
+        payload=payload,
+        codec=codec.decode(),
+        priority=int(priority or 0),
+        delay=float(delay or 0),
+        ttr=int(ttr or 0),
+        created_at=float(created_at or 0),
+        attempts=int(attempts or 0),
+        last_error=None if last_error is None else last_error.decode(),
+        ref=None if server is None else BrokerRef(server.decode(), int(job or 0)),
+        state="buried" if state == b"buried" else "enqueued",
+        updated_at=float(updated_at or 0),
+    )
+    return record
+
+
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -206,6 +237,7 @@ class RedisStore(StoreBase):
         self._swap_between = self._client.register_script(scripts.SWAP_BETWEEN_SERVERS)
         self._attempt = self._client.register_script(scripts.RECORD_ATTEMPT)
         self._scan = self._client.register_script(scripts.SCAN)
+        self._scan_fields = self._client.register_script(scripts.SCAN_FIELDS)
         self._build_ref_index = self._client.register_script(scripts.BUILD_REF_INDEX)
 
     def __repr__(self) -> str:
@@ -531,14 +563,13 @@ class RedisStore(StoreBase):
         self._ensure_ref_index()
         index = self._prefix + ("u" if server_id is None else "s:" + server_id)
         lower = "-" if after is None else "(" + after
+        args: list[str | int] = [lower, limit, self._prefix + "r:", *_FIELD_ORDER]
         with self._translate("scan_referencing"):
-            reply: list[Any] = self._run(
-                self._scan, keys=[index], args=[lower, limit, self._prefix + "r:"]
-            )
+            reply: list[Any] = self._run(self._scan_fields, keys=[index], args=args)
         return [
-            _decode_record(raw_key.decode(), _pairs(flat))
-            for raw_key, flat in zip(reply[::2], reply[1::2], strict=True)
-            if flat
+            _record_from_values(raw_key.decode(), values)
+            for raw_key, values in zip(reply[::2], reply[1::2], strict=True)
+            if values[0] is not None  # an index entry without its hash: skip, never crash
         ]
 
     def _ensure_ref_index(self) -> None:

@@ -485,3 +485,25 @@ def test_a_batch_of_swaps_from_one_server_to_another_moves_only_the_matching_rec
     assert store.referenced_servers() == {"old", "new"}
     assert store.swap_references([("k1", BrokerRef("old", 1), BrokerRef("new", 11))], now=3) == 1
     assert store.referenced_servers() == {"new"}
+
+
+def test_scan_referencing_returns_whole_records(store: Store) -> None:
+    full = make_record(
+        "full",
+        job_type="reports.monthly",
+        payload=b"\x00\xff raw",
+        codec="bytes",
+        priority=2**32 - 1,
+        delay=12.5,
+        ttr=2**32 - 1,
+        created_at=1_712_345_678.123456,
+        attempts=3,
+        last_error="ValueError: ünïcode ☃ message",
+        ref=REF_OTHER_SERVER,
+        state="buried",
+        updated_at=1_712_345_999.654321,
+    )
+    bare = make_record("bare")
+    store.put_many([full, bare])
+    assert store.scan_referencing(REF_OTHER_SERVER.server_id) == [full]
+    assert store.scan_referencing(None) == [bare]
