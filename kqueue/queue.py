@@ -367,15 +367,21 @@ class KQueue:
         return self.admin.kick_buried(job_type, count)
 
     def sweep(
-        self, *, grace: float | None = None, progress: Callable[[], None] | None = None
+        self,
+        *,
+        grace: float | None = None,
+        progress: Callable[[], None] | None = None,
+        verify: bool = False,
     ) -> SweepReport:
         """Run one recovery pass: re-enqueue every stored job that beanstalkd lost.
 
-        Records younger than ``grace`` seconds (default: ``config.recovery_grace``) are left
-        alone, since their producer may still be putting them. Safe to run from several
+        Jobs a restarted broker lost are put back at once; records without a reference
+        younger than ``grace`` seconds (default: ``config.recovery_grace``) are left alone,
+        since their producer may still be putting them. ``verify`` also checks the jobs of
+        the broker that answers now (see :meth:`Admin.sweep`). Safe to run from several
         processes at once. Needs a bulk store.
         """
-        return self.admin.sweep(grace=grace, progress=progress)
+        return self.admin.sweep(grace=grace, progress=progress, verify=verify)
 
     def stats(self) -> QueueStats:
         """Server stats, and per job type (tubes under this queue's prefix) their counts."""

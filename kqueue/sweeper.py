@@ -372,7 +372,7 @@ class Sweepable(Protocol):
     """What a :class:`RecoverySweeper` needs (a KQueue has it): ``sweep`` for a pass, and
     ``new_connection`` for the connection on which it watches the broker's server id."""
 
-    def sweep(self, *, grace: float | None = None) -> SweepReport: ...
+    def sweep(self, *, grace: float | None = None, verify: bool = False) -> SweepReport: ...
 
     def new_connection(self) -> BeanstalkConnection: ...
 
@@ -385,9 +385,12 @@ class RecoverySweeper:
     ``stats`` round trip): a new id means the broker restarted (empty, or from its binlog) or
     was replaced, and a pass runs then and there instead of at the end of the interval; the
     jobs the broker lost are put back by that pass whatever their age (see :class:`Sweep`).
-    Use as a context manager, or call :meth:`start` and :meth:`stop`. Several sweepers (one per
-    worker host) may run at once. The last report is kept in :attr:`last_report`, the sums of
-    every pass's counts in :attr:`totals`, the restarts seen in :attr:`restarts_seen`.
+    With ``verify_interval`` (seconds), a pass at least that long after the last verifying one
+    also checks the jobs of the answering server (``verify=True``), for deployments where
+    something besides kqueue may delete jobs. Use as a context manager, or call :meth:`start`
+    and :meth:`stop`. Several sweepers (one per worker host) may run at once. The last report
+    is kept in :attr:`last_report`, the sums of every pass's counts in :attr:`totals`, the
+    restarts seen in :attr:`restarts_seen`.
     """
 
     def __init__(
@@ -397,11 +400,14 @@ class RecoverySweeper:
         interval: float = 30.0,
         grace: float | None = None,
         check_interval: float = 0.25,
+        verify_interval: float | None = None,
     ) -> None:
         self.queue = queue
         self.interval = interval
         self.grace = grace
         self.check_interval = check_interval
+        self.verify_interval = verify_interval
+        self._verified_at = time.monotonic()
         self.last_report: SweepReport | None = None
         self.passes = 0
         self.restarts_seen = 0
@@ -467,13 +473,18 @@ class RecoverySweeper:
 
     def _pass(self) -> str | None:
         """One pass; the server id it ran against (None if it failed)."""
+        verify = self.verify_interval is not None and (
+            time.monotonic() - self._verified_at >= self.verify_interval
+        )
         try:
-            report = self.queue.sweep(grace=self.grace)
+            report = self.queue.sweep(grace=self.grace, verify=verify)
         except KQueueError as exc:
             logger.warning("recovery pass failed: %s", exc)
             return None
         self.last_report = report
         self.passes += 1
+        if verify:
+            self._verified_at = time.monotonic()
         self.totals.update(
             {
                 k: v

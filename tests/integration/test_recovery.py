@@ -348,3 +348,18 @@ def test_binlog_restart_with_the_default_grace_puts_nothing_twice(
         assert sorted(run_all(queue, "kept")) == [0, 1, 2, 3, 4]  # type: ignore[type-var]
     finally:
         queue.close()
+
+
+def test_a_job_deleted_behind_kqueues_back_is_put_back_by_a_verifying_pass(
+    make_queue: Callable[..., KQueue], beanstalkd: BeanstalkdProcess
+) -> None:
+    watcher = PassWatcher()
+    queue = make_queue(middleware=[watcher])
+    job_id = queue.add_job("foreign", "x")
+    with greenstalk.Client(beanstalkd.address) as client:
+        client.delete(job_id)  # another client deletes it by id: kqueue is not told
+    assert queue.sweep().requeued == 0  # trusted: this server did not restart
+    with RecoverySweeper(queue, interval=3600, verify_interval=0):
+        assert watcher.wait_for(2)
+    assert (watcher.reports[1].verified, watcher.reports[1].requeued) == (True, 1)
+    assert run_all(queue, "foreign") == ["x"]
