@@ -25,9 +25,10 @@ name prefix (``sqlite:///jobs.db?prefix=myapp_``). A plugin's URL reaches it unt
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from kqueue.errors import ConfigurationError
 from kqueue.stores.base import Store
@@ -49,7 +50,37 @@ def _redis(url: str) -> Store:
     from kqueue.stores.redis import RedisStore
 
     clean, prefix = split_prefix(url)
+    _check_redis_parameters(clean)
     return RedisStore(clean) if prefix is None else RedisStore(clean, prefix=prefix)
+
+
+def _check_redis_parameters(url: str) -> None:
+    """ConfigurationError for a query parameter redis-py does not take (a typo such as
+    ``prefx=``): redis-py would pass it on as a keyword and fail with a TypeError at the
+    first command, far from the URL."""
+    query = urlsplit(url).query
+    names = {unquote(pair.partition("=")[0]) for pair in query.split("&") if pair}
+    if not names:
+        return
+    try:
+        import redis.connection as driver
+    except ImportError:
+        return  # RedisStore names the extra to install
+    known = set(driver.URL_QUERY_ARGUMENT_PARSERS)
+    for cls in (
+        driver.ConnectionPool,
+        driver.AbstractConnection,
+        driver.Connection,
+        driver.SSLConnection,
+        driver.UnixDomainSocketConnection,
+    ):
+        known |= set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    unknown = sorted(names - known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown parameter(s) {', '.join(unknown)} in Redis URL {redact_url(url)!r}: "
+            "kqueue reads prefix=, redis-py the others (db, socket_timeout, max_connections, ...)"
+        )
 
 
 def _sql(url: str) -> Store:

@@ -400,3 +400,14 @@ def test_put_while_beanstalkd_is_down_is_accepted_and_shows_its_key(
     assert (shown["key"], shown["payload"]) == (words[3], {"to": "ada"})
     assert shown["state"].startswith("accepted, not yet in beanstalkd")
     assert _row(kq("stats", APP, "--json"))["unscheduled"] == 1
+
+
+def test_a_misspelt_store_url_parameter_is_a_one_line_usage_error(
+    cli: Cli, redis_url: str, redis_prefix: str
+) -> None:
+    result = cli("stats", store=f"{redis_url}?prefx={redis_prefix}")
+    assert result.code == 2
+    assert "prefx" in result.err
+    assert result.err.count("\n") == 1
+    fine = cli("stats", store=f"{redis_url}?socket_timeout=5&prefix={redis_prefix}")
+    assert fine.code == 0, fine.err
