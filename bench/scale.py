@@ -7,8 +7,9 @@ Run from the repository root (beanstalkd installed, Redis at 127.0.0.1:6379)::
 Recovery: for each N, N jobs are added with ``add_jobs`` (RedisStore, batches of 1000: the
 same store for every N, no faster setup), then a recovery pass runs while beanstalkd holds all
 of them (the healthy pass), then beanstalkd is killed -9 and started empty and a pass puts all
-N back. Each pass runs in a child process of its own, which reports its time and its peak
-resident memory (VmHWM): a sweeper that held every record at once would grow with N. Printed
+N back; best of three rounds up to 100,000 records, one round above. Each pass runs in a
+child process of its own, which reports its time and its peak resident memory (VmHWM): a
+sweeper that held every record at once would grow with N. Printed
 as ratios to the add_jobs time of the same N (put back at half add_jobs' rate or better is a
 ratio of at most 2).
 
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 
 from kqueue import KQueue
 from tests.servers import BeanstalkdProcess, running_beanstalkd
@@ -88,7 +90,18 @@ def drop_prefix(prefix: str) -> None:
     client.close()
 
 
-def recovery_row(records: int) -> dict[str, float]:
+@dataclass
+class RecoveryRow:
+    """One N: the add_jobs time, and the healthy and put-back passes as the child reported
+    them (seconds, counts, memory in kB)."""
+
+    records: int
+    add: float
+    healthy: dict[str, float]
+    lost: dict[str, float]
+
+
+def recovery_row(records: int) -> RecoveryRow:
     """add_jobs time, healthy pass and put-back pass for ``records`` stored jobs."""
     prefix = f"kqbench:{uuid.uuid4().hex[:8]}:"
     try:
@@ -110,23 +123,38 @@ def recovery_row(records: int) -> dict[str, float]:
             store.close()
     finally:
         drop_prefix(prefix)
-    return {"records": records, "add": add_seconds, "healthy": healthy, "lost": lost}  # type: ignore[dict-item]
+    return RecoveryRow(records, add_seconds, healthy, lost)
 
 
-def print_recovery(rows: list[dict[str, object]]) -> None:
-    print("\nRecovery (RedisStore, one beanstalkd), seconds; ratios to add_jobs of the same N:")
+def best_of(rounds: list[RecoveryRow]) -> RecoveryRow:
+    """The fastest add_jobs, healthy pass and put back of several rounds (each measured on
+    its own: the machine's load moves single runs), with the highest memory."""
+
+    def fastest(passes: list[dict[str, float]]) -> dict[str, float]:
+        best = dict(min(passes, key=lambda p: p["seconds"]))
+        best["peak_kb"] = max(p["peak_kb"] for p in passes)
+        return best
+
+    return RecoveryRow(
+        rounds[0].records,
+        min(r.add for r in rounds),
+        fastest([r.healthy for r in rounds]),
+        fastest([r.lost for r in rounds]),
+    )
+
+
+def print_recovery(rows: list[RecoveryRow]) -> None:
+    print("\nRecovery (RedisStore, one beanstalkd), seconds, best of the rounds run (3 up to")
+    print("100,000 records, else 1); ratios to add_jobs of the same N:")
     print("  records | add_jobs | healthy pass       | put back after an empty restart | peak RSS")
     for row in rows:
-        add = float(row["add"])  # type: ignore[arg-type]
-        healthy, lost = row["healthy"], row["lost"]
-        assert isinstance(healthy, dict) and isinstance(lost, dict)
-        records = int(row["records"])  # type: ignore[call-overload]
+        add, healthy, lost = row.add, row.healthy, row.lost
         peak = max(healthy["peak_kb"], lost["peak_kb"]) / 1024
         fast = f"{healthy['seconds']:.4f} ({healthy['seconds'] / add:.4f}x)"
         back = lost["seconds"]
-        put_back = f"{back:.2f} ({back / add:.2f}x, {records / back:,.0f}/s)"
+        put_back = f"{back:.2f} ({back / add:.2f}x, {row.records / back:,.0f}/s)"
         print(
-            f"{records:>9,} | {add:>8.2f} | {fast:<18} | {put_back:<31} | {peak:.1f} MB "
+            f"{row.records:>9,} | {add:>8.2f} | {fast:<18} | {put_back:<31} | {peak:.1f} MB "
             f"(at start {lost['base_kb'] / 1024:.1f})"
         )
 
@@ -196,8 +224,11 @@ def main() -> None:
         type_rows.append((types, (add[0], run[1], add[2], run[3], add[4], run[5])))
     if type_rows:
         print_job_types(type_rows)
-    rows = [recovery_row(records) for records in args.records]
-    print_recovery(rows)  # type: ignore[arg-type]
+    rows = [
+        best_of([recovery_row(records) for _ in range(3 if records <= 100_000 else 1)])
+        for records in args.records
+    ]
+    print_recovery(rows)
 
 
 if __name__ == "__main__":
