@@ -308,26 +308,24 @@ def test_sweeping_worker_runs_the_jobs_a_restart_lost_without_waiting_its_interv
 
     def handler(job: Job) -> None:
         seen.append(job.data)
-        if len(seen) == 10:
+        if len(seen) == 9:
             done.set()
 
-    queue.add_handler("w", handler)
+    queue.add_handler("idle", lambda job: None)  # the worker runs, watching another type
     producer = make_queue()
-    producer.add_job("w", "warm-up")  # the worker is running when the broker dies
     worker = Worker(queue, sweep_interval=3600)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        producer.admin.suspend("w")  # the jobs below wait in beanstalkd, and are lost there
         for i in range(9):
-            producer.add_job("w", i)
+            producer.add_job("w", i)  # nobody watches "w" yet: the jobs wait in beanstalkd
         beanstalkd.restart(binlog_dir=False)
-        producer.resume("w")
+        queue.add_handler("w", handler)
         assert done.wait(60)  # guards a hang; the measured time is in docs/reliability.md
     finally:
         queue.stop()
         thread.join(30)
-    assert sorted(map(str, seen)) == sorted(["warm-up", *map(str, range(9))])
+    assert sorted(seen) == list(range(9))  # type: ignore[type-var]
 
 
 def test_binlog_restart_with_the_default_grace_puts_nothing_twice(
