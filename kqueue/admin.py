@@ -420,17 +420,17 @@ def sweep_summary(report: SweepReport) -> str:
 def sweep_advice(report: SweepReport, grace: float) -> str | None:
     """Why a pass put nothing back although it left records alone, and what to do; or None.
 
-    Records younger than the grace period are left to their producers (they may be between
-    the store write and the put). Right after a broker restart many can be that young: the
-    next pass puts back whatever beanstalkd still lacks, or a pass with a shorter grace now.
+    Only records that never got a beanstalkd reference wait out the grace period (their
+    producers may be between the store write and the put); the jobs a restarted broker lost
+    are put back at once, whatever their age.
     """
     if not report.young or report.requeued or report.requeued_buried:
         return None
     return (
-        f"{report.young} record(s) younger than the grace period ({grace:g} s) were left to "
-        f"their producers: a pass after {grace:g} s puts back any that beanstalkd lacks by "
-        "then (a running sweeper does it by itself); to do it now, right after a broker "
-        "restart: kqueue sweep --grace 0 (or recovery_grace= on the queue)"
+        f"{report.young} record(s) accepted less than {grace:g} s ago and not yet in "
+        f"beanstalkd were left to their producers: a pass after {grace:g} s puts back any "
+        "still missing (a running sweeper does it by itself); --grace 0 does it now, at the "
+        "risk of a second copy of a job whose producer is still putting it"
     )
 
 

@@ -117,7 +117,7 @@ def test_a_sweep_right_after_the_crash_explains_why_it_put_nothing_back_then_gra
     young = kq("sweep", APP, "--json")
     report = json.loads(young.out)
     assert (report["young"], report["requeued"]) == (1, 0)
-    assert "younger than the grace period (30 s)" in young.err
+    assert "accepted less than 30 s ago and not yet in beanstalkd" in young.err
     assert "--grace 0" in young.err
     now = kq("sweep", APP, "--grace", "0", "--json")
     assert json.loads(now.out)["requeued"] == 1
