@@ -61,6 +61,7 @@ class Consumer:
             tube_prefix=config.tube_prefix,
             retry=config.retry,
             events=events,
+            inspector=config.new_connection(),
         )
 
     @property

@@ -87,9 +87,11 @@ class JobRunner:
         tube_prefix: str,
         retry: RetryPolicy,
         events: Middleware,
+        inspector: BeanstalkConnection | None = None,
     ) -> None:
         self.store = store
         self.retry = retry
+        self.inspector = inspector
         self.codecs = codecs
         self.handlers = handlers
         self.tube_prefix = tube_prefix
@@ -97,8 +99,10 @@ class JobRunner:
         self.acks = AckFlusher(store)
 
     def close(self) -> None:
-        """Send the pending deletes and stop the flusher's thread."""
+        """Send the pending deletes, stop the flusher's thread, close the inspector."""
         self.acks.close()
+        if self.inspector is not None:
+            self.inspector.close()
 
     def drain(self) -> None:
         """Wait until the deletes of every finished job went out (before a blocking reserve,
@@ -143,14 +147,15 @@ class JobRunner:
         self, conn: BeanstalkConnection, window: Sequence[ReservedJob]
     ) -> list[Job | None]:
         bodies = [decode_body(reserved.body) for reserved in window]
-        stored = self.store is not None and any(b is not None and b.stored for b in bodies)
-        server_id = conn.server_id() if stored else ""
+        server_id = conn.server_id()
+        inspector = self._inspector_for(conn, server_id)
         # Each job's beanstalkd counters (earlier attempts that never finished count against
-        # its budget) come in one burst, read while the store read runs.
+        # its budget) come in one burst on the inspector's connection, read while the store
+        # read runs, and never holding up the deletes that go out on the worker's.
         frames = b"".join(cmd.job_counts(reserved.id).frame for reserved in window)
-        with conn.overlapped(frames, len(window)) as collect:
+        with inspector.overlapped(frames, len(window)) as collect:
             records = self._records_of(bodies)
-            counts = [conn.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
+            counts = [inspector.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
         dropped: dict[int, DropReason] = {}
         jobs = [
             self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
@@ -166,6 +171,16 @@ class JobRunner:
                 stale,
             )
         return jobs
+
+    def _inspector_for(self, conn: BeanstalkConnection, server_id: str) -> BeanstalkConnection:
+        """The connection for the counters: the inspector while it talks to the server that
+        holds the window (after a broker restart it is opened again), else ``conn``."""
+        inspector = self.inspector
+        if inspector is None:
+            return conn
+        if inspector.connected and inspector.server_id() != server_id:
+            inspector.close()  # another server process: its job ids are not these jobs'
+        return inspector
 
     def _records_of(self, bodies: list[Body | None]) -> dict[str, _Record]:
         """One round trip for the window: payloads where only the store has them, else just

@@ -97,8 +97,7 @@ def test_second_signal_stops_at_once_and_releases_the_job(
     with producer(beanstalkd) as queue:
         job_id = queue.add_job("slow", {"seconds": 20})
         wait_until(lambda: len(ran(out_file)) == 1)
-        worker.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)  # signals are handled in order: graceful first
         started = time.monotonic()
         worker.send_signal(signal.SIGINT)
         assert worker.wait(10) == 3
@@ -144,9 +143,15 @@ def test_metrics_port_serves_prometheus_counters_and_depths(
         queue.add_job("failing", 2)
         queue.add_job("slow", {"seconds": 0}, delay=300)
         wait_until(lambda: len(ran(out_file)) == 1)
-        time.sleep(0.2)
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-    body = text.decode()
+        scraped: list[str] = []
+
+        def counted_both() -> bool:
+            url = f"http://127.0.0.1:{port}/metrics"
+            scraped.append(urllib.request.urlopen(url, timeout=5).read().decode())
+            return 'kqueue_jobs_total{event="buried"} 1.0' in scraped[-1]
+
+        wait_until(counted_both)
+    body = scraped[-1]
     assert 'kqueue_jobs_total{event="completed"} 1.0' in body
     assert 'kqueue_jobs_total{event="buried"} 1.0' in body
     assert 'kqueue_queue_depth{job_type="slow",state="delayed"} 1.0' in body
