@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from kqueue.beanstalk.connection import BeanstalkConnection, SocketFactory
 from kqueue.errors import ConfigurationError
@@ -52,7 +53,11 @@ class QueueConfig:
       beanstalkd body (mode ``s``), saving the worker a store read; 0 turns it off;
     - ``heartbeat``: a waiting worker asks beanstalkd at least this often (whole seconds)
       whether it is still there, so a frozen or cut-off server is noticed within
-      ``heartbeat + command_timeout`` seconds, not never.
+      ``heartbeat + command_timeout`` seconds, not never;
+    - ``count_lost_attempts``: attempts that never finished (the TTR ran out, the worker died)
+      count against a job's retry budget, so a job that kills its worker is buried after its
+      budget instead of starving its type; costs one beanstalkd round trip per window (see
+      docs/performance.md), which False saves.
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +74,7 @@ class QueueConfig:
     window_target: float = 0.02
     inline_copy_max: int = 1024
     heartbeat: float = 30.0
+    count_lost_attempts: bool = True
     connect: SocketFactory | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,8 +87,9 @@ class QueueConfig:
         validate_tube_prefix(self.tube_prefix)
         if not isinstance(self.retry, RetryPolicy):
             raise ConfigurationError("retry must be a RetryPolicy")
-        if not isinstance(self.strict, bool):
-            raise ConfigurationError("strict must be a bool")
+        for name in ("strict", "count_lost_attempts"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name} must be a bool")
         if self.connect is not None and not callable(self.connect):
             raise ConfigurationError("connect must be a function returning a connected socket")
         self._set_seconds()
@@ -107,6 +114,16 @@ class QueueConfig:
         if pair[0] > pair[1]:
             raise ConfigurationError("reconnect_delay: the first pause exceeds the longest")
         set_(self, "reconnect_delay", pair)
+
+    @classmethod
+    def from_arguments(cls, **settings: Any) -> QueueConfig:
+        """A config from :class:`~kqueue.KQueue`'s arguments: ``codec`` and ``retry`` None
+        mean the defaults, durations may be timedeltas (every value is checked)."""
+        defaults = {"codec": JsonCodec(), "retry": RetryPolicy()}
+        for name, default in defaults.items():
+            if settings.get(name) is None:
+                settings[name] = default
+        return cls(**settings)
 
     @property
     def address(self) -> str:

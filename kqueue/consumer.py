@@ -61,7 +61,7 @@ class Consumer:
             tube_prefix=config.tube_prefix,
             retry=config.retry,
             events=events,
-            inspector=config.new_connection(),
+            inspector=config.new_connection() if config.count_lost_attempts else None,
         )
 
     @property

@@ -14,7 +14,7 @@ from kqueue import job as jobmod
 from kqueue.admin import Admin, QueueStats
 from kqueue.beanstalk.connection import BeanstalkConnection, SocketFactory
 from kqueue.beanstalk.wire import JobStats
-from kqueue.config import QueueConfig, as_seconds
+from kqueue.config import QueueConfig
 from kqueue.consumer import Consumer
 from kqueue.errors import JobNotFoundError
 from kqueue.job import Job, check_delay, check_u32
@@ -22,11 +22,13 @@ from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, 
 from kqueue.producer import NOT_SCHEDULED, Producer
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
-from kqueue.serialization import Codec, CodecRegistry, JsonCodec
+from kqueue.serialization import Codec, CodecRegistry
 from kqueue.stores.base import Store
 from kqueue.sweeper import SweepReport
 
 __all__ = ["NOT_SCHEDULED", "KQueue"]
+
+_NOT_SETTINGS = frozenset({"self", "bulk_store", "middleware", "hooks", "__class__"})
 
 
 class KQueue:
@@ -76,25 +78,13 @@ class KQueue:
         window_target: float | timedelta = 0.02,
         inline_copy_max: int = 1024,
         heartbeat: float | timedelta = 30.0,
+        count_lost_attempts: bool = True,
         connect: SocketFactory | None = None,
     ) -> None:
-        config = QueueConfig(
-            host=host,
-            port=port,
-            tube_prefix=tube_prefix,
-            codec=codec if codec is not None else JsonCodec(),
-            retry=retry if retry is not None else RetryPolicy(),
-            strict=strict,
-            connect_timeout=as_seconds("connect_timeout", connect_timeout),
-            command_timeout=as_seconds("command_timeout", command_timeout),
-            reconnect_delay=reconnect_delay,
-            recovery_grace=as_seconds("recovery_grace", recovery_grace),
-            window=window,
-            window_target=as_seconds("window_target", window_target),
-            inline_copy_max=inline_copy_max,
-            heartbeat=as_seconds("heartbeat", heartbeat),
-            connect=connect,
-        )
+        # Every parameter but the store and the middleware is a QueueConfig field of the same
+        # name: they go there as they are (named once, here), and are checked there.
+        settings = {k: v for k, v in locals().items() if k not in _NOT_SETTINGS}
+        config = QueueConfig.from_arguments(**settings)
         self._compose(config, bulk_store, [*middleware, *hooks], CodecRegistry(config.codec))
 
     @classmethod

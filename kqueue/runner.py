@@ -152,10 +152,14 @@ class JobRunner:
         # Each job's beanstalkd counters (earlier attempts that never finished count against
         # its budget) come in one burst on the inspector's connection, read while the store
         # read runs, and never holding up the deletes that go out on the worker's.
-        frames = b"".join(cmd.job_counts(reserved.id).frame for reserved in window)
-        with inspector.overlapped(frames, len(window)) as collect:
-            records = self._records_of(bodies)
-            counts = [inspector.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
+        counts: list[JobCounts | None]
+        if inspector is None:  # not counted: the round trip saved, poison pills not caught
+            records, counts = self._records_of(bodies), [None] * len(window)
+        else:
+            frames = b"".join(cmd.job_counts(reserved.id).frame for reserved in window)
+            with inspector.overlapped(frames, len(window)) as collect:
+                records = self._records_of(bodies)
+                counts = [inspector.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
         dropped: dict[int, DropReason] = {}
         jobs = [
             self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
@@ -172,12 +176,15 @@ class JobRunner:
             )
         return jobs
 
-    def _inspector_for(self, conn: BeanstalkConnection, server_id: str) -> BeanstalkConnection:
-        """The connection for the counters: the inspector while it talks to the server that
-        holds the window (after a broker restart it is opened again), else ``conn``."""
+    def _inspector_for(
+        self, conn: BeanstalkConnection, server_id: str
+    ) -> BeanstalkConnection | None:
+        """The connection for the counters (None: they are not read): the inspector while it
+        talks to the server that holds the window (after a broker restart it is opened
+        again)."""
         inspector = self.inspector
         if inspector is None:
-            return conn
+            return None
         if inspector.connected and inspector.server_id() != server_id:
             inspector.close()  # another server process: its job ids are not these jobs'
         return inspector
