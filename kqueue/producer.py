@@ -199,19 +199,18 @@ class Producer:
         with self._lock:
             if self.health.down is not None:  # one timeout per outage, not one per add
                 return self._settle(store, options, records, [], "", self.health.down)
-            pending: list[Pending[int]] = []
-            failure: BrokerError | None = None
-            try:
-                # The server's id before the puts, not after: had it died and another
-                # answered by then, the records would name a server that never held their
-                # jobs, and recovery would trust them. Named before, a restart shows.
-                server_id = self._conn.server_id()
-            except BrokerError as exc:
-                failure, server_id = exc, ""
-            else:
-                pending, failure = self._put_burst(options, bodies)
-                if failure is None:
-                    failure = self._put_plain_references(options, records, pending)
+            pending, failure = self._put_burst(options, bodies)
+            if failure is None:
+                failure = self._put_plain_references(options, records, pending)
+            server_id = ""
+            if failure is None:
+                # The id of the connection that carried the puts: read when it connected
+                # (never asked of whatever answers now), so a server that died right after
+                # the replies cannot lend a successor's id to jobs it never held.
+                try:
+                    server_id = self._conn.server_id()
+                except BrokerError as exc:
+                    failure = exc
             if failure is not None:
                 self.health.failed(failure)
         return self._settle(store, options, records, pending, server_id, failure)

@@ -176,6 +176,10 @@ class BeanstalkConnection:
             self._proven = False
             self._server_stats = None
             self._restore_tubes()
+            # Which server process this connection talks to, asked now: an id asked later
+            # (after a reconnect elsewhere) could name another process than the one that
+            # got this connection's commands.
+            self.stats()
 
     def _open_socket(self) -> socket.socket:
         if self.socket_factory is not None:
@@ -570,7 +574,7 @@ class BeanstalkConnection:
             return stats
 
     def server_stats(self) -> ServerStats:
-        """Server statistics as of the current connection (fetched once per connect).
+        """Server statistics as of the current connection (fetched when it connected).
 
         Good for what never changes in one server lifetime: ``id`` and ``max-job-size``.
         """
