@@ -49,12 +49,19 @@ def test_an_error_reply_fails_only_its_own_command(conn: BeanstalkConnection) ->
     assert last.result() == 2
 
 
+_BODY = b"---\nid: scripted\n"
+_STATS_REPLY = b"OK %d\r\n%s\r\n" % (len(_BODY), _BODY)
+
+
 def _server_answering(replies: bytes, then_close: bool) -> tuple[socket.socket, threading.Thread]:
-    """A listener that reads a burst, sends ``replies``, then closes (or hangs)."""
+    """A listener that answers the ``stats`` a connection asks when it connects, then reads a
+    burst, sends ``replies``, then closes (or hangs)."""
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
         peer, _ = listener.accept()
+        peer.recv(65536)
+        peer.sendall(_STATS_REPLY)
         peer.recv(65536)
         peer.sendall(replies)
         if then_close:
