@@ -343,13 +343,8 @@ class KQueue:
         *,
         progress: Callable[[], None] | None = None,
     ) -> int:
-        """Delete the ready, delayed and buried jobs of a type whose payload matches; a count.
-
-        ``pattern`` is searched (``re.search``) in the encoded payload: the JSON text for
-        JSON payloads, the bytes for bytes payloads (use a bytes pattern for those). None
-        deletes every waiting job of the type. Jobs reserved by workers are left alone, and
-        logged. Their stored records go with the deleted jobs.
-        """
+        """Delete the waiting jobs of a type whose payload matches ``pattern``; a count
+        (see :meth:`kqueue.admin.Admin.purge_jobs` for how matching works)."""
         return self.admin.purge_jobs(job_type, pattern, progress=progress)
 
     def kick_buried(self, job_type: str, count: int | None = None) -> int:
