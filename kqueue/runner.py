@@ -27,7 +27,7 @@ from kqueue.job import Job
 from kqueue.middleware.base import DropReason, Fail, Failure, Middleware, SkipJob
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Body, CodecRegistry, decode_body
-from kqueue.stores.base import JobRecord, RecordStatus, Store
+from kqueue.stores.base import BrokerRef, JobRecord, RecordStatus, Store
 
 logger = logging.getLogger("kqueue")
 
@@ -160,6 +160,7 @@ class JobRunner:
             with inspector.overlapped(frames, len(window)) as collect:
                 records = self._records_of(bodies)
                 counts = [inspector.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
+        self._trust_copies(window, bodies, records, server_id)
         dropped: dict[int, DropReason] = {}
         jobs = [
             self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
@@ -202,6 +203,37 @@ class JobRunner:
         if refs:
             records.update(self.store.get_many(refs))
         return records
+
+    def _trust_copies(
+        self,
+        window: Sequence[ReservedJob],
+        bodies: list[Body | None],
+        records: dict[str, _Record],
+        server_id: str,
+    ) -> None:
+        """Read whole the records of copies that their record does not name.
+
+        A body's copy of the payload is trusted only when the record names that very job. A
+        copy whose record names no job yet (the producer's reference swap may still be on its
+        way, or another client forged the body) or another job is checked against the whole
+        record, so a forged copy never runs its own payload, or another job type's handler,
+        under another job's key (one more store round trip, for those jobs only)."""
+        doubtful = [
+            body.key
+            for reserved, body in zip(window, bodies, strict=True)
+            if body is not None
+            and body.mode == "s"
+            and isinstance(status := records.get(body.key), RecordStatus)
+            and status.ref != BrokerRef(server_id, reserved.id)
+        ]
+        if not doubtful or self.store is None:
+            return
+        whole = self.store.get_many(doubtful)
+        for key in doubtful:
+            if key in whole:
+                records[key] = whole[key]
+            else:
+                records.pop(key, None)  # finished meanwhile: stale
 
     def _prepare(
         self,
