@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import select
+import threading
 import time
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
@@ -53,6 +54,7 @@ class Consumer:
         self._wakeup = Wakeup()
         self._window = ReserveWindow(config.window, target_seconds=config.window_target)
         self._stop_requested = False
+        self._stop_event: threading.Event | None = None
         self._only: frozenset[str] | None = None
         self.runner = JobRunner(
             store=store,
@@ -121,12 +123,17 @@ class Consumer:
         self._stop_requested = True
         self._wakeup.set()
 
+    def _stopping(self) -> bool:
+        event = self._stop_event
+        return self._stop_requested or (event is not None and event.is_set())
+
     def run_jobs(
         self,
         count_limit: int = -1,
         time_limit_ms: int = -1,
         *,
         job_types: Collection[str] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> int:
         """Run jobs; how many handlers ran (see KQueue.run_jobs)."""
         for name, value in (("count_limit", count_limit), ("time_limit_ms", time_limit_ms)):
@@ -136,6 +143,7 @@ class Consumer:
         if count_limit == 0:
             return 0
         self._stop_requested = False
+        self._stop_event = stop_event
         self._wakeup.open()  # before a stop() from another thread may need it
         self._wakeup.clear()
         deadline = None if time_limit_ms < 0 else time.monotonic() + time_limit_ms / 1000
@@ -147,7 +155,7 @@ class Consumer:
     def _loop(self, count_limit: int, deadline: float | None, *, drain: bool) -> int:
         ran = 0
         backoff = self.config.reconnect_delay[0]
-        while (count_limit < 0 or ran < count_limit) and not self._stop_requested:
+        while (count_limit < 0 or ran < count_limit) and not self._stopping():
             wait = _remaining(deadline, drain=drain)
             if wait is not None and wait < 0:
                 break
@@ -187,7 +195,7 @@ class Consumer:
     def _reserve(self, wait: float | None, room: int | None) -> list[ReservedJob]:
         # Clear wake-ups before looking at the flags they announce, so none is lost.
         self._wakeup.clear()
-        if self._stop_requested:
+        if self._stopping():
             return []
         wanted = [self.config.tube_prefix + job_type for job_type in self._watched_types()]
         if not wanted:
@@ -206,7 +214,7 @@ class Consumer:
             self._conn,
             reserved,
             reserved_at=started,
-            should_stop=lambda: self._stop_requested,
+            should_stop=self._stopping,
         )
         self._window.observe(len(reserved), time.monotonic() - started)
         return ran

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -276,6 +277,7 @@ class KQueue:
         time_limit_ms: int = -1,
         *,
         job_types: Collection[str] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> int:
         """Run jobs of the registered types; returns how many handlers ran.
 
@@ -283,9 +285,13 @@ class KQueue:
         is ready now and returns, > 0 waits for jobs up to that long, -1 forever (until
         :meth:`stop`). ``job_types`` limits this run to some of the handlers. Waiting blocks
         in beanstalkd's reserve, never polls. A lost connection is re-established with
-        backoff and the loop carries on.
+        backoff and the loop carries on. ``stop_event``, once set, stops the run as
+        :meth:`stop` does, and also when it was set before the run started (a signal handler
+        that fires while a worker is still starting must not be forgotten).
         """
-        return self.consumer.run_jobs(count_limit, time_limit_ms, job_types=job_types)
+        return self.consumer.run_jobs(
+            count_limit, time_limit_ms, job_types=job_types, stop_event=stop_event
+        )
 
     # -- a job's own commands (from its handler) -------------------------------------------
 

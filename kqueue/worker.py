@@ -58,6 +58,7 @@ class Worker:
         self.sweep_interval = sweep_interval
         self.jobs_run = 0
         self._signals = 0
+        self._stopping = threading.Event()
         self._grace_timer: threading.Timer | None = None
         self._main_ident = threading.main_thread().ident or 0
         if not queue.handlers:
@@ -81,7 +82,9 @@ class Worker:
         code = EXIT_OK
         try:
             self.jobs_run = self.queue.run_jobs(
-                time_limit_ms=0 if self.burst else -1, job_types=self.job_types
+                time_limit_ms=0 if self.burst else -1,
+                job_types=self.job_types,
+                stop_event=self._stopping,
             )
         except _ForcedShutdown:
             code = EXIT_FORCED
@@ -129,6 +132,7 @@ class Worker:
             signal.Signals(signum).name,
             self.grace_period,
         )
+        self._stopping.set()  # remembered if run_jobs has not started yet
         self.queue.stop()
         self._grace_timer = threading.Timer(self.grace_period, self._grace_over)
         self._grace_timer.daemon = True
