@@ -37,7 +37,7 @@ from kqueue.middleware import (
     Retries,
     SkipJob,
 )
-from kqueue.producer import NOT_SCHEDULED
+from kqueue.producer import NOT_SCHEDULED, UniqueFor
 from kqueue.queue import KQueue
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Codec, JsonCodec, RawCodec
@@ -87,6 +87,7 @@ __all__ = [
     "StoreError",
     "StoreOutcomeUnknownError",
     "SweepReport",
+    "UniqueFor",
     "ValidationError",
     "Worker",
     "__version__",

@@ -19,7 +19,7 @@ from kqueue.consumer import Consumer
 from kqueue.errors import JobNotFoundError
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, Retries
-from kqueue.producer import NOT_SCHEDULED, Producer
+from kqueue.producer import NOT_SCHEDULED, Producer, UniqueFor, UniqueKeys, UniqueLifetime
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
 from kqueue.serialization import Codec, CodecRegistry
@@ -214,6 +214,8 @@ class KQueue:
         priority: int = jobmod.PRIO_NORMAL,
         delay: float = 0,
         ttr: int = 30,
+        unique_key: str | None = None,
+        unique_for: UniqueLifetime = UniqueFor.FINISH,
     ) -> int:
         """Enqueue a job; returns its beanstalkd id.
 
@@ -221,9 +223,16 @@ class KQueue:
         reference. Should beanstalkd then fail, the job stays accepted and the id is
         :data:`NOT_SCHEDULED` (0): the recovery sweeper delivers it (``strict=True`` raises).
         Raises :class:`~kqueue.errors.ValidationError` for bad input, before writing anything.
+
+        ``unique_key`` (needs a bulk store): while a job added with the same key holds it, no
+        job is added and the id is that job's (:data:`NOT_SCHEDULED` while beanstalkd does
+        not hold it). ``unique_for`` says how long a job holds its key:
+        :attr:`UniqueFor.FINISH` (the default), :attr:`UniqueFor.START`, or a number of
+        seconds (or a timedelta) after the add, whatever happens to the job. The store
+        decides atomically, however many producers add the same key at once.
         """
         options = self.producer.options(job_type, priority, delay, ttr)
-        return self.producer.add_job(options, payload)
+        return self.producer.add_job(options, payload, unique_key=unique_key, unique_for=unique_for)
 
     def add_jobs(
         self,
@@ -233,6 +242,8 @@ class KQueue:
         priority: int = jobmod.PRIO_NORMAL,
         delay: float = 0,
         ttr: int = 30,
+        unique_key: UniqueKeys | None = None,
+        unique_for: UniqueLifetime = UniqueFor.FINISH,
     ) -> list[int]:
         """Enqueue many jobs of one type at once; their beanstalkd ids, in order.
 
@@ -241,9 +252,13 @@ class KQueue:
         or enqueued. Then the records go to the store in one round trip and the references to
         beanstalkd in one pipelined burst (per :data:`~kqueue.producer.BATCH_SIZE` jobs). Ids
         are :data:`NOT_SCHEDULED` for jobs accepted while beanstalkd failed, as in add_job.
+        ``unique_key`` is a function of the payload or a key (or None) per payload; each
+        job is then unique as in :meth:`add_job` (a key twice in one call: the first adds).
         """
         options = self.producer.options(job_type, priority, delay, ttr)
-        return self.producer.add_jobs(options, payloads)
+        return self.producer.add_jobs(
+            options, payloads, unique_key=unique_key, unique_for=unique_for
+        )
 
     # -- handlers and running --------------------------------------------------------------
 
