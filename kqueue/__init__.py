@@ -40,6 +40,8 @@ from kqueue.middleware import (
 from kqueue.producer import NOT_SCHEDULED, UniqueFor
 from kqueue.queue import KQueue
 from kqueue.retry import RetryPolicy
+from kqueue.schedule import Schedule
+from kqueue.scheduler import Scheduler
 from kqueue.serialization import Codec, JsonCodec, RawCodec
 from kqueue.sweeper import RecoverySweeper, SweepReport
 from kqueue.worker import Worker
@@ -82,6 +84,8 @@ __all__ = [
     "RecoverySweeper",
     "Retries",
     "RetryPolicy",
+    "Schedule",
+    "Scheduler",
     "SkipJob",
     "StoreConnectionError",
     "StoreError",

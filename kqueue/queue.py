@@ -16,12 +16,13 @@ from kqueue.beanstalk.connection import BeanstalkConnection, SocketFactory
 from kqueue.beanstalk.wire import JobStats
 from kqueue.config import QueueConfig
 from kqueue.consumer import Consumer
-from kqueue.errors import JobNotFoundError
+from kqueue.errors import JobNotFoundError, ValidationError
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, Retries
 from kqueue.producer import NOT_SCHEDULED, Producer, UniqueFor, UniqueKeys, UniqueLifetime
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
+from kqueue.schedule import MissedTicks, Schedule
 from kqueue.serialization import Codec, CodecRegistry
 from kqueue.stores.base import Store
 from kqueue.sweeper import SweepReport
@@ -120,6 +121,8 @@ class KQueue:
         self.producer = Producer(config, codecs=codecs, **parts)
         self.consumer = Consumer(config, codecs=codecs, touch=touch, **parts)
         self.admin = Admin(config, counters=self.counters, **parts)
+        self.periodic: dict[str, Schedule] = {}
+        """The periodic schedules by name (:meth:`add_periodic`), run by a Scheduler."""
 
     def with_config(self, config: QueueConfig, *, bulk_store: Store | str | None = None) -> KQueue:
         """The same application (handlers, codecs, middleware) on other settings.
@@ -134,6 +137,7 @@ class KQueue:
         moved._compose(config, store, list(self._user_middleware), self.codecs)
         for job_type, spec in self.handlers.items():
             moved.add_handler(job_type, spec.handler, retry=spec.retry, auto_touch=spec.auto_touch)
+        moved.periodic.update(self.periodic)
         return moved
 
     def __repr__(self) -> str:
@@ -259,6 +263,39 @@ class KQueue:
         return self.producer.add_jobs(
             options, payloads, unique_key=unique_key, unique_for=unique_for
         )
+
+    def add_periodic(
+        self,
+        job_type: str,
+        cron: str,
+        *,
+        payload: Any = None,
+        tz: str = "UTC",
+        missed: MissedTicks = "skip",
+        name: str | None = None,
+        priority: int = jobmod.PRIO_NORMAL,
+        ttr: int = 30,
+    ) -> Schedule:
+        """Add a job of ``job_type`` with ``payload`` at every tick of a cron expression
+        (``"0 3 * * *"``: 03:00 every day) in the time zone ``tz`` (an IANA name).
+
+        A :class:`~kqueue.scheduler.Scheduler` adds the jobs (``kqueue scheduler``, or
+        ``kqueue worker --scheduler``); exactly one job per tick however many run. ``missed``
+        says what happens to ticks that passed while none ran: ``"skip"`` them, or
+        ``"run_once"``. ``name`` (default: the job type) must be unique per queue. Needs a
+        bulk store and ``pip install kqueue[periodic]``; bad arguments raise
+        :class:`~kqueue.errors.ValidationError`.
+        """
+        self.producer.options(job_type, priority, 0, ttr)  # the job type and options, checked
+        schedule = Schedule.create(
+            job_type, cron, payload=payload, tz=tz, missed=missed, name=name,
+            priority=priority, ttr=ttr,
+        )  # fmt: skip
+        if schedule.name in self.periodic:
+            raise ValidationError(f"a periodic schedule named {schedule.name!r} exists already")
+        self.codecs.encode(payload)  # a payload the codec cannot encode fails here, not later
+        self.periodic[schedule.name] = schedule
+        return schedule
 
     # -- handlers and running --------------------------------------------------------------
 
