@@ -8,6 +8,10 @@ means durable: the store write comes before any put, and a job whose put fails s
 accepted for the recovery sweeper (its id is :data:`NOT_SCHEDULED`) or, in strict mode, has
 its record removed and the error raised. Without a store the payloads travel inline in the
 bodies, every body size-checked before the first put.
+
+A job may claim a unique key (``unique_key=``): the store's ``put_unique`` then writes only
+the records whose key is free, in the same one round trip, and a job whose key is held gets
+the id of the job holding it instead of being added (see :class:`UniqueFor`).
 """
 
 from __future__ import annotations

@@ -140,6 +140,7 @@ class JobRunner:
                 continue
             self._call_handler(conn, job, spec)
             ran += 1
+        self._release_at_start.clear()  # jobs handed back keep their keys until they start
         return ran
 
     # -- before the handlers: records, stale references, unreadable bodies ----------------

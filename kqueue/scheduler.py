@@ -121,6 +121,9 @@ class Scheduler:
             except KQueueError as exc:
                 logger.error("scheduler: adding periodic jobs failed: %s", exc)
                 self._looked.clear()  # look again from the latest ticks
+            except Exception:  # the thread must outlive anything
+                logger.exception("scheduler: adding periodic jobs failed")
+                self._looked.clear()
             wait = self.next_look(self.clock()) - self.clock()
             self._stop.wait(min(max(wait, 0.05), LONGEST_WAIT))
 

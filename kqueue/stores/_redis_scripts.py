@@ -432,6 +432,7 @@ for i = 1, n do
     if ARGV[pos + 2] ~= '' then
       local claim = KEYS[3 * i + 1]
       redis.call('DEL', claim)
+      redis.call('ZADD', prefix .. 'qidx', 0, string.sub(claim, #prefix + 3))
       redis.call('HSET', claim, 'record', key, 'until', ARGV[pos + 2])
       if ARGV[pos + 3] ~= '' then
         redis.call('HSET', claim, 'expires', ARGV[pos + 3])
@@ -445,13 +446,46 @@ return {0, unpack(holders)}
 )
 
 RELEASE_UNIQUE = """
--- KEYS: claim keys; ARGV: the record key each must still name. Deletes those that do.
+-- KEYS: claim keys; ARGV: key prefix, then the record key each must still name. Deletes those
+-- that do (and their entries in the claim index <prefix>qidx).
+local prefix = ARGV[1]
 local released = 0
 for i = 1, #KEYS do
-  if redis.call('HGET', KEYS[i], 'record') == ARGV[i] then
+  if redis.call('HGET', KEYS[i], 'record') == ARGV[i + 1] then
     redis.call('DEL', KEYS[i])
+    redis.call('ZREM', prefix .. 'qidx', string.sub(KEYS[i], #prefix + 3))
     released = released + 1
   end
 end
 return released
+"""
+
+PRUNE_UNIQUE = """
+-- Delete claims that no longer hold their key, a page of the claim index at a time.
+-- KEYS: claim index; ARGV: key prefix, now, lexical lower bound, limit.
+-- Returns {deleted, last unique key looked at ('' when the index ends in this page)}.
+local prefix, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local page = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[3], '+', 'LIMIT', 0, limit)
+local pruned = 0
+for _, unique_key in ipairs(page) do
+  local claim = prefix .. 'q:' .. unique_key
+  local held = redis.call('HMGET', claim, 'record', 'until', 'expires')
+  local holds = false
+  if held[1] then
+    if held[2] == 'expiry' then
+      holds = tonumber(held[3]) > now
+    else
+      holds = redis.call('EXISTS', prefix .. 'r:' .. held[1]) == 1
+    end
+  end
+  if not holds then
+    redis.call('DEL', claim)
+    redis.call('ZREM', KEYS[1], unique_key)
+    pruned = pruned + 1
+  end
+end
+if #page < limit then
+  return {pruned, ''}
+end
+return {pruned, page[#page]}
 """

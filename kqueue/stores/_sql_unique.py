@@ -127,3 +127,27 @@ def release(conn: sa.Connection, unique: sa.Table, holds: Sequence[tuple[str, st
     )
     rows = [{"u": unique_key, "r": record_key} for unique_key, record_key in holds]
     return int(conn.execute(statement, rows).rowcount)
+
+
+def prune(
+    conn: sa.Connection, tables: Any, now: float, after: str | None, limit: int
+) -> tuple[int, str | None]:
+    """Delete the claims of a page that no longer hold their key (see Store.prune_unique)."""
+    unique: sa.Table = tables.unique
+    query = sa.select(unique).order_by(unique.c.unique_key).limit(limit)
+    if after is not None:
+        query = query.where(unique.c.unique_key > after)
+    page = [row._mapping for row in conn.execute(query)]
+    alive = _existing(conn, tables.records, {row["record_key"] for row in page})
+    stale = [
+        {"u": row["unique_key"], "r": row["record_key"]}
+        for row in page
+        if not unique_key_held(
+            UniqueClaim(row["unique_key"], row["held_until"], row["expires_at"]),
+            record_exists=row["record_key"] in alive,
+            now=now,
+        )
+    ]
+    # A claim taken over since the read names another record now: the DELETE leaves it.
+    pruned = release(conn, unique, [(row["u"], row["r"]) for row in stale]) if stale else 0
+    return pruned, (page[-1]["unique_key"] if len(page) == limit else None)

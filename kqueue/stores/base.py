@@ -260,6 +260,16 @@ class Store(Protocol):
         """Release unique keys, each ``(unique_key, record_key)`` only while that record holds
         it (a worker starting a job held ``until="start"``); how many were released."""
 
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """Delete the stored claims that no longer hold their key at ``now`` (their job gone,
+        or their time passed), looking at up to ``limit`` claims in unique key order after
+        ``after``: (how many were deleted, the last unique key looked at, None when no claim
+        is left after it). Housekeeping only: a claim that no longer holds its key never
+        blocks an add, but it takes room until deleted (a recovery pass calls this).
+        """
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Remember that a job type is suspended (or no longer), across broker restarts."""
 
@@ -325,6 +335,23 @@ class StoreBase:
                 break
             after = page[-1].key
         return found
+
+    def put_unique(
+        self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
+    ) -> list[str | None]:
+        """Unique keys need a store that decides them atomically: this fallback refuses
+        (a third-party store written before them still serves every other add)."""
+        raise StoreError(f"{type(self).__name__} does not support unique keys; nothing was written")
+
+    def release_unique(self, holds: Sequence[tuple[str, str]]) -> int:
+        """A store without unique keys holds none: nothing to release."""
+        return 0
+
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """A store without unique keys holds no claims: nothing to delete."""
+        return 0, None
 
     def put(self, record: JobRecord) -> None:
         """Write a new record; :class:`~kqueue.errors.StoreError` if the key exists."""

@@ -145,6 +145,23 @@ class MemoryStore(StoreBase):
                     released += 1
         return released
 
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """Delete up to a page of claims that no longer hold their key."""
+        with self._lock:
+            self._check_open()
+            page = sorted(key for key in self._unique if after is None or key > after)
+            page = page[: max(1, limit)]
+            pruned = 0
+            for unique_key in page:
+                record_key, claim = self._unique[unique_key]
+                exists = record_key in self._records
+                if not unique_key_held(claim, record_exists=exists, now=now):
+                    del self._unique[unique_key]
+                    pruned += 1
+            return pruned, (page[-1] if page and len(page) == max(1, limit) else None)
+
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key."""
         with self._lock:

@@ -259,6 +259,7 @@ class RedisStore(StoreBase):
         self._build_ref_index = self._client.register_script(scripts.BUILD_REF_INDEX)
         self._put_unique = self._client.register_script(scripts.PUT_UNIQUE)
         self._release_unique = self._client.register_script(scripts.RELEASE_UNIQUE)
+        self._prune_unique = self._client.register_script(scripts.PRUNE_UNIQUE)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
@@ -464,9 +465,20 @@ class RedisStore(StoreBase):
         if not holds:
             return 0
         keys = [self._claim_key(unique_key) for unique_key, _ in holds]
-        args = [record_key for _, record_key in holds]
+        args = [self._prefix, *(record_key for _, record_key in holds)]
         with self._translate("release_unique"):
             return int(self._run(self._release_unique, keys=keys, args=args))
+
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """Delete up to a page of claims that no longer hold their key, in one script call
+        over the claim index (claims that expired in Redis leave only their index entry)."""
+        lower = "-" if after is None else "(" + after
+        args: list[str | int] = [self._prefix, repr(float(now)), lower, max(1, limit)]
+        with self._translate("prune_unique"):
+            pruned, last = self._run(self._prune_unique, keys=[self._prefix + "qidx"], args=args)
+        return int(pruned), (last.decode() or None)
 
     def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
         """The status of the records that exist among ``keys``, in one script call.

@@ -310,6 +310,13 @@ class SQLStore(StoreBase):
         with self._transaction("release_unique") as conn:
             return _sql_unique.release(conn, self._tables.unique, holds)
 
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """Delete up to a page of claims that no longer hold their key (one transaction)."""
+        with self._transaction("prune_unique") as conn:
+            return _sql_unique.prune(conn, self._tables, now, after, max(1, limit))
+
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key (one query per 500 keys)."""
         unique = list(dict.fromkeys(keys))

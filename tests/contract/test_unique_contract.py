@@ -209,3 +209,34 @@ def _race_processes(spec: dict[str, str], processes: int) -> list[Any]:
         child.join(timeout=30)
     assert [child.exitcode for child in children] == [0] * processes
     return results
+
+
+def test_prune_deletes_only_claims_that_no_longer_hold_their_key(store: Store) -> None:
+    records = [make_record(f"k{i}") for i in range(6)]
+    claims = [
+        UniqueClaim("a-done"),  # its job finishes below
+        UniqueClaim("b-waiting"),
+        UniqueClaim("c-started", "start"),  # released below
+        UniqueClaim("d-expired", "expiry", 50.0),
+        UniqueClaim("e-expiring", "expiry", 500.0),
+        UniqueClaim("f-done-early", "expiry", 500.0),  # its job finishes: still held
+    ]
+    store.put_unique(records, claims, now=1.0)
+    store.delete_many(["k0", "k5"])
+    store.release_unique([("c-started", "k2")])
+    assert store.prune_unique(now=100.0) == (2, None)  # a-done, d-expired
+    assert store.prune_unique(now=100.0) == (0, None)
+    assert store.put_unique([make_record("n1")], [UniqueClaim("b-waiting")], now=100.0) == ["k1"]
+    assert store.put_unique([make_record("n2")], [UniqueClaim("f-done-early")], now=100.0) == ["k5"]
+    assert store.put_unique([make_record("n3")], [UniqueClaim("a-done")], now=100.0) == [None]
+
+
+def test_prune_pages_through_the_claims_in_key_order(store: Store) -> None:
+    records = [make_record(f"k{i}") for i in range(5)]
+    store.put_unique(records, [UniqueClaim(f"u{i}") for i in range(5)], now=1.0)
+    store.delete_many(["k0", "k1", "k3"])
+    assert store.prune_unique(now=2.0, limit=2) == (2, "u1")
+    assert store.prune_unique(now=2.0, after="u1", limit=2) == (1, "u3")
+    assert store.prune_unique(now=2.0, after="u3", limit=2) == (0, None)
+    assert store.prune_unique(now=2.0) == (0, None)
+    assert store.put_unique([make_record("n")], [UniqueClaim("u4")], now=3.0) == ["k4"]

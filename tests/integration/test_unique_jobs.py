@@ -179,3 +179,19 @@ def test_several_processes_adding_one_key_at_once_add_one_job(
             assert ready(queue, "once") == 1
     finally:
         store.close()
+
+
+def test_a_recovery_pass_deletes_the_claims_that_no_longer_hold(
+    make_queue: Callable[..., KQueue], store: Store
+) -> None:
+    queue = make_queue()
+    for n in range(3):
+        queue.add_job("claims", n, unique_key=f"claims:{n}")
+    queue.add_job("claims", "held", unique_key="claims:held", unique_for=3600)
+    assert run_all(queue, "claims") == [0, 1, 2, "held"]
+    queue.add_job("claims", "waiting", unique_key="claims:waiting")
+    assert queue.sweep(grace=0).unique_keys_freed == 3
+    assert queue.sweep(grace=0).unique_keys_freed == 0
+    assert store.prune_unique(now=1e12) == (1, None)  # claims:held, once its hour is over
+    assert queue.add_job("claims", "again", unique_key="claims:waiting") != NOT_SCHEDULED
+    assert store.count() == 1
