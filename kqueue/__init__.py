@@ -37,9 +37,11 @@ from kqueue.middleware import (
     Retries,
     SkipJob,
 )
-from kqueue.producer import NOT_SCHEDULED
+from kqueue.producer import NOT_SCHEDULED, UniqueFor
 from kqueue.queue import KQueue
 from kqueue.retry import RetryPolicy
+from kqueue.schedule import Schedule
+from kqueue.scheduler import Scheduler
 from kqueue.serialization import Codec, JsonCodec, RawCodec
 from kqueue.sweeper import RecoverySweeper, SweepReport
 from kqueue.worker import Worker
@@ -82,11 +84,14 @@ __all__ = [
     "RecoverySweeper",
     "Retries",
     "RetryPolicy",
+    "Schedule",
+    "Scheduler",
     "SkipJob",
     "StoreConnectionError",
     "StoreError",
     "StoreOutcomeUnknownError",
     "SweepReport",
+    "UniqueFor",
     "ValidationError",
     "Worker",
     "__version__",

@@ -19,7 +19,7 @@ from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pipeline
 from kqueue.beanstalk.wire import JobStats, ReservedJob, ServerStats, TubeStats
 from kqueue.config import QueueConfig
-from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
+from kqueue.errors import ConfigurationError, JobNotFoundError, KQueueError, ValidationError
 from kqueue.job import SUSPEND_SECONDS, tube_for
 from kqueue.middleware.base import Middleware
 from kqueue.purge import purge_tube
@@ -68,6 +68,10 @@ class QueueStats:
         return sorted(set(self.job_types) | set(self.store or ()))
 
 
+UNIQUE_PAGE = 5000
+"""Unique-key claims a recovery pass looks at, at most, to delete those that no longer hold."""
+
+
 class Admin:
     """Suspend, resume, purge, kick, sweep and stats for one queue's settings and store."""
 
@@ -85,6 +89,7 @@ class Admin:
         self.events = events
         self.tube_prefix = config.tube_prefix
         self._conn = config.new_connection()
+        self._claims_after: str | None = None  # where the next pass frees unique keys from
 
     def close(self) -> None:
         """Close the admin connection (a suspension outlives it: see :meth:`suspend`)."""
@@ -275,9 +280,22 @@ class Admin:
             ).run(progress)
         finally:
             conn.close()
+        self._free_unique_keys(self.store, report)
         level = logging.WARNING if report.errors else logging.INFO
         logger.log(level, "%s", sweep_summary(report), extra=_sweep_fields(report))
         return report
+
+    def _free_unique_keys(self, store: Store, report: SweepReport) -> None:
+        """Delete a page of unique-key claims that no longer hold (their jobs gone or their
+        time passed); the next pass goes on where this one stopped."""
+        try:
+            freed, self._claims_after = store.prune_unique(
+                now=time.time(), after=self._claims_after, limit=UNIQUE_PAGE
+            )
+        except KQueueError as exc:
+            report.errors.append(f"freeing unique keys: {exc}")
+            return
+        report.unique_keys_freed = freed
 
     def stats(self) -> QueueStats:
         """Server stats; per job type beanstalkd's counts (tubes under this queue's prefix)

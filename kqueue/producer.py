@@ -8,14 +8,21 @@ means durable: the store write comes before any put, and a job whose put fails s
 accepted for the recovery sweeper (its id is :data:`NOT_SCHEDULED`) or, in strict mode, has
 its record removed and the error raised. Without a store the payloads travel inline in the
 bodies, every body size-checked before the first put.
+
+A job may claim a unique key (``unique_key=``): the store's ``put_unique`` then writes only
+the records whose key is free, in the same one round trip, and a job whose key is held gets
+the id of the job holding it instead of being added (see :class:`UniqueFor`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from kqueue.beanstalk.pipeline import Pending, Pipeline
@@ -34,7 +41,15 @@ from kqueue.job import check_delay, check_u32, tube_for
 from kqueue.keys import new_keys
 from kqueue.middleware.base import Middleware
 from kqueue.serialization import CodecRegistry, encode_body, record_body
-from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, Store, new_record
+from kqueue.stores.base import (
+    MAX_UNIQUE_KEY_LENGTH,
+    BrokerRef,
+    JobRecord,
+    RefSwap,
+    Store,
+    UniqueClaim,
+    new_record,
+)
 
 logger = logging.getLogger("kqueue")
 
@@ -47,6 +62,44 @@ BATCH_SIZE = 1000
 
 Encoded = tuple[str, bytes]
 """A payload encoded: (codec name, bytes)."""
+
+
+class UniqueFor(enum.Enum):
+    """How long a job's unique key stays held (``unique_for=``); a number of seconds or a
+    timedelta instead holds it that long after the add, whatever happens to the job."""
+
+    FINISH = "finish"
+    """Until the job finishes: its handler succeeded, it was purged or deleted (a dead
+    letter still holds it until it is purged or kicked and done)."""
+    START = "start"
+    """Until a worker starts the job's handler: a later add waits behind no running job."""
+
+
+UniqueLifetime = UniqueFor | float | timedelta
+"""What ``unique_for=`` takes."""
+
+UniqueKeys = Callable[[Any], str | None] | Sequence[str | None]
+"""What add_jobs' ``unique_key=`` takes: a function of the payload, or a key per payload."""
+
+
+def unique_claim(unique_key: str, unique_for: UniqueLifetime, *, now: float) -> UniqueClaim:
+    """The checked claim of one add, or ValidationError (nothing is written)."""
+    if not isinstance(unique_key, str) or not 0 < len(unique_key) <= MAX_UNIQUE_KEY_LENGTH:
+        raise ValidationError(
+            f"unique_key must be a string of 1 to {MAX_UNIQUE_KEY_LENGTH} characters, "
+            f"not {unique_key!r}"
+        )
+    if "\x00" in unique_key:
+        raise ValidationError("unique_key must not hold a NUL character")
+    if isinstance(unique_for, UniqueFor):
+        return UniqueClaim(unique_key, unique_for.value)
+    seconds = unique_for.total_seconds() if isinstance(unique_for, timedelta) else unique_for
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ValidationError(
+            f"unique_for must be UniqueFor.FINISH, UniqueFor.START or a positive number of "
+            f"seconds (or a timedelta), not {unique_for!r}"
+        )
+    return UniqueClaim(unique_key, "expiry", now + float(seconds))
 
 
 class JobOptions(NamedTuple):
@@ -101,13 +154,46 @@ class Producer:
         check_u32("ttr", ttr, minimum=1)
         return JobOptions(job_type, tube, priority, whole_delay, ttr)
 
-    def add_job(self, options: JobOptions, payload: Any) -> int:
-        """Add one job; its beanstalkd id (or NOT_SCHEDULED)."""
-        return self.add(options, [self.codecs.encode(payload)])[0]
+    def add_job(
+        self,
+        options: JobOptions,
+        payload: Any,
+        *,
+        unique_key: str | None = None,
+        unique_for: UniqueLifetime = UniqueFor.FINISH,
+    ) -> int:
+        """Add one job; its beanstalkd id (or NOT_SCHEDULED).
 
-    def add_jobs(self, options: JobOptions, payloads: Iterable[Any]) -> list[int]:
-        """Add many jobs of one type; their ids in order (see the module docstring)."""
-        return self.add(options, self.encode_all(payloads))
+        With a ``unique_key`` held by a waiting job (see :class:`UniqueFor`), nothing is
+        added and the id is that job's (NOT_SCHEDULED while beanstalkd does not hold it).
+        """
+        claims = None
+        if unique_key is not None:
+            claims = [unique_claim(unique_key, unique_for, now=time.time())]
+        return self.add(options, [self.codecs.encode(payload)], claims)[0]
+
+    def add_jobs(
+        self,
+        options: JobOptions,
+        payloads: Iterable[Any],
+        *,
+        unique_key: UniqueKeys | None = None,
+        unique_for: UniqueLifetime = UniqueFor.FINISH,
+    ) -> list[int]:
+        """Add many jobs of one type; their ids in order (see the module docstring).
+
+        ``unique_key``: a function of the payload, or a sequence with a key (or None) per
+        payload; as in :meth:`add_job`, each job whose key is held is not added.
+        """
+        listed = list(payloads) if unique_key is not None else payloads
+        encoded = self.encode_all(listed)
+        if unique_key is None:
+            return self.add(options, encoded)
+        assert isinstance(listed, list)
+        keys = _unique_keys(unique_key, listed)
+        now = time.time()
+        claims = [None if key is None else unique_claim(key, unique_for, now=now) for key in keys]
+        return self.add(options, encoded, claims)
 
     def encode_all(self, payloads: Iterable[Any]) -> list[Encoded]:
         """Every payload encoded, or PayloadError naming the first bad one (nothing added)."""
@@ -125,13 +211,29 @@ class Producer:
                 raise PayloadError(f"payload {index}: {exc}; nothing was added") from exc
         return encoded
 
-    def add(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[int]:
-        """Add encoded payloads in batches of :data:`BATCH_SIZE`; the job ids in order."""
+    def add(
+        self,
+        options: JobOptions,
+        encoded: Sequence[Encoded],
+        claims: Sequence[UniqueClaim | None] | None = None,
+    ) -> list[int]:
+        """Add encoded payloads in batches of :data:`BATCH_SIZE`; the job ids in order.
+
+        ``claims``: the unique key each job claims (or None), see :meth:`add_job`.
+        """
         if self.store is None:
+            if claims is not None and any(claim is not None for claim in claims):
+                raise ValidationError("unique_key needs a bulk store (nothing was added)")
             return self._add_inline(options, encoded)
         ids: list[int] = []
         for start in range(0, len(encoded), BATCH_SIZE):
-            ids += self._add_stored(self.store, options, encoded[start : start + BATCH_SIZE])
+            batch = encoded[start : start + BATCH_SIZE]
+            if claims is None:
+                ids += self._add_stored(self.store, options, _new_records(options, batch))
+            else:
+                ids += self._add_unique(
+                    self.store, options, batch, claims[start : start + BATCH_SIZE]
+                )
         return ids
 
     # -- without a store -------------------------------------------------------------------
@@ -188,12 +290,44 @@ class Producer:
 
     # -- with a store ----------------------------------------------------------------------
 
-    def _add_stored(
-        self, store: Store, options: JobOptions, encoded: Sequence[Encoded]
+    def _add_unique(
+        self,
+        store: Store,
+        options: JobOptions,
+        encoded: Sequence[Encoded],
+        claims: Sequence[UniqueClaim | None],
     ) -> list[int]:
-        """Records in one round trip, references in one burst, job ids in one swap."""
-        records = _new_records(options, encoded)
-        _write_ahead(store, records)
+        """The store writes the jobs whose unique key is free (a key twice in the batch: the
+        first); the others get the id of the job holding their key."""
+        records = _new_records(options, encoded, claims)
+        first_of: dict[str, int] = {}
+        same_as: dict[int, int] = {}
+        for index, claim in enumerate(claims):
+            if claim is not None:
+                same_as[index] = first_of.setdefault(claim.unique_key, index)
+        mine = [i for i in range(len(records)) if same_as.get(i, i) == i]
+        holders = _write_ahead(store, [records[i] for i in mine], [claims[i] for i in mine])
+        written = [i for i, holder in zip(mine, holders, strict=True) if holder is None]
+        put_ids = self._add_stored(store, options, [records[i] for i in written], written=True)
+        id_of = {records[i].key: job_id for i, job_id in zip(written, put_ids, strict=True)}
+        held = {holder for holder in holders if holder is not None}
+        id_of.update(_ids_of_holders(store, held - id_of.keys()))
+        holder_of = {i: holder for i, holder in zip(mine, holders, strict=True) if holder}
+        ids = []
+        for index in range(len(records)):
+            first = same_as.get(index, index)
+            ids.append(id_of.get(holder_of.get(first, records[first].key), NOT_SCHEDULED))
+        return ids
+
+    def _add_stored(
+        self, store: Store, options: JobOptions, records: list[JobRecord], *, written: bool = False
+    ) -> list[int]:
+        """Records in one round trip (unless ``written`` already), references in one burst,
+        job ids in one swap."""
+        if not records:
+            return []
+        if not written:
+            _write_ahead(store, records)
         copy_max = self.config.inline_copy_max
         bodies = [record_body(record, copy_max=copy_max) for record in records]
         with self._lock:
@@ -313,9 +447,13 @@ class Producer:
         )
 
 
-def _new_records(options: JobOptions, encoded: Sequence[Encoded]) -> list[JobRecord]:
+def _new_records(
+    options: JobOptions,
+    encoded: Sequence[Encoded],
+    claims: Sequence[UniqueClaim | None] | None = None,
+) -> list[JobRecord]:
     now = time.time()
-    return [
+    records = [
         new_record(
             key,
             options.job_type,
@@ -328,13 +466,49 @@ def _new_records(options: JobOptions, encoded: Sequence[Encoded]) -> list[JobRec
         )
         for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
     ]
+    for index, claim in enumerate(claims or ()):
+        if claim is not None and claim.until == "start":  # the worker releases it
+            records[index] = dataclasses.replace(
+                records[index], unique_until_start=claim.unique_key
+            )
+    return records
 
 
-def _write_ahead(store: Store, records: list[JobRecord]) -> None:
+def _unique_keys(unique_key: UniqueKeys, payloads: list[Any]) -> list[str | None]:
+    if callable(unique_key):
+        return [unique_key(payload) for payload in payloads]
+    if isinstance(unique_key, str) or len(unique_key) != len(payloads):
+        raise ValidationError(
+            "add_jobs' unique_key is a function of the payload or one key (or None) per "
+            "payload (nothing was added)"
+        )
+    return list(unique_key)
+
+
+def _ids_of_holders(store: Store, keys: set[str]) -> dict[str, int]:
+    """The beanstalkd ids of jobs holding unique keys; NOT_SCHEDULED for one beanstalkd does
+    not hold now (never put yet, being recovered, or done while an expiring key holds)."""
+    if not keys:
+        return {}
+    ids = {key: NOT_SCHEDULED for key in keys}
+    for key, status in store.get_status_many(sorted(keys)).items():
+        if status.ref is not None and not status.ref.server_id.startswith("claim:"):
+            ids[key] = status.ref.job_id
+    return ids
+
+
+def _write_ahead(
+    store: Store, records: list[JobRecord], claims: Sequence[UniqueClaim | None] | None = None
+) -> list[str | None]:
     """The durable write; raises before anything reaches beanstalkd. A write whose reply
-    never came is reported with the keys of its jobs (they may be accepted all the same)."""
+    never came is reported with the keys of its jobs (they may be accepted all the same).
+    With ``claims``, the store's put_unique: the holder of each key found held (None where
+    the record was written)."""
     try:
-        store.put_many(records)
+        if claims is None:
+            store.put_many(records)
+            return [None] * len(records)
+        return store.put_unique(records, claims, now=time.time())
     except StoreOutcomeUnknownError as exc:
         keys = tuple(record.key for record in records)
         raise StoreOutcomeUnknownError(

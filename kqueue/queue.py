@@ -17,12 +17,13 @@ from kqueue.beanstalk.connection import BeanstalkConnection, SocketFactory
 from kqueue.beanstalk.wire import JobStats
 from kqueue.config import QueueConfig
 from kqueue.consumer import Consumer
-from kqueue.errors import JobNotFoundError
+from kqueue.errors import JobNotFoundError, ValidationError
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, Retries
-from kqueue.producer import NOT_SCHEDULED, Producer
+from kqueue.producer import NOT_SCHEDULED, Producer, UniqueFor, UniqueKeys, UniqueLifetime
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
+from kqueue.schedule import MissedTicks, Schedule
 from kqueue.serialization import Codec, CodecRegistry
 from kqueue.stores.base import Store
 from kqueue.sweeper import SweepReport
@@ -121,6 +122,8 @@ class KQueue:
         self.producer = Producer(config, codecs=codecs, **parts)
         self.consumer = Consumer(config, codecs=codecs, touch=touch, **parts)
         self.admin = Admin(config, counters=self.counters, **parts)
+        self.periodic: dict[str, Schedule] = {}
+        """The periodic schedules by name (:meth:`add_periodic`), run by a Scheduler."""
 
     def with_config(self, config: QueueConfig, *, bulk_store: Store | str | None = None) -> KQueue:
         """The same application (handlers, codecs, middleware) on other settings.
@@ -135,6 +138,7 @@ class KQueue:
         moved._compose(config, store, list(self._user_middleware), self.codecs)
         for job_type, spec in self.handlers.items():
             moved.add_handler(job_type, spec.handler, retry=spec.retry, auto_touch=spec.auto_touch)
+        moved.periodic.update(self.periodic)
         return moved
 
     def __repr__(self) -> str:
@@ -215,6 +219,8 @@ class KQueue:
         priority: int = jobmod.PRIO_NORMAL,
         delay: float = 0,
         ttr: int = 30,
+        unique_key: str | None = None,
+        unique_for: UniqueLifetime = UniqueFor.FINISH,
     ) -> int:
         """Enqueue a job; returns its beanstalkd id.
 
@@ -222,9 +228,16 @@ class KQueue:
         reference. Should beanstalkd then fail, the job stays accepted and the id is
         :data:`NOT_SCHEDULED` (0): the recovery sweeper delivers it (``strict=True`` raises).
         Raises :class:`~kqueue.errors.ValidationError` for bad input, before writing anything.
+
+        ``unique_key`` (needs a bulk store): while a job added with the same key holds it, no
+        job is added and the id is that job's (:data:`NOT_SCHEDULED` while beanstalkd does
+        not hold it). ``unique_for`` says how long a job holds its key:
+        :attr:`UniqueFor.FINISH` (the default), :attr:`UniqueFor.START`, or a number of
+        seconds (or a timedelta) after the add, whatever happens to the job. The store
+        decides atomically, however many producers add the same key at once.
         """
         options = self.producer.options(job_type, priority, delay, ttr)
-        return self.producer.add_job(options, payload)
+        return self.producer.add_job(options, payload, unique_key=unique_key, unique_for=unique_for)
 
     def add_jobs(
         self,
@@ -234,6 +247,8 @@ class KQueue:
         priority: int = jobmod.PRIO_NORMAL,
         delay: float = 0,
         ttr: int = 30,
+        unique_key: UniqueKeys | None = None,
+        unique_for: UniqueLifetime = UniqueFor.FINISH,
     ) -> list[int]:
         """Enqueue many jobs of one type at once; their beanstalkd ids, in order.
 
@@ -242,9 +257,46 @@ class KQueue:
         or enqueued. Then the records go to the store in one round trip and the references to
         beanstalkd in one pipelined burst (per :data:`~kqueue.producer.BATCH_SIZE` jobs). Ids
         are :data:`NOT_SCHEDULED` for jobs accepted while beanstalkd failed, as in add_job.
+        ``unique_key`` is a function of the payload or a key (or None) per payload; each
+        job is then unique as in :meth:`add_job` (a key twice in one call: the first adds).
         """
         options = self.producer.options(job_type, priority, delay, ttr)
-        return self.producer.add_jobs(options, payloads)
+        return self.producer.add_jobs(
+            options, payloads, unique_key=unique_key, unique_for=unique_for
+        )
+
+    def add_periodic(
+        self,
+        job_type: str,
+        cron: str,
+        *,
+        payload: Any = None,
+        tz: str = "UTC",
+        missed: MissedTicks = "skip",
+        name: str | None = None,
+        priority: int = jobmod.PRIO_NORMAL,
+        ttr: int = 30,
+    ) -> Schedule:
+        """Add a job of ``job_type`` with ``payload`` at every tick of a cron expression
+        (``"0 3 * * *"``: 03:00 every day) in the time zone ``tz`` (an IANA name).
+
+        A :class:`~kqueue.scheduler.Scheduler` adds the jobs (``kqueue scheduler``, or
+        ``kqueue worker --scheduler``); exactly one job per tick however many run. ``missed``
+        says what happens to ticks that passed while none ran: ``"skip"`` them, or
+        ``"run_once"``. ``name`` (default: the job type) must be unique per queue. Needs a
+        bulk store and ``pip install kqueue[periodic]``; bad arguments raise
+        :class:`~kqueue.errors.ValidationError`.
+        """
+        self.producer.options(job_type, priority, 0, ttr)  # the job type and options, checked
+        schedule = Schedule.create(
+            job_type, cron, payload=payload, tz=tz, missed=missed, name=name,
+            priority=priority, ttr=ttr,
+        )  # fmt: skip
+        if schedule.name in self.periodic:
+            raise ValidationError(f"a periodic schedule named {schedule.name!r} exists already")
+        self.codecs.encode(payload)  # a payload the codec cannot encode fails here, not later
+        self.periodic[schedule.name] = schedule
+        return schedule
 
     # -- handlers and running --------------------------------------------------------------
 

@@ -97,6 +97,7 @@ class JobRunner:
         self.tube_prefix = tube_prefix
         self.events = events
         self.acks = AckFlusher(store)
+        self._release_at_start: dict[str, str] = {}  # record key -> unique key, this window
 
     def close(self) -> None:
         """Send the pending deletes, stop the flusher's thread, close the inspector."""
@@ -139,6 +140,7 @@ class JobRunner:
                 continue
             self._call_handler(conn, job, spec)
             ran += 1
+        self._release_at_start.clear()  # jobs handed back keep their keys until they start
         return ran
 
     # -- before the handlers: records, stale references, unreadable bodies ----------------
@@ -264,6 +266,8 @@ class JobRunner:
             attempts = record.attempts + unfinished + 1
             if isinstance(record, JobRecord):
                 payload = record.payload
+                if record.unique_until_start is not None:
+                    self._release_at_start[record.key] = record.unique_until_start
         try:
             data = self.codecs.decode(body.codec, payload)
         except PayloadError as exc:
@@ -336,6 +340,7 @@ class JobRunner:
             self.events.after_handler(job, stopped)
             self._stopped_before(conn, job, spec, stopped)
             return
+        self._release_unique(job)
         started = time.perf_counter()
         try:
             spec.handler(job)
@@ -361,6 +366,17 @@ class JobRunner:
             self.acks.add(conn, job)
         _log_done(job, seconds)
         self.events.after_job(job, seconds)
+
+    def _release_unique(self, job: Job) -> None:
+        """Free the unique key a job holds until it starts (a failure to is logged: the key
+        then stays held until the job finishes)."""
+        unique_key = self._release_at_start.pop(job.key, None)
+        if unique_key is None or self.store is None:
+            return
+        try:
+            self.store.release_unique([(unique_key, job.key)])
+        except KQueueError as exc:
+            logger.warning("job %s: cannot release unique key %r: %s", job.id, unique_key, exc)
 
     def _bury_poison(self, conn: BeanstalkConnection, job: Job, policy: RetryPolicy) -> None:
         """A job whose earlier attempts never finished (its TTR ran out, or its worker died:

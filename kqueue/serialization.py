@@ -155,8 +155,10 @@ def encode_body(
 
 def record_body(record: JobRecord, *, copy_max: int = -1) -> bytes:
     """The body of a stored job: mode ``s`` with a copy of a payload of at most ``copy_max``
-    bytes, else (and by default) a plain reference, mode ``r``."""
-    copy = len(record.payload) <= copy_max
+    bytes, else (and by default) a plain reference, mode ``r``. A job holding a unique key
+    until it starts is always a plain reference: the worker reads its whole record, which
+    names the key to release."""
+    copy = len(record.payload) <= copy_max and record.unique_until_start is None
     return encode_body(
         "s" if copy else "r",
         key=record.key,

@@ -63,7 +63,8 @@ class SweepReport:
     ``scanned`` counts the records looked at: those of other servers, without a reference or
     claimed (all of them with ``verified``). ``servers_gone`` is how many server ids the
     store's references name besides the one answering: above 0, the broker restarted or was
-    replaced since those jobs were put.
+    replaced since those jobs were put. ``unique_keys_freed`` counts the claims of unique keys
+    deleted because they no longer held their key (housekeeping: see Store.prune_unique).
     """
 
     scanned: int = 0
@@ -82,6 +83,7 @@ class SweepReport:
     grace: float = 0.0
     servers_gone: int = 0
     verified: bool = False
+    unique_keys_freed: int = 0
 
 
 def is_claim(ref: BrokerRef | None) -> bool:

@@ -58,6 +58,8 @@ def send_email(job):
 
 queue.add_handler("email.send", send_email)
 queue.add_handler("video.encode", lambda job: None)
+queue.add_handler("report.daily", lambda job: None)
+queue.add_periodic("report.daily", "0 6 * * *", tz="Europe/Riga", payload={"kind": "daily"})
 '''
 
 
@@ -211,6 +213,8 @@ def _runs_until_stopped(args: tuple[str, ...]) -> Callable[[Running], bool] | No
         return lambda run: "".join(run.err).count("worker started") >= wanted
     if args[0] == "sweeper":
         return lambda run: "recovery pass" in "".join(run.err)
+    if args[0] == "scheduler":
+        return lambda run: "scheduler:" in "".join(run.out)
     if "--watch" in args:
         return lambda run: "job_type" in "".join(run.out)
     return None
@@ -240,3 +244,26 @@ def test_documented_command_runs_as_written(
         f"stdout: {''.join(run.out)}\nstderr: {''.join(run.err)}"
     )
     assert "Traceback" not in "".join(run.err), "".join(run.err)
+
+
+EXAMPLE = ROOT / "docs" / "examples" / "unique_and_periodic.py"
+
+
+def _guide_python_blocks(first_heading: str, next_heading: str) -> list[list[str]]:
+    """The python blocks of docs/guide.md between two headings, as lists of lines."""
+    text = (ROOT / "docs" / "guide.md").read_text()
+    part = text[text.index(first_heading) : text.index(next_heading)]
+    return [block.splitlines() for block in re.findall(r"```python\n(.*?)```", part, re.S)]
+
+
+def test_the_guides_unique_and_periodic_examples_are_quoted_from_a_module_that_runs() -> None:
+    example_lines = {line.strip() for line in EXAMPLE.read_text().splitlines()}
+    blocks = _guide_python_blocks("### Unique jobs", "## 3. Run workers")
+    assert len(blocks) == 3
+    for block in blocks:
+        assert [line for line in block if line.strip() not in example_lines] == []
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert "periodic jobs ran: [{'kind': 'daily'}, None]" in done.stdout

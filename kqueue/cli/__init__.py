@@ -36,6 +36,7 @@ examples:
                                                 delete matching waiting jobs (asks first;
                                                 payloads are stored as compact JSON)
   kqueue sweeper myapp.jobs:queue --interval 30 recovery passes forever
+  kqueue scheduler myapp.jobs:queue             add the jobs of the app's periodic schedules
 
 Every command but demo takes the application's queue (MODULE:ATTR) first: it then runs with
 the application's beanstalkd, store, key prefix, tube prefix and codecs. Without one, the
@@ -46,7 +47,7 @@ environment, and both over the application's own settings.
 exit codes: 0 ok, 1 kqueue error, 2 bad usage or input, 3 worker forced to stop, 130 Ctrl-C
 """
 
-DEFAULT_LOG_LEVELS = {"worker": "INFO", "sweeper": "INFO", "demo": "CRITICAL"}
+DEFAULT_LOG_LEVELS = {"worker": "INFO", "sweeper": "INFO", "scheduler": "INFO", "demo": "CRITICAL"}
 """kqueue's log level when --log-level is not given. Long-running commands log their life at
 INFO; a one-shot command prints its result on stdout and logs only problems (WARNING)."""
 
@@ -173,6 +174,12 @@ def _admin_parsers(command: _CommandMaker) -> None:
     sweeper = command("sweeper", operations.cmd_sweeper, "recovery passes until stopped")
     sweeper.add_argument("--interval", type=POSITIVE_FLOAT, default=30.0)
     sweeper.add_argument("--grace", type=float)
+    from kqueue.cli.scheduler_command import cmd_scheduler
+
+    scheduler = command("scheduler", cmd_scheduler, "add the jobs of periodic schedules")
+    scheduler.add_argument(
+        "--grace", type=POSITIVE_FLOAT, default=60.0, help="a tick is on time this long (s)"
+    )
 
 
 def _worker_parser(command: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
@@ -184,6 +191,9 @@ def _worker_parser(command: Callable[[str, Command, str], argparse.ArgumentParse
     worker.add_argument("--jobtypes", metavar="A,B", help="serve only these job types")
     worker.add_argument("--burst", action="store_true", help="exit when nothing is ready")
     worker.add_argument("--sweep-interval", type=POSITIVE_FLOAT, metavar="SECONDS")
+    worker.add_argument(
+        "--scheduler", action="store_true", help="also add the jobs of periodic schedules"
+    )
     worker.add_argument("--grace", type=float, default=30.0, help="shutdown grace (s)")
     worker.add_argument("--metrics-port", type=int, metavar="PORT", help="Prometheus metrics")
     worker.add_argument(

@@ -12,6 +12,8 @@ import tempfile
 import threading
 
 from kqueue.cli.config import Settings, load_queue, rebind
+from kqueue.cli.scheduler_command import check_schedules
+from kqueue.scheduler import Scheduler
 from kqueue.worker import Worker
 
 logger = logging.getLogger("kqueue")
@@ -40,7 +42,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         grace_period=args.grace,
         sweep_interval=args.sweep_interval,
     )
-    return worker.run()
+    if not args.scheduler:
+        return worker.run()
+    check_schedules(queue)
+    with Scheduler(queue):  # every worker may run one: the store adds one job per tick
+        return worker.run()
 
 
 def _supervise_with_metrics(args: argparse.Namespace, settings: Settings) -> int:

@@ -30,6 +30,7 @@ _ARRAY_TYPES = {
     "ref_job": "bigint",
     "state": "varchar",
     "updated_at": "double precision",
+    "unique_until_start": "varchar",
 }
 
 

@@ -16,8 +16,11 @@ from sqlalchemy.dialects import mysql
 
 from kqueue.stores.base import BrokerRef, JobRecord
 
-SCHEMA_VERSION = 1
-"""Version of the table layout, kept in the meta table under ``schema_version``."""
+SCHEMA_VERSION = 2
+"""Version of the table layout, kept in the meta table under ``schema_version``.
+
+1: records, suspended, meta. 2: the unique table, and the records' ``unique_until_start``
+column (added to a version 1 table when a store opens it)."""
 
 _MYSQL = ("mysql", "mariadb")
 
@@ -33,12 +36,13 @@ def _binary_string(length: int) -> sa.types.TypeEngine[str]:
 
 @dataclass(frozen=True)
 class Tables:
-    """The three tables of a store: records, suspended job types, schema metadata."""
+    """The tables of a store: records, suspended job types, schema metadata, unique keys."""
 
     metadata: sa.MetaData
     records: sa.Table
     suspended: sa.Table
     meta: sa.Table
+    unique: sa.Table
 
 
 def build_tables(prefix: str) -> Tables:
@@ -60,7 +64,18 @@ def build_tables(prefix: str) -> Tables:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    return Tables(metadata, records, suspended, meta)
+    unique = sa.Table(
+        f"{prefix}unique",
+        metadata,
+        # The primary key is the constraint that lets one claim of a unique key exist at once.
+        sa.Column("unique_key", _binary_string(255), primary_key=True),
+        sa.Column("record_key", _binary_string(255), nullable=False),
+        sa.Column("held_until", sa.String(16), nullable=False),
+        sa.Column("expires_at", sa.Double),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+    return Tables(metadata, records, suspended, meta, unique)
 
 
 def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
@@ -83,6 +98,7 @@ def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
         sa.Column("ref_job", sa.BigInteger),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("updated_at", sa.Double, nullable=False),
+        sa.Column("unique_until_start", _binary_string(255)),
         sa.Index(f"{prefix}records_type_key", "job_type", "key"),
         # Recovery reads the records of one server (or of none) in key order.
         sa.Index(f"{prefix}records_server_key", "ref_server", "key"),
@@ -103,6 +119,7 @@ def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> i
             # A table made by an older kqueue lacks the newer indexes: add them.
             for index in tables.records.indexes:
                 index.create(engine, checkfirst=True)
+            _add_missing_columns(engine, tables.records)
             break
         except sa.exc.DBAPIError:
             if attempt == attempts - 1:
@@ -122,7 +139,38 @@ def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> i
             pass  # another process wrote it first
         with engine.connect() as conn:
             found = conn.execute(query).scalar()
+    if found == "1":  # the columns of version 2 were added above
+        found = _record_version(engine, meta, "1")
     return int(found) if found is not None else SCHEMA_VERSION
+
+
+def _record_version(engine: sa.Engine, meta: sa.Table, older: str) -> str:
+    """Move the recorded version from ``older`` to this kqueue's, once its tables match."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(meta)
+            .where(meta.c.name == "schema_version", meta.c.value == older)
+            .values(value=str(SCHEMA_VERSION))
+        )
+    return str(SCHEMA_VERSION)
+
+
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Add to a table made by an older kqueue the (nullable) columns it lacks."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+    missing = [column for column in table.columns if column.name not in present]
+    if not missing:
+        return
+    quote = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE {quote.format_table(table)} "
+                    f"ADD COLUMN {quote.quote(column.name)} {kind}"
+                )
+            )
 
 
 def record_row(record: JobRecord) -> dict[str, Any]:
@@ -142,6 +190,7 @@ def record_row(record: JobRecord) -> dict[str, Any]:
         "ref_job": None if record.ref is None else record.ref.job_id,
         "state": record.state,
         "updated_at": float(record.updated_at),
+        "unique_until_start": record.unique_until_start,
     }
 
 
@@ -165,6 +214,7 @@ def row_record(row: Any) -> JobRecord:
         ref=ref,
         state="buried" if values["state"] == "buried" else "enqueued",
         updated_at=float(values["updated_at"]),
+        unique_until_start=values["unique_until_start"],
     )
 
 

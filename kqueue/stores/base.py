@@ -19,6 +19,11 @@ Rules every implementation follows:
   reference names (no reference: ``None``), so that a recovery pass looks only at the records
   of servers that are gone, at claims and at records never scheduled: its cost follows what is
   wrong, not how many jobs wait.
+- ``put_unique`` writes new records that claim unique keys, deciding atomically for each
+  whether its key is free: a key is held while the job holding it waits (``finish``: until its
+  record is deleted; ``start``: until a worker starts it, see ``release_unique``) or until its
+  expiry time (``expiry``: whatever happened to the job). A record whose key is held is not
+  written; the key of the record that holds it is returned instead.
 - Driver errors become :class:`~kqueue.errors.StoreError` (or a child) with the cause chained;
   credentials never appear in messages or reprs.
 """
@@ -29,6 +34,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
+
+from kqueue.errors import StoreError
 
 _StoreT = TypeVar("_StoreT", bound="StoreBase")
 
@@ -71,9 +78,54 @@ class JobRecord:
     ref: BrokerRef | None = None
     state: RecordState = "enqueued"
     updated_at: float = 0.0
+    unique_until_start: str | None = None
+    """The unique key this job holds until a worker starts it (released by the worker through
+    :meth:`Store.release_unique`); None for every other job."""
 
 
-_NEW_RECORD_DEFAULTS = {"attempts": 0, "last_error": None, "ref": None, "state": "enqueued"}
+_NEW_RECORD_DEFAULTS = {
+    "attempts": 0,
+    "last_error": None,
+    "ref": None,
+    "state": "enqueued",
+    "unique_until_start": None,
+}
+
+UniqueUntil = Literal["finish", "start", "expiry"]
+"""How long a unique key stays held: ``finish`` while the record of its job exists (done,
+purged or deleted: released); ``start`` until a worker starts the job (or its record goes);
+``expiry`` until the claim's ``expires_at``, whatever happened to the job."""
+
+MAX_UNIQUE_KEY_LENGTH = 200
+"""The longest unique key a store must take (characters)."""
+
+
+class UniqueClaim(NamedTuple):
+    """The unique key a new record claims in :meth:`Store.put_unique`, and for how long."""
+
+    unique_key: str
+    until: UniqueUntil = "finish"
+    expires_at: float | None = None
+    """Unix seconds; set exactly when ``until`` is ``expiry``."""
+
+
+def unique_key_held(claim: UniqueClaim, *, record_exists: bool, now: float) -> bool:
+    """Whether a stored claim still holds its key at ``now`` (the rule every store applies)."""
+    if claim.until == "expiry":
+        return claim.expires_at is not None and claim.expires_at > now
+    return record_exists
+
+
+def check_claims(records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None]) -> None:
+    """The arguments of put_unique are consistent, or StoreError before anything is written."""
+    if len(records) != len(claims):
+        raise StoreError("put_unique needs one claim (or None) per record; nothing was written")
+    keys = [claim.unique_key for claim in claims if claim is not None]
+    if len(set(keys)) != len(keys):
+        raise StoreError("put_unique got the same unique key twice; nothing was written")
+    for claim in claims:
+        if claim is not None and (claim.until == "expiry") != (claim.expires_at is not None):
+            raise StoreError("a unique claim has an expiry time exactly when it expires")
 
 
 def new_record(
@@ -192,6 +244,32 @@ class Store(Protocol):
         """Up to ``limit`` records whose reference names ``server_id`` (None: records without
         a reference), with key > ``after``, in ascending key order, read from an index."""
 
+    def put_unique(
+        self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
+    ) -> list[str | None]:
+        """Write new records, each claiming a unique key (or None: none), in one atomic step.
+
+        For each record, in order: None when it was written (its claim now holds the key),
+        else the key of the record holding its unique key (held as :func:`unique_key_held`
+        says at ``now``), and this record is not written. A claim that no longer holds its
+        key is replaced. Unique keys within one call are distinct; a record key that exists
+        raises :class:`~kqueue.errors.StoreError` and writes nothing, as in :meth:`put_many`.
+        """
+
+    def release_unique(self, holds: Sequence[tuple[str, str]]) -> int:
+        """Release unique keys, each ``(unique_key, record_key)`` only while that record holds
+        it (a worker starting a job held ``until="start"``); how many were released."""
+
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """Delete the stored claims that no longer hold their key at ``now`` (their job gone,
+        or their time passed), looking at up to ``limit`` claims in unique key order after
+        ``after``: (how many were deleted, the last unique key looked at, None when no claim
+        is left after it). Housekeeping only: a claim that no longer holds its key never
+        blocks an add, but it takes room until deleted (a recovery pass calls this).
+        """
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Remember that a job type is suspended (or no longer), across broker restarts."""
 
@@ -257,6 +335,23 @@ class StoreBase:
                 break
             after = page[-1].key
         return found
+
+    def put_unique(
+        self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
+    ) -> list[str | None]:
+        """Unique keys need a store that decides them atomically: this fallback refuses
+        (a third-party store written before them still serves every other add)."""
+        raise StoreError(f"{type(self).__name__} does not support unique keys; nothing was written")
+
+    def release_unique(self, holds: Sequence[tuple[str, str]]) -> int:
+        """A store without unique keys holds none: nothing to release."""
+        return 0
+
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """A store without unique keys holds no claims: nothing to delete."""
+        return 0, None
 
     def put(self, record: JobRecord) -> None:
         """Write a new record; :class:`~kqueue.errors.StoreError` if the key exists."""

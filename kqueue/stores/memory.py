@@ -17,6 +17,9 @@ from kqueue.stores.base import (
     RecordState,
     RefSwap,
     StoreBase,
+    UniqueClaim,
+    check_claims,
+    unique_key_held,
 )
 
 
@@ -49,6 +52,7 @@ class MemoryStore(StoreBase):
         self._by_type: dict[str, _SortedKeys] = {}
         self._by_server: dict[str | None, _SortedKeys] = {}
         self._suspended: set[str] = set()
+        self._unique: dict[str, tuple[str, UniqueClaim]] = {}  # unique key -> (record key, claim)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -101,6 +105,62 @@ class MemoryStore(StoreBase):
                 seen.add(record.key)
             for record in records:
                 self._insert(record)
+
+    def put_unique(
+        self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
+    ) -> list[str | None]:
+        """Write the records whose unique key is free, under the store's lock; the holders
+        of the others (see :meth:`Store.put_unique`)."""
+        check_claims(records, claims)
+        with self._lock:
+            self._check_open()
+            holders = [self._holder(claim, now) for claim in claims]
+            written = [r for r, holder in zip(records, holders, strict=True) if holder is None]
+            for record in written:
+                if record.key in self._records:
+                    raise StoreError(f"a record with key {record.key!r} already exists")
+            for record, claim, holder in zip(records, claims, holders, strict=True):
+                if holder is None:
+                    self._insert(record)
+                    if claim is not None:
+                        self._unique[claim.unique_key] = (record.key, claim)
+            return holders
+
+    def _holder(self, claim: UniqueClaim | None, now: float) -> str | None:
+        if claim is None or claim.unique_key not in self._unique:
+            return None
+        record_key, held = self._unique[claim.unique_key]
+        exists = record_key in self._records
+        return record_key if unique_key_held(held, record_exists=exists, now=now) else None
+
+    def release_unique(self, holds: Sequence[tuple[str, str]]) -> int:
+        """Release each unique key that the given record still holds."""
+        released = 0
+        with self._lock:
+            self._check_open()
+            for unique_key, record_key in holds:
+                found = self._unique.get(unique_key)
+                if found is not None and found[0] == record_key:
+                    del self._unique[unique_key]
+                    released += 1
+        return released
+
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """Delete up to a page of claims that no longer hold their key."""
+        with self._lock:
+            self._check_open()
+            page = sorted(key for key in self._unique if after is None or key > after)
+            page = page[: max(1, limit)]
+            pruned = 0
+            for unique_key in page:
+                record_key, claim = self._unique[unique_key]
+                exists = record_key in self._records
+                if not unique_key_held(claim, record_exists=exists, now=now):
+                    del self._unique[unique_key]
+                    pruned += 1
+            return pruned, (page[-1] if page and len(page) == max(1, limit) else None)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key."""
@@ -204,3 +264,4 @@ class MemoryStore(StoreBase):
             self._all = _SortedKeys()
             self._by_type.clear()
             self._by_server.clear()
+            self._unique.clear()

@@ -36,6 +36,8 @@ from kqueue.stores.base import (
     RecordStatus,
     RefSwap,
     StoreBase,
+    UniqueClaim,
+    check_claims,
 )
 from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, unencoded_userinfo, url_scheme
 
@@ -69,6 +71,8 @@ def _encode_record(record: JobRecord) -> list[str | bytes | int | float]:
         fields += ["last_error", record.last_error.encode("utf-8", "backslashreplace")]
     if record.ref is not None:
         fields += ["ref_server", record.ref.server_id, "ref_job", record.ref.job_id]
+    if record.unique_until_start is not None:
+        fields += ["unique_until_start", record.unique_until_start]
     return fields
 
 
@@ -93,12 +97,13 @@ def _decode_record(key: str, fields: dict[bytes, bytes]) -> JobRecord:
         ref=ref,
         state=state,
         updated_at=float(text[b"updated_at"]),
+        unique_until_start=text.get(b"unique_until_start"),
     )
 
 
 _FIELD_ORDER = (
     "job_type", "payload", "codec", "priority", "delay", "ttr", "created_at", "attempts",
-    "last_error", "ref_server", "ref_job", "state", "updated_at",
+    "last_error", "ref_server", "ref_job", "state", "updated_at", "unique_until_start",
 )  # fmt: skip
 
 
@@ -106,7 +111,7 @@ def _record_from_values(key: str, values: list[bytes | None]) -> JobRecord:
     """Rebuild a record from its hash's values in :data:`_FIELD_ORDER` (as SCAN_FIELDS
     returns them), filling the instance's ``__dict__`` at once as ``new_record`` does."""
     (job_type, payload, codec, priority, delay, ttr, created_at, attempts, last_error,
-     server, job, state, updated_at) = values  # fmt: skip
+     server, job, state, updated_at, unique) = values  # fmt: skip
     assert job_type is not None and payload is not None and codec is not None
     record: JobRecord = object.__new__(JobRecord)
     record.__dict__.update(
@@ -123,6 +128,7 @@ def _record_from_values(key: str, values: list[bytes | None]) -> JobRecord:
         ref=None if server is None else BrokerRef(server.decode(), int(job or 0)),
         state="buried" if state == b"buried" else "enqueued",
         updated_at=float(updated_at or 0),
+        unique_until_start=None if unique is None else unique.decode(),
     )
     return record
 
@@ -146,11 +152,23 @@ def _shared_fields(records: Sequence[JobRecord]) -> list[str | int] | None:
         )  # fmt: skip
         if mine != shared or r.ref is not None or r.last_error is not None:
             return None
+        if r.unique_until_start is not None:
+            return None
     return [
         first.job_type, first.priority, repr(float(first.delay)), first.ttr,
         repr(float(first.created_at)), first.attempts, first.state,
         repr(float(first.updated_at)),
     ]  # fmt: skip
+
+
+def _claim_args(claim: UniqueClaim | None, now: float) -> list[str | int]:
+    """until, expires and time to live in ms (a minute past the expiry) of a claim."""
+    if claim is None:
+        return ["", "", ""]
+    if claim.expires_at is None:
+        return [claim.until, "", ""]
+    ttl_ms = max(1, int((claim.expires_at - now) * 1000)) + 60_000
+    return [claim.until, repr(float(claim.expires_at)), ttl_ms]
 
 
 def _ref_args(ref: BrokerRef | None) -> list[str | int]:
@@ -239,6 +257,9 @@ class RedisStore(StoreBase):
         self._scan = self._client.register_script(scripts.SCAN)
         self._scan_fields = self._client.register_script(scripts.SCAN_FIELDS)
         self._build_ref_index = self._client.register_script(scripts.BUILD_REF_INDEX)
+        self._put_unique = self._client.register_script(scripts.PUT_UNIQUE)
+        self._release_unique = self._client.register_script(scripts.RELEASE_UNIQUE)
+        self._prune_unique = self._client.register_script(scripts.PRUNE_UNIQUE)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
@@ -407,6 +428,57 @@ class RedisStore(StoreBase):
         if duplicate:
             key = records[duplicate - 1].key
             raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+
+    def put_unique(
+        self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
+    ) -> list[str | None]:
+        """Write the records whose unique key is free, deciding in one script call (see
+        :meth:`Store.put_unique`). An expiring claim also expires in Redis a minute after its
+        time, so that claims nobody asks for again do not pile up."""
+        check_claims(records, claims)
+        if not records:
+            return []
+        if len({record.key for record in records}) != len(records):
+            raise StoreError("put_unique got the same key twice; nothing was written")
+        self._check_sizes(records)
+        script_keys: list[str] = [self._index]
+        args: list[str | bytes | int | float] = [repr(float(now)), self._prefix, len(records)]
+        for record, claim in zip(records, claims, strict=True):
+            hash_key = self._record_key(record.key)
+            claim_key = hash_key if claim is None else self._claim_key(claim.unique_key)
+            script_keys += [hash_key, self._type_index(record.job_type), claim_key]
+            fields = _encode_record(record)
+            server = "" if record.ref is None else "=" + record.ref.server_id
+            args += [record.key, server, *_claim_args(claim, now), len(fields), *fields]
+        with self._translate("put_unique"):
+            reply: list[Any] = self._run(self._put_unique, keys=script_keys, args=args)
+        if int(reply[0]):
+            key = records[int(reply[0]) - 1].key
+            raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+        return [holder.decode() or None for holder in reply[1:]]
+
+    def _claim_key(self, unique_key: str) -> str:
+        return f"{self._prefix}q:{unique_key}"
+
+    def release_unique(self, holds: Sequence[tuple[str, str]]) -> int:
+        """Release each unique key that the given record still holds, in one script call."""
+        if not holds:
+            return 0
+        keys = [self._claim_key(unique_key) for unique_key, _ in holds]
+        args = [self._prefix, *(record_key for _, record_key in holds)]
+        with self._translate("release_unique"):
+            return int(self._run(self._release_unique, keys=keys, args=args))
+
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """Delete up to a page of claims that no longer hold their key, in one script call
+        over the claim index (claims that expired in Redis leave only their index entry)."""
+        lower = "-" if after is None else "(" + after
+        args: list[str | int] = [self._prefix, repr(float(now)), lower, max(1, limit)]
+        with self._translate("prune_unique"):
+            pruned, last = self._run(self._prune_unique, keys=[self._prefix + "qidx"], args=args)
+        return int(pruned), (last.decode() or None)
 
     def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
         """The status of the records that exist among ``keys``, in one script call.

@@ -10,6 +10,7 @@ file. ``swap_reference`` is a single conditional UPDATE, so concurrent sweepers 
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 import threading
 import time
@@ -25,13 +26,15 @@ from kqueue.stores.base import (
     RecordStatus,
     RefSwap,
     StoreBase,
+    UniqueClaim,
+    check_claims,
 )
 from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
 
 try:  # optional extra: SQLStore() names it when missing; importing this module never fails
     import sqlalchemy as sa
 
-    from kqueue.stores import _sql_bulk, _sql_schema
+    from kqueue.stores import _sql_bulk, _sql_schema, _sql_unique
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     _MISSING_SQLALCHEMY: ImportError | None = exc
 else:
@@ -51,6 +54,7 @@ _EXTRA_OF_DRIVER = {
 }
 _CHUNK = 500  # keys per IN (...) list
 _MYSQL_ESCAPED = b"\x00\n\r\\'\"\x1a"  # bytes a MySQL driver doubles when it inlines a value
+_DEADLOCK_RETRIES = 20
 _BIG_BACKEND_LIMIT = 1_000_000_000  # SQLite's SQLITE_MAX_LENGTH; PostgreSQL's bytea is 1 GB
 
 
@@ -254,6 +258,64 @@ class SQLStore(StoreBase):
                     "exists; nothing was written"
                 ) from exc.__cause__
             raise
+
+    def put_unique(
+        self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
+    ) -> list[str | None]:
+        """Write the records whose unique key is free, in one transaction decided by the
+        unique table's primary key (see :mod:`kqueue.stores._sql_unique`); run again when
+        the database chose it as a deadlock victim."""
+        check_claims(records, claims)
+        if not records:
+            return []
+        self._ensure_schema()
+        self._check_sizes(records)
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                return self._put_unique_once(records, claims, now)
+            except StoreError as exc:
+                cause = exc.__cause__
+                orig = getattr(cause, "orig", None)
+                if attempt == _DEADLOCK_RETRIES - 1 or not _sql_unique.is_deadlock(orig):
+                    raise
+                time.sleep(random.uniform(0.001, 0.01 * (attempt + 1)))
+        raise AssertionError("unreachable")
+
+    def _put_unique_once(
+        self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], now: float
+    ) -> list[str | None]:
+        try:
+            with self._transaction("put_unique") as conn:
+                holders = _sql_unique.claim_keys(conn, self._tables, records, claims, now)
+                rows = [
+                    _sql_schema.record_row(record)
+                    for record, holder in zip(records, holders, strict=True)
+                    if holder is None
+                ]
+                if rows:
+                    conn.execute(sa.insert(self._tables.records), rows)
+                return holders
+        except StoreError as exc:
+            if isinstance(exc.__cause__, sa.exc.IntegrityError):
+                raise StoreError(
+                    f"a record with one of the keys {[r.key for r in records][:5]!r} already "
+                    "exists; nothing was written"
+                ) from exc.__cause__
+            raise
+
+    def release_unique(self, holds: Sequence[tuple[str, str]]) -> int:
+        """Release each unique key that the given record still holds (one DELETE)."""
+        if not holds:
+            return 0
+        with self._transaction("release_unique") as conn:
+            return _sql_unique.release(conn, self._tables.unique, holds)
+
+    def prune_unique(
+        self, *, now: float, after: str | None = None, limit: int = 1000
+    ) -> tuple[int, str | None]:
+        """Delete up to a page of claims that no longer hold their key (one transaction)."""
+        with self._transaction("prune_unique") as conn:
+            return _sql_unique.prune(conn, self._tables, now, after, max(1, limit))
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key (one query per 500 keys)."""

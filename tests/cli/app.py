@@ -52,3 +52,8 @@ def make_queue() -> KQueue:
     fresh = KQueue()
     fresh.add_handler("record", record)
     return fresh
+
+
+scheduled = KQueue(retry=RetryPolicy(max_attempts=1))
+scheduled.add_handler("record", record)
+scheduled.add_periodic("record", "* * * * *", payload={"periodic": True})

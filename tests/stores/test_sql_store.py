@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from kqueue.errors import RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores._sql_schema import too_large
+from kqueue.stores.base import UniqueClaim
 from kqueue.stores.sql import SQLStore
 from tests.contract.records import make_record
 from tests.servers import free_port, missing_service
@@ -42,8 +43,8 @@ def test_first_use_creates_tables_and_records_the_schema_version(sql_store: SQLS
     meta = sql_store.tables.meta
     with sql_store.engine.connect() as conn:
         rows = conn.execute(sa.select(meta.c.name, meta.c.value)).all()
-    assert [tuple(row) for row in rows] == [("schema_version", "1")]
-    assert sql_store.schema_version == 1
+    assert [tuple(row) for row in rows] == [("schema_version", "2")]
+    assert sql_store.schema_version == 2
 
 
 def test_records_table_has_key_primary_key_and_job_type_key_index(sql_store: SQLStore) -> None:
@@ -88,7 +89,7 @@ def test_several_stores_creating_the_schema_at_once_all_succeed(sql_url: str) ->
     try:
         assert errors == []
         assert stores[0].count() == 4
-        assert stores[0].schema_version == 1
+        assert stores[0].schema_version == 2
     finally:
         for store in stores:
             store.close()
@@ -122,6 +123,7 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
 _WRITER = """
 import sys
 from kqueue.stores._sql_schema import too_large
+from kqueue.stores.base import UniqueClaim
 from kqueue.stores.sql import SQLStore
 from tests.contract.records import make_record
 with SQLStore(sys.argv[1]) as store:
@@ -218,3 +220,20 @@ def test_unreachable_server_fails_fast_with_a_redacted_address(scheme: str) -> N
     assert f"127.0.0.1:{port}" in message
     assert "secret" not in message
     assert ":***@" in message
+
+
+def test_a_version_1_database_gains_the_unique_keys_when_a_store_opens_it(sql_url: str) -> None:
+    with SQLStore(sql_url) as old:  # made as kqueue 1 left it: no unique table, no column
+        old.put(make_record("k1"))
+        with old.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE kqueue_unique"))
+            conn.execute(sa.text("ALTER TABLE kqueue_records DROP COLUMN unique_until_start"))
+            conn.execute(sa.update(old.tables.meta).values(value="1"))
+    with SQLStore(sql_url) as store:
+        assert store.schema_version == 2
+        assert store.get("k1") == make_record("k1")
+        claim = UniqueClaim("nightly", "start")
+        record = make_record("k2", unique_until_start="nightly")
+        assert store.put_unique([record], [claim], now=1.0) == [None]
+        assert store.put_unique([make_record("k3")], [claim], now=1.0) == ["k2"]
+        assert store.get("k2") == record
