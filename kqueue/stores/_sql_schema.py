@@ -33,12 +33,14 @@ def _binary_string(length: int) -> sa.types.TypeEngine[str]:
 
 @dataclass(frozen=True)
 class Tables:
-    """The three tables of a store: records, suspended job types, schema metadata."""
+    """The tables of a store: records, suspended job types, schema metadata, and the kept
+    results of finished jobs."""
 
     metadata: sa.MetaData
     records: sa.Table
     suspended: sa.Table
     meta: sa.Table
+    results: sa.Table
 
 
 def build_tables(prefix: str) -> Tables:
@@ -60,7 +62,30 @@ def build_tables(prefix: str) -> Tables:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    return Tables(metadata, records, suspended, meta)
+    return Tables(metadata, records, suspended, meta, _results_table(prefix, metadata))
+
+
+def _results_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
+    """Finished jobs' outcomes by key, apart from the records (which go when a job ends)."""
+    return sa.Table(
+        f"{prefix}results",
+        metadata,
+        sa.Column("key", _binary_string(255), primary_key=True),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column(
+            "payload", sa.LargeBinary().with_variant(mysql.LONGBLOB(), *_MYSQL), nullable=False
+        ),
+        sa.Column("codec", sa.String(64), nullable=False),
+        sa.Column("finished_at", sa.Double, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=False),
+        sa.Index(f"{prefix}results_expires", "expires_at"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
+
+_FAILURES_TYPE = sa.Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)
+"""The records' ``failures`` column: the JSON of the failure history (ASCII)."""
 
 
 def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
@@ -79,6 +104,8 @@ def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
         sa.Column("created_at", sa.Double, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("last_error", sa.Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)),
+        # Added after the first layout: tables made before it get it in add_new_columns().
+        sa.Column("failures", _FAILURES_TYPE),
         sa.Column("ref_server", sa.String(255)),
         sa.Column("ref_job", sa.BigInteger),
         sa.Column("state", sa.String(16), nullable=False),
@@ -100,9 +127,10 @@ def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> i
     for attempt in range(attempts):
         try:
             tables.metadata.create_all(engine, checkfirst=True)
-            # A table made by an older kqueue lacks the newer indexes: add them.
+            # A table made by an older kqueue lacks the newer indexes and columns: add them.
             for index in tables.records.indexes:
                 index.create(engine, checkfirst=True)
+            add_new_columns(engine, tables)
             break
         except sa.exc.DBAPIError:
             if attempt == attempts - 1:
@@ -123,6 +151,19 @@ def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> i
         with engine.connect() as conn:
             found = conn.execute(query).scalar()
     return int(found) if found is not None else SCHEMA_VERSION
+
+
+def add_new_columns(engine: sa.Engine, tables: Tables) -> None:
+    """Migrate a records table made before the ``failures`` column: add it (NULL: no
+    history). Older kqueues name their columns, so they go on working beside it."""
+    records = tables.records
+    present = {column["name"] for column in sa.inspect(engine).get_columns(records.name)}
+    if "failures" in present:
+        return
+    column_type = _FAILURES_TYPE.compile(dialect=engine.dialect)
+    table = engine.dialect.identifier_preparer.format_table(records)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN failures {column_type}"))
 
 
 def record_row(record: JobRecord) -> dict[str, Any]:

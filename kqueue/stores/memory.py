@@ -13,10 +13,13 @@ from collections.abc import Iterable, Sequence
 
 from kqueue.errors import StoreError
 from kqueue.stores.base import (
+    MAX_FAILURES,
+    AttemptFailure,
     JobRecord,
     RecordState,
     RefSwap,
     StoreBase,
+    StoredResult,
 )
 
 
@@ -49,6 +52,8 @@ class MemoryStore(StoreBase):
         self._by_type: dict[str, _SortedKeys] = {}
         self._by_server: dict[str | None, _SortedKeys] = {}
         self._suspended: set[str] = set()
+        self._failures: dict[str, tuple[AttemptFailure, ...]] = {}
+        self._results: dict[str, StoredResult] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -82,6 +87,7 @@ class MemoryStore(StoreBase):
         record = self._records.pop(key, None)
         if record is None:
             return False
+        self._failures.pop(key, None)
         self._all.remove(key)
         type_index = self._by_type[record.job_type]
         type_index.remove(key)
@@ -141,6 +147,53 @@ class MemoryStore(StoreBase):
                 record, attempts=attempts, last_error=last_error, state=state, updated_at=now
             )
             return True
+
+    def record_failure(
+        self,
+        key: str,
+        failure: AttemptFailure,
+        *,
+        attempts: int,
+        last_error: str | None,
+        state: RecordState,
+        now: float,
+    ) -> bool:
+        """Store the attempt, and append ``failure`` to the record's history."""
+        with self._lock:
+            self._check_open()
+            record = self._records.get(key)
+            if record is None:
+                return False
+            self._records[key] = dataclasses.replace(
+                record, attempts=attempts, last_error=last_error, state=state, updated_at=now
+            )
+            history = (*self._failures.get(key, ()), failure)
+            self._failures[key] = history[-MAX_FAILURES:]
+            return True
+
+    def get_failures(self, key: str) -> list[AttemptFailure]:
+        """The record's failure history, oldest first."""
+        with self._lock:
+            self._check_open()
+            return list(self._failures.get(key, ()))
+
+    def put_result(self, key: str, result: StoredResult) -> None:
+        """Keep a job's outcome (expired ones are dropped as new ones come)."""
+        with self._lock:
+            self._check_open()
+            expired = [
+                k for k, kept in self._results.items() if kept.expires_at <= result.finished_at
+            ]
+            for old in expired:
+                del self._results[old]
+            self._results[key] = result
+
+    def get_result(self, key: str, *, now: float) -> StoredResult | None:
+        """The outcome kept under ``key`` unless expired by ``now``."""
+        with self._lock:
+            self._check_open()
+            result = self._results.get(key)
+            return result if result is not None and result.expires_at > now else None
 
     def scan(
         self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
@@ -204,3 +257,5 @@ class MemoryStore(StoreBase):
             self._all = _SortedKeys()
             self._by_type.clear()
             self._by_server.clear()
+            self._failures.clear()
+            self._results.clear()
