@@ -16,11 +16,13 @@ from kqueue.errors import (
     BrokerTimeoutError,
     ConfigurationError,
     InvalidJobTypeError,
+    JobFailedError,
     JobNotFoundError,
     JobTooBigError,
     KQueueError,
     PayloadError,
     RecordTooLargeError,
+    ResultTimeoutError,
     StoreConnectionError,
     StoreError,
     StoreOutcomeUnknownError,
@@ -39,9 +41,12 @@ from kqueue.middleware import (
 )
 from kqueue.producer import NOT_SCHEDULED
 from kqueue.queue import KQueue
+from kqueue.results import JobStatus
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Codec, JsonCodec, RawCodec
+from kqueue.stores.base import AttemptFailure
 from kqueue.sweeper import RecoverySweeper, SweepReport
+from kqueue.tasks import Task, TaskHandle
 from kqueue.worker import Worker
 
 __version__ = "0.1.0"
@@ -53,6 +58,7 @@ __all__ = [
     "PRIO_LOW",
     "PRIO_NORMAL",
     "PRIO_URGENT",
+    "AttemptFailure",
     "AutoTouch",
     "BrokerConnectionError",
     "BrokerDrainingError",
@@ -68,7 +74,9 @@ __all__ = [
     "Hooks",
     "InvalidJobTypeError",
     "Job",
+    "JobFailedError",
     "JobNotFoundError",
+    "JobStatus",
     "JobTooBigError",
     "JsonCodec",
     "KQueue",
@@ -80,6 +88,7 @@ __all__ = [
     "RawCodec",
     "RecordTooLargeError",
     "RecoverySweeper",
+    "ResultTimeoutError",
     "Retries",
     "RetryPolicy",
     "SkipJob",
@@ -87,6 +96,8 @@ __all__ = [
     "StoreError",
     "StoreOutcomeUnknownError",
     "SweepReport",
+    "Task",
+    "TaskHandle",
     "ValidationError",
     "Worker",
     "__version__",

@@ -125,19 +125,30 @@ class Producer:
                 raise PayloadError(f"payload {index}: {exc}; nothing was added") from exc
         return encoded
 
-    def add(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[int]:
-        """Add encoded payloads in batches of :data:`BATCH_SIZE`; the job ids in order."""
+    def add(
+        self, options: JobOptions, encoded: Sequence[Encoded], keys: Sequence[str] | None = None
+    ) -> list[int]:
+        """Add encoded payloads in batches of :data:`BATCH_SIZE`; the job ids in order.
+        ``keys`` are the record keys to give the jobs (None: fresh ones)."""
+        keys = new_keys(len(encoded)) if keys is None else keys
         if self.store is None:
-            return self._add_inline(options, encoded)
+            return self._add_inline(options, encoded, keys)
         ids: list[int] = []
         for start in range(0, len(encoded), BATCH_SIZE):
-            ids += self._add_stored(self.store, options, encoded[start : start + BATCH_SIZE])
+            batch = slice(start, start + BATCH_SIZE)
+            ids += self._add_stored(self.store, options, encoded[batch], keys[batch])
         return ids
+
+    def add_keyed(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[tuple[str, int]]:
+        """:meth:`add`, answering each job's record key beside its id."""
+        keys = new_keys(len(encoded))
+        return list(zip(keys, self.add(options, encoded, keys), strict=True))
 
     # -- without a store -------------------------------------------------------------------
 
-    def _add_inline(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[int]:
-        keys = new_keys(len(encoded))
+    def _add_inline(
+        self, options: JobOptions, encoded: Sequence[Encoded], keys: Sequence[str]
+    ) -> list[int]:
         bodies = [
             encode_body(
                 "i",
@@ -189,10 +200,10 @@ class Producer:
     # -- with a store ----------------------------------------------------------------------
 
     def _add_stored(
-        self, store: Store, options: JobOptions, encoded: Sequence[Encoded]
+        self, store: Store, options: JobOptions, encoded: Sequence[Encoded], keys: Sequence[str]
     ) -> list[int]:
         """Records in one round trip, references in one burst, job ids in one swap."""
-        records = _new_records(options, encoded)
+        records = _new_records(options, encoded, keys)
         _write_ahead(store, records)
         copy_max = self.config.inline_copy_max
         bodies = [record_body(record, copy_max=copy_max) for record in records]
@@ -313,7 +324,9 @@ class Producer:
         )
 
 
-def _new_records(options: JobOptions, encoded: Sequence[Encoded]) -> list[JobRecord]:
+def _new_records(
+    options: JobOptions, encoded: Sequence[Encoded], keys: Sequence[str]
+) -> list[JobRecord]:
     now = time.time()
     return [
         new_record(
@@ -326,7 +339,7 @@ def _new_records(options: JobOptions, encoded: Sequence[Encoded]) -> list[JobRec
             ttr=options.ttr,
             now=now,
         )
-        for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
+        for key, (codec, data) in zip(keys, encoded, strict=True)
     ]
 
 
