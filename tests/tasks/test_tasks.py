@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -120,12 +120,12 @@ def test_delay_and_at_hold_the_job_back(queue: KQueue) -> None:
     def later(n: int) -> None: ...
 
     in_a_minute = later.add(n=1, delay=60)
-    tomorrow = later.add(n=2, at=datetime.now(UTC) + timedelta(days=1))
+    tomorrow = later.add(n=2, at=datetime.now(timezone.utc) + timedelta(days=1))
     by_timedelta = later.add(n=3, delay=timedelta(minutes=5))
     assert [h.status() for h in (in_a_minute, tomorrow, by_timedelta)] == ["delayed"] * 3
     assert queue.stats().job_types["later"]["current-jobs-delayed"] == 3
     with pytest.raises(ValidationError, match="not both"):
-        later.add(n=4, delay=5, at=datetime.now(UTC))
+        later.add(n=4, delay=5, at=datetime.now(timezone.utc))
     with pytest.raises(ValidationError):
         later.add(n=5, delay=-1)
     assert queue.run_jobs(time_limit_ms=0) == 0
@@ -142,8 +142,9 @@ def test_add_many_adds_one_job_per_mapping_or_none(queue: KQueue) -> None:
     assert len({h.key for h in handles}) == 2 and all(h.id > 0 for h in handles)
     with pytest.raises(ValidationError, match="call 1"):
         add_up.add_many([{"a": 1, "b": 2}, {"a": 1}])
+    one_mapping: Any = {"a": 1, "b": 2}
     with pytest.raises(ValidationError):
-        add_up.add_many({"a": 1, "b": 2})  # one mapping, not an iterable of them
+        add_up.add_many(one_mapping)  # one mapping, not an iterable of them
     queue.run_jobs(time_limit_ms=0)
     assert got == [3, 7]
 
