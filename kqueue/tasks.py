@@ -73,16 +73,21 @@ def _check_signature(func: Callable[..., Any], signature: inspect.Signature) -> 
             )
 
 
+_BY_NAME = "Task.add takes the task's arguments by name (its own first two are delay, at)"
+
+
 def _delay_of(delay: float | timedelta, at: datetime | None) -> float:
     """Seconds from now: ``delay``, or until ``at`` (naive: local time; past: now)."""
+    if isinstance(delay, timedelta):
+        delay = delay.total_seconds()
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise ValidationError(f"delay must be seconds or a timedelta, not {delay!r}: {_BY_NAME}")
     if at is not None:
+        if not isinstance(at, datetime):
+            raise ValidationError(f"at must be a datetime, not {at!r}: {_BY_NAME}")
         if delay:
             raise ValidationError("give add either delay or at, not both")
-        if not isinstance(at, datetime):
-            raise ValidationError(f"at must be a datetime, not {type(at).__name__}")
         return max(0.0, at.timestamp() - time.time())
-    if isinstance(delay, timedelta):
-        return delay.total_seconds()
     return delay
 
 
@@ -184,8 +189,8 @@ class Task(Generic[P, R]):
         Arguments that do not fit the signature, or that the codec cannot encode, raise
         :class:`~kqueue.errors.ValidationError` and nothing is added.
         """
-        payload = self.payload(args, kwargs)
-        return self._add([payload], _delay_of(delay, at))[0]
+        wait = _delay_of(delay, at)  # first: a positional argument meant for the task lands here
+        return self._add([self.payload(args, kwargs)], wait)[0]
 
     def add_many(
         self,
@@ -201,6 +206,7 @@ class Task(Generic[P, R]):
         """
         if isinstance(calls, Mapping | str | bytes):
             raise ValidationError("add_many takes an iterable of argument mappings")
+        wait = _delay_of(delay, at)
         payloads = []
         for index, call in enumerate(calls):
             if not isinstance(call, Mapping):
@@ -209,7 +215,7 @@ class Task(Generic[P, R]):
                 payloads.append(self.payload((), dict(call)))
             except ValidationError as exc:
                 raise ValidationError(f"call {index}: {exc}") from exc
-        return self._add(payloads, _delay_of(delay, at))
+        return self._add(payloads, wait)
 
     def handle(self, key: str) -> TaskHandle[R]:
         """The handle of a job of this task by its record key (e.g. kept by a web request)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import heapq
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -54,6 +55,7 @@ class MemoryStore(StoreBase):
         self._suspended: set[str] = set()
         self._failures: dict[str, tuple[AttemptFailure, ...]] = {}
         self._results: dict[str, StoredResult] = {}
+        self._expiries: list[tuple[float, str]] = []  # a heap: the next result to expire first
         self._closed = False
 
     def __repr__(self) -> str:
@@ -178,15 +180,16 @@ class MemoryStore(StoreBase):
             return list(self._failures.get(key, ()))
 
     def put_result(self, key: str, result: StoredResult) -> None:
-        """Keep a job's outcome (expired ones are dropped as new ones come)."""
+        """Keep a job's outcome (those expired by its finishing time are dropped)."""
         with self._lock:
             self._check_open()
-            expired = [
-                k for k, kept in self._results.items() if kept.expires_at <= result.finished_at
-            ]
-            for old in expired:
-                del self._results[old]
+            while self._expiries and self._expiries[0][0] <= result.finished_at:
+                expires_at, old = heapq.heappop(self._expiries)
+                kept = self._results.get(old)
+                if kept is not None and kept.expires_at == expires_at:
+                    del self._results[old]
             self._results[key] = result
+            heapq.heappush(self._expiries, (result.expires_at, key))
 
     def get_result(self, key: str, *, now: float) -> StoredResult | None:
         """The outcome kept under ``key`` unless expired by ``now``."""
@@ -259,3 +262,4 @@ class MemoryStore(StoreBase):
             self._by_server.clear()
             self._failures.clear()
             self._results.clear()
+            self._expiries.clear()

@@ -152,3 +152,27 @@ def test_add_many_adds_one_job_per_mapping_or_none(queue: KQueue) -> None:
 def test_add_job_still_returns_the_beanstalkd_id(queue: KQueue) -> None:
     job_id = queue.add_job("plain", {"a": 1})
     assert isinstance(job_id, int) and job_id > 0
+
+
+def test_positional_arguments_to_add_are_refused_with_the_reason(queue: KQueue) -> None:
+    @queue.task("email")
+    def send_email(to: str, subject: str) -> None: ...
+
+    loose: Any = send_email.add
+    with pytest.raises(ValidationError, match="by name"):
+        loose("ada@example.com", "hi")
+
+
+def test_a_queue_moved_to_other_settings_keeps_its_tasks_results(queue: KQueue) -> None:
+    @queue.task("kept", keep_result=60)
+    def kept() -> int:
+        return 1
+
+    moved = queue.with_config(queue.config)
+    try:
+        assert moved.handlers["kept"].keep_result == 60
+        handle = kept.add()
+        assert moved.run_jobs(time_limit_ms=0) == 1
+        assert handle.result(timeout=0) == 1
+    finally:
+        moved.close()
