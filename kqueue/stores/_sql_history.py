@@ -41,14 +41,21 @@ def record_failure(
     """Apply ``changes`` (attempts, last_error, state, updated_at) to the record and append
     ``failure`` to its history; False if the record is gone.
 
-    The first UPDATE takes the row's lock (SQLite's write lock) before the history is read,
-    so two failures recorded at once both land.
+    The row is locked before its history is read (``SELECT ... FOR UPDATE``; on SQLite, whose
+    reads take no lock, a first UPDATE takes the write lock), so two failures recorded at
+    once both land.
     """
     where = table.c.key == key
-    if conn.execute(sa.update(table).where(where).values(**changes)).rowcount != 1:
+    if conn.dialect.name == "sqlite":
+        if conn.execute(sa.update(table).where(where).values(**changes)).rowcount != 1:
+            return False
+        changes = {}
+    query = sa.select(table.c.key, table.c.failures).where(where).with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
         return False
-    current = conn.execute(sa.select(table.c.failures).where(where).with_for_update()).scalar()
-    conn.execute(sa.update(table).where(where).values(failures=append_failure(current, failure)))
+    history = append_failure(row[1], failure)
+    conn.execute(sa.update(table).where(where).values(failures=history, **changes))
     return True
 
 
