@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from kqueue import Job, KQueue, RetryPolicy
+import pytest
+
+from kqueue import Job, JobFailedError, KQueue, RetryPolicy
 from tests.cli.conftest import Result
 from tests.servers import BeanstalkdProcess
 
@@ -85,3 +88,26 @@ def test_buried_shows_when_and_where_the_last_attempt_failed(
     history = cli("buried", "sync", "--history", store=store).out
     assert f"{key}: 2 failed attempt(s) kept" in history
     assert history.count("builtins.KeyError") == 2
+
+
+def test_a_worker_process_runs_tasks_by_their_default_names_and_keeps_results(
+    spawn_kqueue: Callable[..., subprocess.Popen[str]],
+    beanstalkd: BeanstalkdProcess,
+    tmp_path: Path,
+) -> None:
+    from tests.cli import task_app
+
+    store = f"sqlite:///{tmp_path}/s.sqlite3"
+    with KQueue(host=beanstalkd.host, port=beanstalkd.port, bulk_store=store) as producer:
+        # The producer registers the same functions: the same default job types.
+        greet = producer.task(keep_result=600)(task_app.greet.func)
+        divide = producer.task(keep_result=600)(task_app.divide.func)
+        assert greet.job_type == "tests.cli.task_app.greet"
+        hello, broken = greet.add(name="ada"), divide.add(a=1, b=0)
+        worker = spawn_kqueue("worker", "tests.cli.task_app:queue", "--burst", "--store", store)
+        assert worker.wait(60) == 0, worker.communicate()[1]
+        assert hello.result(timeout=10) == "hello ada!"
+        with pytest.raises(JobFailedError, match="ZeroDivisionError"):
+            broken.result(timeout=10)
+        (failure,) = broken.failures()
+        assert failure.worker.endswith(f":{worker.pid}")  # the worker process, not this one
