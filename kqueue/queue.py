@@ -20,7 +20,7 @@ from kqueue.errors import JobNotFoundError
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, Retries
 from kqueue.producer import NOT_SCHEDULED, Producer
-from kqueue.results import JobStatus, job_status, require_store, wait_for_result
+from kqueue.results import JobStatus, job_status, require_store, wait_for_result, worker_name
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
 from kqueue.serialization import Codec, CodecRegistry
@@ -383,10 +383,13 @@ class KQueue:
         job.outcome = "released"
 
     def bury_job(self, job: Job, *, reason: str = "buried by its handler") -> None:
-        """Bury a reserved job (dead letter) until it is kicked or purged."""
+        """Bury a reserved job (dead letter) until it is kicked or purged; the reason joins
+        its failure history (as a ``kqueue.Buried`` failure)."""
         if job.stored and self.store is not None:
-            self.store.record_attempt(
-                job.key, attempts=job.attempts, last_error=reason, state="buried", now=time.time()
+            now = time.time()
+            failure = AttemptFailure(now, job.attempts, worker_name(), "kqueue.Buried", reason)
+            self.store.record_failure(
+                job.key, failure, attempts=job.attempts, last_error=reason, state="buried", now=now
             )
         if not _job_connection(job).bury(job.id, priority=job.priority):
             raise JobNotFoundError(f"job {job.id} is not reserved here")

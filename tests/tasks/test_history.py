@@ -86,3 +86,17 @@ def test_a_kicked_dead_letter_keeps_its_history(queue: KQueue) -> None:
     (record,) = queue.store.scan()
     assert (record.attempts, record.state) == (0, "enqueued")  # a fresh budget
     assert [f.message for f in queue.job_failures(record.key)] == ["no such user"]
+
+
+def test_a_job_its_handler_buries_keeps_the_reason_in_its_history(queue: KQueue) -> None:
+    def refuse(job: Job) -> None:
+        queue.bury_job(job, reason="address on the block list")
+
+    queue.add_handler("refuse", refuse)
+    queue.add_job("refuse", {"to": "x"})
+    queue.run_jobs(time_limit_ms=0)
+    assert queue.store is not None
+    (record,) = queue.store.scan()
+    (failure,) = queue.job_failures(record.key)
+    assert (failure.error_type, failure.message) == ("kqueue.Buried", "address on the block list")
+    assert queue.job_status(record.key) == "buried"
