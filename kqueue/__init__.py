@@ -16,11 +16,13 @@ from kqueue.errors import (
     BrokerTimeoutError,
     ConfigurationError,
     InvalidJobTypeError,
+    JobFailedError,
     JobNotFoundError,
     JobTooBigError,
     KQueueError,
     PayloadError,
     RecordTooLargeError,
+    ResultTimeoutError,
     StoreConnectionError,
     StoreError,
     StoreOutcomeUnknownError,
@@ -39,11 +41,14 @@ from kqueue.middleware import (
 )
 from kqueue.producer import NOT_SCHEDULED, UniqueFor
 from kqueue.queue import KQueue
+from kqueue.results import JobStatus
 from kqueue.retry import RetryPolicy
 from kqueue.schedule import Schedule
 from kqueue.scheduler import Scheduler
 from kqueue.serialization import Codec, JsonCodec, RawCodec
+from kqueue.stores.base import AttemptFailure
 from kqueue.sweeper import RecoverySweeper, SweepReport
+from kqueue.tasks import Task, TaskHandle
 from kqueue.worker import Worker
 
 __version__ = "0.1.0"
@@ -55,6 +60,7 @@ __all__ = [
     "PRIO_LOW",
     "PRIO_NORMAL",
     "PRIO_URGENT",
+    "AttemptFailure",
     "AutoTouch",
     "BrokerConnectionError",
     "BrokerDrainingError",
@@ -70,7 +76,9 @@ __all__ = [
     "Hooks",
     "InvalidJobTypeError",
     "Job",
+    "JobFailedError",
     "JobNotFoundError",
+    "JobStatus",
     "JobTooBigError",
     "JsonCodec",
     "KQueue",
@@ -82,6 +90,7 @@ __all__ = [
     "RawCodec",
     "RecordTooLargeError",
     "RecoverySweeper",
+    "ResultTimeoutError",
     "Retries",
     "RetryPolicy",
     "Schedule",
@@ -91,6 +100,8 @@ __all__ = [
     "StoreError",
     "StoreOutcomeUnknownError",
     "SweepReport",
+    "Task",
+    "TaskHandle",
     "UniqueFor",
     "ValidationError",
     "Worker",

@@ -24,7 +24,7 @@ from kqueue.job import SUSPEND_SECONDS, tube_for
 from kqueue.middleware.base import Middleware
 from kqueue.purge import purge_tube
 from kqueue.serialization import decode_body
-from kqueue.stores.base import JobRecord, Store, iter_records
+from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
 from kqueue.sweeper import Sweep, SweepReport, is_claim
 
 logger = logging.getLogger("kqueue")
@@ -374,6 +374,15 @@ class Admin:
         if stats is None:
             raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.config.address}")
         return stats
+
+    def broker_state(self, ref: BrokerRef) -> str | None:
+        """beanstalkd's state of the job a reference names (``ready``, ``delayed``,
+        ``reserved``, ``buried``), or None: the server answering is another (it restarted,
+        or was replaced) or no longer holds the job."""
+        if self._conn.server_id() != ref.server_id:
+            return None
+        stats = self._conn.stats_job(ref.job_id)
+        return None if stats is None else stats.get("state")
 
     def tube_stats(self, job_type: str) -> TubeStats:
         """beanstalkd's stats-tube of a job type ({} if its tube does not exist)."""

@@ -80,7 +80,13 @@ class Consumer:
     # -- the registry ----------------------------------------------------------------------
 
     def add_handler(
-        self, job_type: str, handler: Handler, *, retry: RetryPolicy | None, auto_touch: bool
+        self,
+        job_type: str,
+        handler: Handler,
+        *,
+        retry: RetryPolicy | None,
+        auto_touch: bool,
+        keep_result: float | None = None,
     ) -> None:
         """Register the one handler of a job type (see KQueue.add_handler)."""
         tube_for(job_type, self.config.tube_prefix)
@@ -90,7 +96,15 @@ class Consumer:
             raise ValidationError(f"job type {job_type!r} already has a handler")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ValidationError("retry must be a RetryPolicy")
-        self._handlers[job_type] = HandlerSpec(handler, retry, auto_touch)
+        if keep_result is not None and (
+            isinstance(keep_result, bool)
+            or not isinstance(keep_result, int | float)
+            or not 0 < keep_result < float("inf")
+        ):
+            raise ValidationError(
+                f"keep_result must be a positive number of seconds, not {keep_result!r}"
+            )
+        self._handlers[job_type] = HandlerSpec(handler, retry, auto_touch, keep_result)
         if auto_touch and self._touch.job_types is not None:
             self._touch.job_types.add(job_type)
         self._wakeup.set()  # a waiting run_jobs picks up the new tube

@@ -18,7 +18,9 @@
     │   ├── StoreConnectionError    the store cannot be reached
     │   │   └── StoreOutcomeUnknownError  a write sent, its reply lost: it may have committed
     │   └── RecordTooLargeError     a record over the store's own limit
-    └── JobNotFoundError            the job is not (or no longer) in beanstalkd
+    ├── JobNotFoundError            the job is not (or no longer) in beanstalkd
+    ├── JobFailedError              the job whose result was asked for failed for good
+    └── ResultTimeoutError          the job did not finish within the time asked
 
 Errors of lower layers (sockets, redis-py, SQLAlchemy) are translated where those layers are
 called and chained with ``raise ... from exc``, so ``except KQueueError`` catches them all.
@@ -102,3 +104,34 @@ class RecordTooLargeError(StoreError):
 
 class JobNotFoundError(KQueueError):
     """The job is not (or no longer) held by beanstalkd."""
+
+
+class JobFailedError(KQueueError):
+    """The job whose result was asked for failed for good (buried, or its failure kept).
+
+    ``error_type``, ``error_message`` and ``traceback`` are those of its last failed attempt
+    (empty when none was recorded).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str,
+        error_type: str = "",
+        error_message: str = "",
+        traceback: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+
+
+class ResultTimeoutError(KQueueError):
+    """The job did not finish within the time given to wait for its result (it still may)."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key

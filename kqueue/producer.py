@@ -216,30 +216,39 @@ class Producer:
         options: JobOptions,
         encoded: Sequence[Encoded],
         claims: Sequence[UniqueClaim | None] | None = None,
+        keys: Sequence[str] | None = None,
     ) -> list[int]:
         """Add encoded payloads in batches of :data:`BATCH_SIZE`; the job ids in order.
 
-        ``claims``: the unique key each job claims (or None), see :meth:`add_job`.
+        ``claims``: the unique key each job claims (or None), see :meth:`add_job`. ``keys``
+        are the record keys to give the jobs (None: fresh ones).
         """
+        keys = new_keys(len(encoded)) if keys is None else keys
         if self.store is None:
             if claims is not None and any(claim is not None for claim in claims):
                 raise ValidationError("unique_key needs a bulk store (nothing was added)")
-            return self._add_inline(options, encoded)
+            return self._add_inline(options, encoded, keys)
         ids: list[int] = []
         for start in range(0, len(encoded), BATCH_SIZE):
-            batch = encoded[start : start + BATCH_SIZE]
+            batch = slice(start, start + BATCH_SIZE)
             if claims is None:
-                ids += self._add_stored(self.store, options, _new_records(options, batch))
+                records = _new_records(options, encoded[batch], keys[batch])
+                ids += self._add_stored(self.store, options, records)
             else:
-                ids += self._add_unique(
-                    self.store, options, batch, claims[start : start + BATCH_SIZE]
-                )
+                records = _new_records(options, encoded[batch], keys[batch], claims[batch])
+                ids += self._add_unique(self.store, options, records, claims[batch])
         return ids
+
+    def add_keyed(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[tuple[str, int]]:
+        """:meth:`add`, answering each job's record key beside its id."""
+        keys = new_keys(len(encoded))
+        return list(zip(keys, self.add(options, encoded, keys=keys), strict=True))
 
     # -- without a store -------------------------------------------------------------------
 
-    def _add_inline(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[int]:
-        keys = new_keys(len(encoded))
+    def _add_inline(
+        self, options: JobOptions, encoded: Sequence[Encoded], keys: Sequence[str]
+    ) -> list[int]:
         bodies = [
             encode_body(
                 "i",
@@ -294,12 +303,11 @@ class Producer:
         self,
         store: Store,
         options: JobOptions,
-        encoded: Sequence[Encoded],
+        records: list[JobRecord],
         claims: Sequence[UniqueClaim | None],
     ) -> list[int]:
         """The store writes the jobs whose unique key is free (a key twice in the batch: the
         first); the others get the id of the job holding their key."""
-        records = _new_records(options, encoded, claims)
         first_of: dict[str, int] = {}
         same_as: dict[int, int] = {}
         for index, claim in enumerate(claims):
@@ -450,6 +458,7 @@ class Producer:
 def _new_records(
     options: JobOptions,
     encoded: Sequence[Encoded],
+    keys: Sequence[str],
     claims: Sequence[UniqueClaim | None] | None = None,
 ) -> list[JobRecord]:
     now = time.time()
@@ -464,7 +473,7 @@ def _new_records(
             ttr=options.ttr,
             now=now,
         )
-        for key, (codec, data) in zip(new_keys(len(encoded)), encoded, strict=True)
+        for key, (codec, data) in zip(keys, encoded, strict=True)
     ]
     for index, claim in enumerate(claims or ()):
         if claim is not None and claim.until == "start":  # the worker releases it

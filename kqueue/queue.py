@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec, TypeVar, overload
 
 from kqueue import job as jobmod
 from kqueue.admin import Admin, QueueStats
@@ -21,14 +21,19 @@ from kqueue.errors import JobNotFoundError, ValidationError
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, Retries
 from kqueue.producer import NOT_SCHEDULED, Producer, UniqueFor, UniqueKeys, UniqueLifetime
+from kqueue.results import JobStatus, job_status, require_store, wait_for_result, worker_name
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
 from kqueue.schedule import MissedTicks, Schedule
 from kqueue.serialization import Codec, CodecRegistry
-from kqueue.stores.base import Store
+from kqueue.stores.base import AttemptFailure, Store
 from kqueue.sweeper import SweepReport
+from kqueue.tasks import Task
 
 __all__ = ["NOT_SCHEDULED", "KQueue"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _NOT_SETTINGS = frozenset({"self", "bulk_store", "middleware", "hooks", "__class__"})
 
@@ -137,7 +142,13 @@ class KQueue:
         # The same codec registry: every codec the application registered, for decoding.
         moved._compose(config, store, list(self._user_middleware), self.codecs)
         for job_type, spec in self.handlers.items():
-            moved.add_handler(job_type, spec.handler, retry=spec.retry, auto_touch=spec.auto_touch)
+            moved.add_handler(
+                job_type,
+                spec.handler,
+                retry=spec.retry,
+                auto_touch=spec.auto_touch,
+                keep_result=spec.keep_result,
+            )
         moved.periodic.update(self.periodic)
         return moved
 
@@ -307,13 +318,68 @@ class KQueue:
         *,
         retry: RetryPolicy | None = None,
         auto_touch: bool = False,
+        keep_result: float | None = None,
     ) -> None:
         """Register the one handler of a job type.
 
         ``retry`` overrides the queue's retry policy for this type. ``auto_touch`` touches each
         job every half TTR while its handler runs, for handlers that may outlast their TTR.
+        ``keep_result`` keeps each job's outcome (the handler's return value, through the
+        codec, or its final failure) in the store for that many seconds: see
+        :meth:`job_result` and :meth:`job_status`.
         """
-        self.consumer.add_handler(job_type, handler, retry=retry, auto_touch=auto_touch)
+        if keep_result is not None:
+            require_store(self.store, "keep_result")
+        self.consumer.add_handler(
+            job_type, handler, retry=retry, auto_touch=auto_touch, keep_result=keep_result
+        )
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        job_type: str | None = None,
+        /,
+        *,
+        priority: int = jobmod.PRIO_NORMAL,
+        ttr: int = 30,
+        retry: RetryPolicy | None = None,
+        keep_result: float | timedelta | None = None,
+        auto_touch: bool = False,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        job_type: Any = None,
+        /,
+        *,
+        priority: int = jobmod.PRIO_NORMAL,
+        ttr: int = 30,
+        retry: RetryPolicy | None = None,
+        keep_result: float | timedelta | None = None,
+        auto_touch: bool = False,
+    ) -> Any:
+        """Register a function as the handler of a job type; a :class:`~kqueue.tasks.Task`
+        whose ``add(...)`` takes the function's own arguments (checked by mypy)::
+
+            @queue.task("email.send", priority=PRIO_HIGH, keep_result=3600)
+            def send_email(to: str, subject: str) -> str: ...
+
+        Bare ``@queue.task`` (or ``@queue.task()``) names the job type after the function's
+        module and qualified name. The other options are those of add_job and add_handler.
+        """
+        options: dict[str, Any] = {
+            "priority": priority,
+            "ttr": ttr,
+            "retry": retry,
+            "keep_result": keep_result,
+            "auto_touch": auto_touch,
+        }
+        if callable(job_type):
+            return Task(self, job_type, **options)
+        return lambda func: Task(self, func, job_type=job_type, **options)
 
     def remove_handler(self, job_type: str) -> None:
         """Stop running jobs of this type here; its jobs stay queued."""
@@ -375,10 +441,13 @@ class KQueue:
         job.outcome = "released"
 
     def bury_job(self, job: Job, *, reason: str = "buried by its handler") -> None:
-        """Bury a reserved job (dead letter) until it is kicked or purged."""
+        """Bury a reserved job (dead letter) until it is kicked or purged; the reason joins
+        its failure history (as a ``kqueue.Buried`` failure)."""
         if job.stored and self.store is not None:
-            self.store.record_attempt(
-                job.key, attempts=job.attempts, last_error=reason, state="buried", now=time.time()
+            now = time.time()
+            failure = AttemptFailure(now, job.attempts, worker_name(), "kqueue.Buried", reason)
+            self.store.record_failure(
+                job.key, failure, attempts=job.attempts, last_error=reason, state="buried", now=now
             )
         if not _job_connection(job).bury(job.id, priority=job.priority):
             raise JobNotFoundError(f"job {job.id} is not reserved here")
@@ -425,6 +494,31 @@ class KQueue:
         processes at once. Needs a bulk store.
         """
         return self.admin.sweep(grace=grace, progress=progress, verify=verify)
+
+    # -- outcomes: status, results, failure history ----------------------------------------
+
+    def job_status(self, key: str) -> JobStatus:
+        """What became of the job with this record key: pending, delayed, running, done,
+        failed, buried or unknown (see :mod:`kqueue.results`). Needs a bulk store."""
+        store = require_store(self.store, "job_status")
+        return job_status(store, key, self.admin.broker_state)
+
+    def job_result(self, key: str, *, timeout: float | None = None) -> Any:
+        """The kept result of a job (its handler's return value), waiting up to ``timeout``
+        seconds (None: forever) for the job to finish.
+
+        Raises :class:`~kqueue.errors.ResultTimeoutError` when the time runs out,
+        :class:`~kqueue.errors.JobFailedError` (with its last failure) when the job failed
+        for good, :class:`~kqueue.errors.JobNotFoundError` when neither the job nor a result
+        is kept. Its job type must keep results (``keep_result=``).
+        """
+        store = require_store(self.store, "job_result")
+        broker_state = self.admin.broker_state
+        return wait_for_result(store, self.codecs, key, timeout=timeout, broker_state=broker_state)
+
+    def job_failures(self, key: str) -> list[AttemptFailure]:
+        """The failed attempts of a job still stored, oldest first (the last ten)."""
+        return require_store(self.store, "job_failures").get_failures(key)
 
     def stats(self) -> QueueStats:
         """Server stats, and per job type (tubes under this queue's prefix) their counts."""

@@ -25,9 +25,10 @@ from kqueue.beanstalk.wire import ReservedJob
 from kqueue.errors import KQueueError, PayloadError
 from kqueue.job import Job
 from kqueue.middleware.base import DropReason, Fail, Failure, Middleware, SkipJob
+from kqueue.results import attempt_failure, keep_failure, keep_result, worker_name
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Body, CodecRegistry, decode_body
-from kqueue.stores.base import BrokerRef, JobRecord, RecordStatus, Store
+from kqueue.stores.base import AttemptFailure, BrokerRef, JobRecord, RecordStatus, Store
 
 logger = logging.getLogger("kqueue")
 
@@ -61,12 +62,14 @@ def _job(conn: BeanstalkConnection, job_id: int, body: Body, data: Any, attempts
 
 @dataclass(frozen=True)
 class HandlerSpec:
-    """A registered handler, its own retry policy (None: the queue's), and whether its jobs
-    are touched automatically while it runs (for handlers that may outlast the TTR)."""
+    """A registered handler, its own retry policy (None: the queue's), whether its jobs
+    are touched automatically while it runs (for handlers that may outlast the TTR), and for
+    how many seconds its jobs' outcomes are kept (None: not kept)."""
 
     handler: Handler
     retry: RetryPolicy | None = None
     auto_touch: bool = False
+    keep_result: float | None = None
 
 
 class JobRunner:
@@ -343,7 +346,7 @@ class JobRunner:
         self._release_unique(job)
         started = time.perf_counter()
         try:
-            spec.handler(job)
+            self._invoke(job, spec)
         except Exception as exc:
             seconds = time.perf_counter() - started
             self.events.after_handler(job, exc)
@@ -378,6 +381,34 @@ class JobRunner:
         except KQueueError as exc:
             logger.warning("job %s: cannot release unique key %r: %s", job.id, unique_key, exc)
 
+    def _invoke(self, job: Job, spec: HandlerSpec) -> None:
+        """Run the handler, and keep its return value when its type keeps results (a value
+        that cannot be kept fails the job at once: running it again would not help)."""
+        value = spec.handler(job)
+        if spec.keep_result is not None and self.store is not None:
+            try:
+                keep_result(self.store, self.codecs, job.key, value, spec.keep_result)
+            except PayloadError as exc:
+                raise Fail(str(exc)) from exc
+
+    def _record_failure(
+        self, job: Job, failure: AttemptFailure, *, attempts: int, error: str, buried: bool
+    ) -> None:
+        """Count the attempt and keep its failure on the record (and, once buried, as the
+        outcome of a type that keeps results). The caller handles a store error."""
+        assert self.store is not None
+        self.store.record_failure(
+            job.key,
+            failure,
+            attempts=attempts,
+            last_error=error,
+            state="buried" if buried else "enqueued",
+            now=failure.at,
+        )
+        spec = self.handlers.get(job.job_type)
+        if buried and spec is not None and spec.keep_result is not None:
+            keep_failure(self.store, job.key, failure, spec.keep_result)
+
     def _bury_poison(self, conn: BeanstalkConnection, job: Job, policy: RetryPolicy) -> None:
         """A job whose earlier attempts never finished (its TTR ran out, or its worker died:
         a handler that kills its process) is buried once they spend its budget, unrun."""
@@ -386,13 +417,10 @@ class JobRunner:
             f"its worker dying (budget {policy.max_attempts})"
         )
         if job.stored and self.store is not None:
-            self.store.record_attempt(
-                job.key,
-                attempts=job.attempts - 1,
-                last_error=reason,
-                state="buried",
-                now=time.time(),
+            failure = AttemptFailure(
+                time.time(), job.attempts - 1, worker_name(), "kqueue.NeverFinished", reason
             )
+            self._record_failure(job, failure, attempts=job.attempts - 1, error=reason, buried=True)
         conn.bury(job.id, priority=job.priority)
         job.outcome = "buried"
         logger.error(
@@ -431,12 +459,12 @@ class JobRunner:
         error = describe_error(exc)
         if job.stored and self.store is not None:
             try:
-                self.store.record_attempt(
-                    job.key,
+                self._record_failure(
+                    job,
+                    attempt_failure(exc, job.attempts),
                     attempts=job.attempts,
-                    last_error=error,
-                    state="buried" if failure.bury else "enqueued",
-                    now=time.time(),
+                    error=error,
+                    buried=failure.bury,
                 )
             except KQueueError as store_exc:
                 # The count could not be kept on the record: beanstalkd's own counters of

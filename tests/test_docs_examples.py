@@ -6,6 +6,7 @@ like ``pip install .``, are left out) and run as real processes against a real b
 Redis. They name the guide's application, ``myapp.jobs:queue``: the test writes a stand-in for
 it (handlers for the job types the docs use, its own key prefix) and the ``payloads.jsonl`` the
 docs put, and gives each command a queue with a ready, a spam and a buried ``email.send`` job.
+A ``KEY`` argument stands for the record key of the buried job.
 Commands that run until stopped (worker, sweeper, ``stats --watch``) get SIGINT once they are
 up; ``purge`` without ``--yes`` gets its question answered on a pseudo-terminal.
 """
@@ -133,6 +134,8 @@ def app_dir(
     queue.add_handler("email.send", lambda job: 1 / 0)
     queue.add_job("email.send", {"to": "bounce@example.com"})
     queue.run_jobs(time_limit_ms=0)  # buried: a dead letter to list and kick
+    (dead,) = store.scan()
+    (tmp_path / "KEY").write_text(dead.key)  # what a documented ``KEY`` stands for
     queue.add_jobs("email.send", [{"to": "ada@example.com"}, {"to": "spam@example.com"}])
     queue.close()
     store.close()
@@ -230,6 +233,8 @@ def test_documented_command_runs_as_written(
     redis_prefix: str,
 ) -> None:
     env = _environment(app_dir, beanstalkd, redis_url, redis_prefix)
+    key = (app_dir / "KEY").read_text()
+    example = Example(example.where, tuple(key if a == "KEY" else a for a in example.args))
     run = Running(example.args, app_dir, env)
     up = _runs_until_stopped(example.args)
     if up is not None:

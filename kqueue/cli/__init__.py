@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from kqueue.cli import commands, operations
+from kqueue.cli import commands, history, operations
 from kqueue.cli.config import APP_TARGET, Settings, environment
 from kqueue.cli.logs import setup_logging
 from kqueue.cli.lookup import parse_priority
@@ -32,6 +32,7 @@ examples:
   kqueue buried myapp.jobs:queue email.send     dead letters with their last errors
   kqueue kick myapp.jobs:queue email.send       retry every buried job of the type
   kqueue peek myapp.jobs:queue KEY-OR-ID        one job by record key or beanstalkd id
+  kqueue show myapp.jobs:queue KEY              status, failed attempts and result of a job
   kqueue purge myapp.jobs:queue email.send --match '"to":"spam@'
                                                 delete matching waiting jobs (asks first;
                                                 payloads are stored as compact JSON)
@@ -151,6 +152,12 @@ def _inspection_parsers(command: _CommandMaker) -> None:
     buried = command("buried", commands.cmd_buried, "list buried jobs with their last errors")
     buried.add_argument("jobtype")
     buried.add_argument("--limit", type=POSITIVE_INT, default=50)
+    buried.add_argument(
+        "--history", action="store_true", help="every failed attempt kept, under each job"
+    )
+    show = command("show", history.cmd_show, "a job's status, failed attempts and result")
+    show.add_argument("key", help="the job's record key (32 hex digits)")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _admin_parsers(command: _CommandMaker) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from kqueue.admin import QueueStats
 from kqueue.cli.config import Settings
+from kqueue.cli.history import failure_line, format_time
 from kqueue.cli.lookup import (
     KEY_SHAPE,
     describe_job,
@@ -24,7 +25,7 @@ from kqueue.errors import BrokerError, JobNotFoundError, ValidationError
 from kqueue.producer import NOT_SCHEDULED
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
-from kqueue.stores.base import JobRecord, iter_records
+from kqueue.stores.base import AttemptFailure, JobRecord, iter_records
 
 EXIT_OK = 0
 
@@ -198,7 +199,8 @@ def cmd_peek(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_buried(args: argparse.Namespace, settings: Settings) -> int:
-    """List the dead letters of a type (record key, beanstalkd id) with their last errors."""
+    """List the dead letters of a type (record key, beanstalkd id) with their last failures:
+    when, on which worker (host:pid), what; ``--history`` adds every failed attempt kept."""
     with settings.open_queue() as queue:
         count = queue.admin.tube_stats(args.jobtype).get("current-jobs-buried", 0)
         print(f"{count} buried job(s) of type {args.jobtype} in beanstalkd")
@@ -208,16 +210,32 @@ def cmd_buried(args: argparse.Namespace, settings: Settings) -> int:
                 print("oldest (no store, so only that one can be shown):")
                 print_json(describe_job(queue, find_job(queue, str(first.id))))
             return EXIT_OK
-        rows = [
-            [record.key, record.ref.job_id if record.ref else "-", record.attempts,
-             (record.last_error or "")[:80]]
-            for record in itertools.islice(_dead_letters(queue, args.jobtype), args.limit)
-        ]  # fmt: skip
-        if rows:
-            print(table(["key", "id", "attempts", "last_error"], rows))
+        records = list(itertools.islice(_dead_letters(queue, args.jobtype), args.limit))
+        histories = {r.key: queue.store.get_failures(r.key) for r in records}
+        if records:
+            print(table(BURIED_COLUMNS, [_buried_row(r, histories[r.key]) for r in records]))
         elif not count:
             _note(nothing_here_note(queue))
+        for record in records if args.history else []:
+            print(f"\n{record.key}: {len(histories[record.key])} failed attempt(s) kept")
+            for failure in histories[record.key]:
+                print(f"  {failure_line(failure)}")
     return EXIT_OK
+
+
+BURIED_COLUMNS = ("key", "id", "attempts", "last_failed", "worker", "last_error")
+
+
+def _buried_row(record: JobRecord, history: list[AttemptFailure]) -> list[object]:
+    last = history[-1] if history else None
+    return [
+        record.key,
+        record.ref.job_id if record.ref else "-",
+        record.attempts,
+        format_time(last.at) if last else "-",
+        last.worker if last and last.worker else "-",
+        (record.last_error or "")[:80],
+    ]
 
 
 def _dead_letters(queue: KQueue, job_type: str) -> Iterator[JobRecord]:

@@ -332,6 +332,26 @@ redis.call('HSET', KEYS[1], 'attempts', ARGV[1], 'state', ARGV[4], 'updated_at',
 return 1
 """
 
+RECORD_FAILURE = """
+-- RECORD_ATTEMPT, and one failed attempt appended to the record's history: the hash field
+-- 'failure:<n>' for the n-th failure ('failure_seq' counts them), the one 'keep' places
+-- older removed. The history goes with the hash when the record is deleted.
+-- KEYS: hash key; ARGV: attempts, error flag, last error, state, now, failure JSON, keep
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if ARGV[2] == '0' then
+  redis.call('HDEL', KEYS[1], 'last_error')
+else
+  redis.call('HSET', KEYS[1], 'last_error', ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'attempts', ARGV[1], 'state', ARGV[4], 'updated_at', ARGV[5])
+local n = redis.call('HINCRBY', KEYS[1], 'failure_seq', 1)
+redis.call('HSET', KEYS[1], 'failure:' .. n, ARGV[6])
+redis.call('HDEL', KEYS[1], 'failure:' .. (n - tonumber(ARGV[7])))
+return 1
+"""
+
 SCAN = """
 -- KEYS: index to page through; ARGV: lexical lower bound, limit, record hash key prefix
 -- Returns key, HGETALL reply, key, HGETALL reply, ...

@@ -19,8 +19,9 @@ from kqueue.stores.base import BrokerRef, JobRecord
 SCHEMA_VERSION = 2
 """Version of the table layout, kept in the meta table under ``schema_version``.
 
-1: records, suspended, meta. 2: the unique table, and the records' ``unique_until_start``
-column (added to a version 1 table when a store opens it)."""
+1: records, suspended, meta. 2: the unique and results tables, and the records'
+``unique_until_start`` and ``failures`` columns (added to a version 1 table when a store opens
+it)."""
 
 _MYSQL = ("mysql", "mariadb")
 
@@ -36,13 +37,15 @@ def _binary_string(length: int) -> sa.types.TypeEngine[str]:
 
 @dataclass(frozen=True)
 class Tables:
-    """The tables of a store: records, suspended job types, schema metadata, unique keys."""
+    """The tables of a store: records, suspended job types, schema metadata, unique keys, and
+    the kept results of finished jobs."""
 
     metadata: sa.MetaData
     records: sa.Table
     suspended: sa.Table
     meta: sa.Table
     unique: sa.Table
+    results: sa.Table
 
 
 def build_tables(prefix: str) -> Tables:
@@ -75,7 +78,31 @@ def build_tables(prefix: str) -> Tables:
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
-    return Tables(metadata, records, suspended, meta, unique)
+    results = _results_table(prefix, metadata)
+    return Tables(metadata, records, suspended, meta, unique, results)
+
+
+def _results_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
+    """Finished jobs' outcomes by key, apart from the records (which go when a job ends)."""
+    return sa.Table(
+        f"{prefix}results",
+        metadata,
+        sa.Column("key", _binary_string(255), primary_key=True),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column(
+            "payload", sa.LargeBinary().with_variant(mysql.LONGBLOB(), *_MYSQL), nullable=False
+        ),
+        sa.Column("codec", sa.String(64), nullable=False),
+        sa.Column("finished_at", sa.Double, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=False),
+        sa.Index(f"{prefix}results_expires", "expires_at"),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
+
+_FAILURES_TYPE = sa.Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)
+"""The records' ``failures`` column: the JSON of the failure history (ASCII)."""
 
 
 def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
@@ -94,6 +121,8 @@ def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
         sa.Column("created_at", sa.Double, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("last_error", sa.Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)),
+        # Added after the first layout: tables made before it get it in add_new_columns().
+        sa.Column("failures", _FAILURES_TYPE),
         sa.Column("ref_server", sa.String(255)),
         sa.Column("ref_job", sa.BigInteger),
         sa.Column("state", sa.String(16), nullable=False),
@@ -116,7 +145,7 @@ def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> i
     for attempt in range(attempts):
         try:
             tables.metadata.create_all(engine, checkfirst=True)
-            # A table made by an older kqueue lacks the newer indexes: add them.
+            # A table made by an older kqueue lacks the newer indexes and columns: add them.
             for index in tables.records.indexes:
                 index.create(engine, checkfirst=True)
             _add_missing_columns(engine, tables.records)

@@ -24,14 +24,20 @@ Rules every implementation follows:
   record is deleted; ``start``: until a worker starts it, see ``release_unique``) or until its
   expiry time (``expiry``: whatever happened to the job). A record whose key is held is not
   written; the key of the record that holds it is returned instead.
+- ``record_failure`` is ``record_attempt`` plus one :class:`AttemptFailure` appended to the
+  record's failure history, in one atomic write, keeping the last :data:`MAX_FAILURES`; the
+  history lives and dies with the record (recovery re-enqueues a record, so it keeps it).
+- ``put_result`` keeps a job's outcome (:class:`StoredResult`) under its key, apart from the
+  record, until its ``expires_at``; ``get_result`` never returns an expired one.
 - Driver errors become :class:`~kqueue.errors.StoreError` (or a child) with the cause chained;
   credentials never appear in messages or reprs.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
@@ -172,6 +178,63 @@ class RecordStatus(NamedTuple):
 RefSwap = tuple[str, "BrokerRef | None", "BrokerRef | None"]
 """One compare-and-set of :meth:`Store.swap_references`: (key, expected, new)."""
 
+MAX_FAILURES = 10
+"""How many failed attempts a record's history keeps (the newest)."""
+
+ResultOutcome = Literal["done", "failed"]
+
+
+@dataclass(frozen=True)
+class AttemptFailure:
+    """One failed attempt of a job, as its record's history keeps it.
+
+    ``at`` is Unix seconds, ``worker`` the ``host:pid`` that ran it, ``error_type`` the
+    exception's qualified name, ``traceback`` the end of its traceback (trimmed).
+    """
+
+    at: float
+    attempt: int
+    worker: str
+    error_type: str
+    message: str
+    traceback: str = ""
+
+
+def encode_failures(failures: Sequence[AttemptFailure]) -> str:
+    """A failure history as the stores keep it: a JSON list of objects, oldest first (ASCII
+    only: any message or traceback goes through any backend's text column unchanged)."""
+    return json.dumps([asdict(failure) for failure in failures])
+
+
+def decode_failures(text: str | bytes | None) -> list[AttemptFailure]:
+    """The history :func:`encode_failures` wrote ([] for none or an unreadable one)."""
+    if not text:
+        return []
+    try:
+        items = json.loads(text)
+        return [AttemptFailure(**item) for item in items]
+    except (ValueError, TypeError):
+        return []
+
+
+def append_failure(
+    text: str | bytes | None, failure: AttemptFailure, keep: int = MAX_FAILURES
+) -> str:
+    """The encoded history with ``failure`` appended, keeping the newest ``keep``."""
+    return encode_failures([*decode_failures(text), failure][-keep:])
+
+
+class StoredResult(NamedTuple):
+    """A finished job's outcome, kept apart from its record: ``done`` with the handler's
+    return value encoded by ``codec``, or ``failed`` with the JSON of its last
+    :class:`AttemptFailure`; kept until ``expires_at`` (Unix seconds)."""
+
+    outcome: ResultOutcome
+    payload: bytes
+    codec: str
+    finished_at: float
+    expires_at: float
+
 
 @runtime_checkable
 class Store(Protocol):
@@ -223,6 +286,29 @@ class Store(Protocol):
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
     ) -> bool:
         """Store the attempt count, last error and state after a failure; False if gone."""
+
+    def record_failure(
+        self,
+        key: str,
+        failure: AttemptFailure,
+        *,
+        attempts: int,
+        last_error: str | None,
+        state: RecordState,
+        now: float,
+    ) -> bool:
+        """:meth:`record_attempt`, and ``failure`` appended to the record's history (the
+        newest :data:`MAX_FAILURES` kept), in one atomic write; False if the record is gone."""
+
+    def get_failures(self, key: str) -> list[AttemptFailure]:
+        """The record's failure history, oldest first ([] when none or no such record)."""
+
+    def put_result(self, key: str, result: StoredResult) -> None:
+        """Keep a job's outcome under its key until ``result.expires_at``, replacing one
+        kept before (a job run twice keeps its last outcome)."""
+
+    def get_result(self, key: str, *, now: float) -> StoredResult | None:
+        """The outcome kept under ``key``, or None (none kept, or expired by ``now``)."""
 
     def scan(
         self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
@@ -352,6 +438,39 @@ class StoreBase:
     ) -> tuple[int, str | None]:
         """A store without unique keys holds no claims: nothing to delete."""
         return 0, None
+
+    def record_attempt(
+        self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
+    ) -> bool:
+        raise NotImplementedError
+
+    def record_failure(
+        self,
+        key: str,
+        failure: AttemptFailure,
+        *,
+        attempts: int,
+        last_error: str | None,
+        state: RecordState,
+        now: float,
+    ) -> bool:
+        """:meth:`record_attempt` alone: this fallback keeps no history (the built-in stores
+        do; a third-party store should override it and :meth:`get_failures`)."""
+        return self.record_attempt(
+            key, attempts=attempts, last_error=last_error, state=state, now=now
+        )
+
+    def get_failures(self, key: str) -> list[AttemptFailure]:
+        """No history is kept by the fallback: []."""
+        return []
+
+    def put_result(self, key: str, result: StoredResult) -> None:
+        """The fallback keeps no results: :class:`~kqueue.errors.StoreError`."""
+        raise StoreError(f"{type(self).__name__} cannot keep job results")
+
+    def get_result(self, key: str, *, now: float) -> StoredResult | None:
+        """The fallback keeps no results: None."""
+        return None
 
     def put(self, record: JobRecord) -> None:
         """Write a new record; :class:`~kqueue.errors.StoreError` if the key exists."""

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import heapq
 import threading
 from collections.abc import Iterable, Sequence
 
 from kqueue.errors import StoreError
 from kqueue.stores.base import (
+    MAX_FAILURES,
+    AttemptFailure,
     JobRecord,
     RecordState,
     RefSwap,
     StoreBase,
+    StoredResult,
     UniqueClaim,
     check_claims,
     unique_key_held,
@@ -53,6 +57,9 @@ class MemoryStore(StoreBase):
         self._by_server: dict[str | None, _SortedKeys] = {}
         self._suspended: set[str] = set()
         self._unique: dict[str, tuple[str, UniqueClaim]] = {}  # unique key -> (record key, claim)
+        self._failures: dict[str, tuple[AttemptFailure, ...]] = {}
+        self._results: dict[str, StoredResult] = {}
+        self._expiries: list[tuple[float, str]] = []  # a heap: the next result to expire first
         self._closed = False
 
     def __repr__(self) -> str:
@@ -86,6 +93,7 @@ class MemoryStore(StoreBase):
         record = self._records.pop(key, None)
         if record is None:
             return False
+        self._failures.pop(key, None)
         self._all.remove(key)
         type_index = self._by_type[record.job_type]
         type_index.remove(key)
@@ -202,6 +210,54 @@ class MemoryStore(StoreBase):
             )
             return True
 
+    def record_failure(
+        self,
+        key: str,
+        failure: AttemptFailure,
+        *,
+        attempts: int,
+        last_error: str | None,
+        state: RecordState,
+        now: float,
+    ) -> bool:
+        """Store the attempt, and append ``failure`` to the record's history."""
+        with self._lock:
+            self._check_open()
+            record = self._records.get(key)
+            if record is None:
+                return False
+            self._records[key] = dataclasses.replace(
+                record, attempts=attempts, last_error=last_error, state=state, updated_at=now
+            )
+            history = (*self._failures.get(key, ()), failure)
+            self._failures[key] = history[-MAX_FAILURES:]
+            return True
+
+    def get_failures(self, key: str) -> list[AttemptFailure]:
+        """The record's failure history, oldest first."""
+        with self._lock:
+            self._check_open()
+            return list(self._failures.get(key, ()))
+
+    def put_result(self, key: str, result: StoredResult) -> None:
+        """Keep a job's outcome (those expired by its finishing time are dropped)."""
+        with self._lock:
+            self._check_open()
+            while self._expiries and self._expiries[0][0] <= result.finished_at:
+                expires_at, old = heapq.heappop(self._expiries)
+                kept = self._results.get(old)
+                if kept is not None and kept.expires_at == expires_at:
+                    del self._results[old]
+            self._results[key] = result
+            heapq.heappush(self._expiries, (result.expires_at, key))
+
+    def get_result(self, key: str, *, now: float) -> StoredResult | None:
+        """The outcome kept under ``key`` unless expired by ``now``."""
+        with self._lock:
+            self._check_open()
+            result = self._results.get(key)
+            return result if result is not None and result.expires_at > now else None
+
     def scan(
         self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
     ) -> list[JobRecord]:
@@ -265,3 +321,6 @@ class MemoryStore(StoreBase):
             self._by_type.clear()
             self._by_server.clear()
             self._unique.clear()
+            self._failures.clear()
+            self._results.clear()
+            self._expiries.clear()

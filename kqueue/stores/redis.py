@@ -30,14 +30,19 @@ from kqueue.errors import (
 from kqueue.stores import _redis_scripts as scripts
 from kqueue.stores._common import one_new_server, one_server_pair
 from kqueue.stores.base import (
+    MAX_FAILURES,
+    AttemptFailure,
     BrokerRef,
     JobRecord,
     RecordState,
     RecordStatus,
     RefSwap,
     StoreBase,
+    StoredResult,
     UniqueClaim,
     check_claims,
+    decode_failures,
+    encode_failures,
 )
 from kqueue.stores.url import REDIS_SCHEMES, redact_url, scrub, unencoded_userinfo, url_scheme
 
@@ -254,6 +259,7 @@ class RedisStore(StoreBase):
         self._set_new_refs = self._client.register_script(scripts.SET_NEW_REFERENCES)
         self._swap_between = self._client.register_script(scripts.SWAP_BETWEEN_SERVERS)
         self._attempt = self._client.register_script(scripts.RECORD_ATTEMPT)
+        self._failure = self._client.register_script(scripts.RECORD_FAILURE)
         self._scan = self._client.register_script(scripts.SCAN)
         self._scan_fields = self._client.register_script(scripts.SCAN_FIELDS)
         self._build_ref_index = self._client.register_script(scripts.BUILD_REF_INDEX)
@@ -593,6 +599,76 @@ class RedisStore(StoreBase):
         args = [attempts, *error, state, repr(float(now))]
         with self._translate("record_attempt"):
             return int(self._run(self._attempt, keys=[self._record_key(key)], args=args)) == 1
+
+    def record_failure(
+        self,
+        key: str,
+        failure: AttemptFailure,
+        *,
+        attempts: int,
+        last_error: str | None,
+        state: RecordState,
+        now: float,
+    ) -> bool:
+        """Store the attempt and append ``failure`` to the history, in one script."""
+        error: list[str | bytes] = (
+            ["0", ""]
+            if last_error is None
+            else ["1", last_error.encode("utf-8", "backslashreplace")]
+        )
+        entry = encode_failures([failure])[1:-1].encode("utf-8", "backslashreplace")
+        args = [attempts, *error, state, repr(float(now)), entry, MAX_FAILURES]
+        with self._translate("record_failure"):
+            return int(self._run(self._failure, keys=[self._record_key(key)], args=args)) == 1
+
+    def get_failures(self, key: str) -> list[AttemptFailure]:
+        """The record's failure history, oldest first (the hash's ``failure:<n>`` fields)."""
+        hash_key = self._record_key(key)
+        with self._translate("get_failures"):
+            seq = self._conn().hget(hash_key, "failure_seq")
+            if seq is None:
+                return []
+            last = int(seq)
+            names = [f"failure:{n}" for n in range(max(1, last - MAX_FAILURES + 1), last + 1)]
+            values = cast("list[bytes | None]", self._conn().hmget(hash_key, names))
+        entries = b",".join(value for value in values if value is not None)
+        return decode_failures(b"[" + entries + b"]")
+
+    def _result_key(self, key: str) -> str:
+        return f"{self._prefix}res:{key}"
+
+    def put_result(self, key: str, result: StoredResult) -> None:
+        """Keep an outcome as a hash that Redis expires at ``result.expires_at``."""
+        result_key = self._result_key(key)
+        fields: dict[Any, Any] = {
+            "outcome": result.outcome,
+            "payload": result.payload,
+            "codec": result.codec,
+            "finished_at": repr(float(result.finished_at)),
+            "expires_at": repr(float(result.expires_at)),
+        }
+        with self._translate("put_result"):
+            pipe = self._conn().pipeline(transaction=True)
+            pipe.delete(result_key)
+            pipe.hset(result_key, mapping=fields)
+            pipe.pexpireat(result_key, max(1, int(result.expires_at * 1000)))
+            pipe.execute()
+
+    def get_result(self, key: str, *, now: float) -> StoredResult | None:
+        """The outcome kept under ``key`` unless expired by ``now``."""
+        names = ("outcome", "payload", "codec", "finished_at", "expires_at")
+        with self._translate("get_result"):
+            values = cast("list[bytes | None]", self._conn().hmget(self._result_key(key), names))
+        outcome, payload, codec, finished_at, expires_at = values
+        if outcome is None or payload is None or codec is None or float(expires_at or 0) <= now:
+            return None
+        return StoredResult(
+            "failed" if outcome == b"failed" else "done",
+            payload,
+            codec.decode(),
+            float(finished_at or 0),
+            float(expires_at or 0),
+        )
 
     def scan(
         self, *, after: str | None = None, limit: int = 500, job_type: str | None = None

@@ -20,12 +20,14 @@ from typing import Any
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores._common import one_new_server
 from kqueue.stores.base import (
+    AttemptFailure,
     BrokerRef,
     JobRecord,
     RecordState,
     RecordStatus,
     RefSwap,
     StoreBase,
+    StoredResult,
     UniqueClaim,
     check_claims,
 )
@@ -34,7 +36,7 @@ from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
 try:  # optional extra: SQLStore() names it when missing; importing this module never fails
     import sqlalchemy as sa
 
-    from kqueue.stores import _sql_bulk, _sql_schema, _sql_unique
+    from kqueue.stores import _sql_bulk, _sql_history, _sql_schema, _sql_unique
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     _MISSING_SQLALCHEMY: ImportError | None = exc
 else:
@@ -56,6 +58,7 @@ _CHUNK = 500  # keys per IN (...) list
 _MYSQL_ESCAPED = b"\x00\n\r\\'\"\x1a"  # bytes a MySQL driver doubles when it inlines a value
 _DEADLOCK_RETRIES = 20
 _BIG_BACKEND_LIMIT = 1_000_000_000  # SQLite's SQLITE_MAX_LENGTH; PostgreSQL's bytea is 1 GB
+_EXPIRED_RESULTS_EVERY = 60.0  # seconds between two deletes of expired results, per store
 
 
 class SQLStore(StoreBase):
@@ -90,6 +93,7 @@ class SQLStore(StoreBase):
         self._one_connection: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         self._schema_version: int | None = None
         self._limit = max_record_bytes
+        self._expired_deleted_at = 0.0
         self._tables: _sql_schema.Tables = _sql_schema.build_tables(table_prefix)
         try:
             parsed = sa.make_url(url)
@@ -448,6 +452,41 @@ class SQLStore(StoreBase):
         )
         with self._transaction("record_attempt") as conn:
             return bool(conn.execute(update).rowcount == 1)
+
+    def record_failure(
+        self,
+        key: str,
+        failure: AttemptFailure,
+        *,
+        attempts: int,
+        last_error: str | None,
+        state: RecordState,
+        now: float,
+    ) -> bool:
+        """Store the attempt and append ``failure`` to the history, in one transaction."""
+        changes = _sql_history.changes_of(attempts, last_error, state, now)
+        with self._transaction("record_failure") as conn:
+            return _sql_history.record_failure(conn, self._tables.records, key, failure, changes)
+
+    def get_failures(self, key: str) -> list[AttemptFailure]:
+        """The record's failure history, oldest first."""
+        with self._transaction("get_failures") as conn:
+            return _sql_history.read_failures(conn, self._tables.records, key)
+
+    def put_result(self, key: str, result: StoredResult) -> None:
+        """Keep an outcome (an upsert); now and then, expired outcomes are deleted first."""
+        table = self._tables.results
+        if time.monotonic() - self._expired_deleted_at > _EXPIRED_RESULTS_EVERY:
+            self._expired_deleted_at = time.monotonic()
+            with self._transaction("delete expired results") as conn:
+                _sql_history.delete_expired(conn, table, result.finished_at)
+        with self._transaction("put_result") as conn:
+            _sql_history.upsert_result(conn, table, key, result)
+
+    def get_result(self, key: str, *, now: float) -> StoredResult | None:
+        """The outcome kept under ``key`` unless expired by ``now``."""
+        with self._transaction("get_result") as conn:
+            return _sql_history.read_result(conn, self._tables.results, key, now)
 
     def scan(
         self, *, after: str | None = None, limit: int = 500, job_type: str | None = None
