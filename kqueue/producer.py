@@ -223,26 +223,33 @@ class Producer:
         ``claims``: the unique key each job claims (or None), see :meth:`add_job`. ``keys``
         are the record keys to give the jobs (None: fresh ones).
         """
+        return [job_id for _, job_id in self.add_keyed(options, encoded, claims, keys)]
+
+    def add_keyed(
+        self,
+        options: JobOptions,
+        encoded: Sequence[Encoded],
+        claims: Sequence[UniqueClaim | None] | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> list[tuple[str, int]]:
+        """:meth:`add`, answering each job's record key beside its id (for a job whose
+        unique key was held: the key and id of the job holding it)."""
         keys = new_keys(len(encoded)) if keys is None else keys
         if self.store is None:
             if claims is not None and any(claim is not None for claim in claims):
                 raise ValidationError("unique_key needs a bulk store (nothing was added)")
-            return self._add_inline(options, encoded, keys)
-        ids: list[int] = []
+            return list(zip(keys, self._add_inline(options, encoded, keys), strict=True))
+        added: list[tuple[str, int]] = []
         for start in range(0, len(encoded), BATCH_SIZE):
             batch = slice(start, start + BATCH_SIZE)
             if claims is None:
                 records = _new_records(options, encoded[batch], keys[batch])
-                ids += self._add_stored(self.store, options, records)
+                ids = self._add_stored(self.store, options, records)
+                added += zip(keys[batch], ids, strict=True)
             else:
                 records = _new_records(options, encoded[batch], keys[batch], claims[batch])
-                ids += self._add_unique(self.store, options, records, claims[batch])
-        return ids
-
-    def add_keyed(self, options: JobOptions, encoded: Sequence[Encoded]) -> list[tuple[str, int]]:
-        """:meth:`add`, answering each job's record key beside its id."""
-        keys = new_keys(len(encoded))
-        return list(zip(keys, self.add(options, encoded, keys=keys), strict=True))
+                added += self._add_unique(self.store, options, records, claims[batch])
+        return added
 
     # -- without a store -------------------------------------------------------------------
 
@@ -305,9 +312,9 @@ class Producer:
         options: JobOptions,
         records: list[JobRecord],
         claims: Sequence[UniqueClaim | None],
-    ) -> list[int]:
+    ) -> list[tuple[str, int]]:
         """The store writes the jobs whose unique key is free (a key twice in the batch: the
-        first); the others get the id of the job holding their key."""
+        first); the others get the key and id of the job holding their unique key."""
         first_of: dict[str, int] = {}
         same_as: dict[int, int] = {}
         for index, claim in enumerate(claims):
@@ -321,11 +328,12 @@ class Producer:
         held = {holder for holder in holders if holder is not None}
         id_of.update(_ids_of_holders(store, held - id_of.keys()))
         holder_of = {i: holder for i, holder in zip(mine, holders, strict=True) if holder}
-        ids = []
+        added = []
         for index in range(len(records)):
             first = same_as.get(index, index)
-            ids.append(id_of.get(holder_of.get(first, records[first].key), NOT_SCHEDULED))
-        return ids
+            key = holder_of.get(first, records[first].key)
+            added.append((key, id_of.get(key, NOT_SCHEDULED)))
+        return added
 
     def _add_stored(
         self, store: Store, options: JobOptions, records: list[JobRecord], *, written: bool = False

@@ -32,9 +32,10 @@ from kqueue import job as jobmod
 from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
 from kqueue.job import Job
 from kqueue.middleware.base import Fail
+from kqueue.producer import UniqueFor, UniqueLifetime, unique_claim
 from kqueue.results import JobStatus
 from kqueue.retry import RetryPolicy
-from kqueue.stores.base import AttemptFailure
+from kqueue.stores.base import AttemptFailure, UniqueClaim
 
 if TYPE_CHECKING:
     from kqueue.queue import KQueue
@@ -44,7 +45,7 @@ __all__ = ["ADD_OPTIONS", "Task", "TaskHandle", "default_job_type"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-ADD_OPTIONS = ("delay", "at")
+ADD_OPTIONS = ("delay", "at", "unique_key", "unique_for")
 """Keyword arguments ``Task.add`` takes for itself: no task parameter may be named so."""
 
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9+/;.$_()-]")
@@ -73,7 +74,10 @@ def _check_signature(func: Callable[..., Any], signature: inspect.Signature) -> 
             )
 
 
-_BY_NAME = "Task.add takes the task's arguments by name (its own first two are delay, at)"
+_BY_NAME = (
+    "Task.add takes the task's arguments by name (its own first are delay, at, unique_key, "
+    "unique_for)"
+)
 
 
 def _delay_of(delay: float | timedelta, at: datetime | None) -> float:
@@ -180,17 +184,25 @@ class Task(Generic[P, R]):
         self,
         delay: float | timedelta = 0,
         at: datetime | None = None,
+        unique_key: str | None = None,
+        unique_for: UniqueLifetime = UniqueFor.FINISH,
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> TaskHandle[R]:
         """Add a job that calls the function with these arguments (by name), after ``delay``
         seconds or at the datetime ``at``; its handle.
 
+        ``unique_key`` / ``unique_for`` as in :meth:`KQueue.add_job`: while a job holding the
+        key waits, nothing is added and the handle is that job's.
+
         Arguments that do not fit the signature, or that the codec cannot encode, raise
         :class:`~kqueue.errors.ValidationError` and nothing is added.
         """
         wait = _delay_of(delay, at)  # first: a positional argument meant for the task lands here
-        return self._add([self.payload(args, kwargs)], wait)[0]
+        claims: list[UniqueClaim | None] | None = None
+        if unique_key is not None:
+            claims = [unique_claim(unique_key, unique_for, now=time.time())]
+        return self._add([self.payload(args, kwargs)], wait, claims)[0]
 
     def add_many(
         self,
@@ -236,10 +248,15 @@ class Task(Generic[P, R]):
             payload.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
         return payload
 
-    def _add(self, payloads: list[dict[str, Any]], delay: float) -> list[TaskHandle[R]]:
+    def _add(
+        self,
+        payloads: list[dict[str, Any]],
+        delay: float,
+        claims: list[UniqueClaim | None] | None = None,
+    ) -> list[TaskHandle[R]]:
         producer = self.queue.producer
         options = producer.options(self.job_type, self.priority, delay, self.ttr)
-        added = producer.add_keyed(options, producer.encode_all(payloads))
+        added = producer.add_keyed(options, producer.encode_all(payloads), claims)
         return [TaskHandle(self, key, job_id) for key, job_id in added]
 
     def run_job(self, job: Job) -> R:

@@ -176,3 +176,27 @@ def test_a_queue_moved_to_other_settings_keeps_its_tasks_results(queue: KQueue) 
         assert handle.result(timeout=0) == 1
     finally:
         moved.close()
+
+
+def test_a_unique_key_on_a_task_adds_once_and_hands_back_the_holders_job(queue: KQueue) -> None:
+    sent: list[str] = []
+
+    @queue.task("email.unique")
+    def send_email(to: str) -> None:
+        sent.append(to)
+
+    first = send_email.add(to="ada@example.com", unique_key="welcome:ada")
+    again = send_email.add(to="ada@example.com", unique_key="welcome:ada")
+    other = send_email.add(to="bob@example.com", unique_key="welcome:bob")
+    assert (again.key, again.id) == (first.key, first.id)  # the job holding the key
+    assert other.key != first.key
+    assert queue.run_jobs(time_limit_ms=0) == 2
+    assert sorted(sent) == ["ada@example.com", "bob@example.com"]
+    assert send_email.add(to="ada@example.com", unique_key="welcome:ada").key != first.key
+
+
+def test_task_parameters_may_not_take_the_names_add_keeps_for_itself(queue: KQueue) -> None:
+    with pytest.raises(ValidationError, match="unique_key"):
+
+        @queue.task("clash")
+        def clash(unique_key: str) -> None: ...
