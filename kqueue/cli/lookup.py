@@ -185,12 +185,35 @@ def nothing_here_note(queue: KQueue) -> str | None:
     others = other_prefixes(store)
     if not others:
         return None
+    own = _own_prefix(store)
+    # The likeliest meant first: those sharing the longest beginning with this one.
+    others.sort(key=lambda other: (-_shared_start(other, own), other))
     shown = ", ".join(repr(p) for p in others[:5])
+    more = f" (and {len(others) - 5} more)" if len(others) > 5 else ""
     return (
         f"note: nothing stored under this store's prefix ({store!r}), but the same database "
-        f"holds kqueue records under {shown}: name the application (kqueue CMD myapp.jobs:queue)"
-        " or put ?prefix=... in the store URL (or KQUEUE_STORE_PREFIX)"
+        f"holds kqueue records under {shown}{more}: name the application (kqueue CMD "
+        "myapp.jobs:queue) or put ?prefix=... in the store URL (or KQUEUE_STORE_PREFIX)"
     )
+
+
+def _shared_start(one: str, other: str) -> int:
+    """How many leading characters two strings share."""
+    count = 0
+    for a, b in zip(one, other, strict=False):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
+def _own_prefix(store: Store) -> str:
+    """The key prefix (Redis) or table prefix (SQL) of ``store``; "" when it has none."""
+    prefix = getattr(store, "prefix", None)
+    if isinstance(prefix, str):
+        return prefix
+    tables = getattr(store, "tables", None)
+    return tables.records.name[: -len("records")] if tables is not None else ""
 
 
 def unwatched_type_warning(queue: KQueue, job_type: str) -> str | None:
