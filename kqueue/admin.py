@@ -245,6 +245,23 @@ class Admin:
         )
         return kicked
 
+    def kick_job(self, job_id: int) -> bool:
+        """Send one buried job (by beanstalkd id) back to ready with a fresh retry budget, as
+        :meth:`kick_buried` does; False if beanstalkd holds no buried job of that id."""
+        stats = self._conn.stats_job(job_id)
+        found = self._conn.peek(job_id)
+        # kick-job also moves a delayed job: only a buried one is kicked here.
+        if stats is None or stats.get("state") != "buried" or found is None:
+            return False
+        if not self._conn.kick_job(job_id):
+            return False
+        body = decode_body(found.body)
+        if body is not None and body.mode != "i" and self.store is not None:
+            self.store.record_attempt(
+                body.key, attempts=0, last_error=None, state="enqueued", now=time.time()
+            )
+        return True
+
     def sweep(
         self,
         *,
