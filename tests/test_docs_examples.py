@@ -6,8 +6,8 @@ like ``pip install .``, are left out) and run as real processes against a real b
 Redis. They name the guide's application, ``myapp.jobs:queue``: the test writes a stand-in for
 it (handlers for the job types the docs use, its own key prefix) and the ``payloads.jsonl`` the
 docs put, and gives each command a queue with a ready, a spam and a buried ``email.send`` job.
-Commands that run until stopped (worker, sweeper, ``stats --watch``) get SIGINT once they are
-up; ``purge`` without ``--yes`` gets its question answered on a pseudo-terminal.
+Commands that run until stopped (worker, sweeper, ``stats --watch``, dashboard) get SIGINT once
+they are up; ``purge`` without ``--yes`` gets its question answered on a pseudo-terminal.
 """
 
 from __future__ import annotations
@@ -213,6 +213,8 @@ def _runs_until_stopped(args: tuple[str, ...]) -> Callable[[Running], bool] | No
         return lambda run: "recovery pass" in "".join(run.err)
     if "--watch" in args:
         return lambda run: "job_type" in "".join(run.out)
+    if args[0] == "dashboard":
+        return lambda run: "kqueue dashboard on" in "".join(run.out)
     return None
 
 

@@ -212,7 +212,9 @@ def _dashboard_parser(command: _CommandMaker) -> None:
     from kqueue.cli.dashboard_command import DEFAULT_PORT, cmd_dashboard
 
     dashboard = command("dashboard", cmd_dashboard, "serve the web dashboard")
-    dashboard.add_argument("--port", type=int, default=DEFAULT_PORT)
+    dashboard.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port"
+    )
     dashboard.add_argument(
         "--bind",
         default="127.0.0.1",
