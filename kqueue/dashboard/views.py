@@ -51,7 +51,6 @@ SERVER_FIELDS = (
     "current-jobs-delayed",
     "current-jobs-buried",
     "total-jobs",
-    "binlog-enabled",
 )
 """The beanstalkd stats the servers panel shows."""
 

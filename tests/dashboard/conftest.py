@@ -1,12 +1,15 @@
 """Fixtures of the dashboard tests: a queue with a store on a real beanstalkd, the dashboard
-over it (in process through Starlette's TestClient, or served by uvicorn for a browser), and
-a way to bury jobs as a failing handler does."""
+over it (in process through Starlette's TestClient, or served by uvicorn for a browser), a
+way to bury jobs as a failing handler does, and a real headless Chromium: Debian's chromium
+package driven by Playwright through ``executable_path`` (never ``playwright install``)."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +19,7 @@ from kqueue import Job, KQueue, RetryPolicy
 from kqueue.dashboard import create_app
 from kqueue.dashboard.security import CSRF_COOKIE
 from kqueue.serialization import decode_body
-from tests.servers import wait_for
+from tests.servers import missing_service, wait_for
 
 
 def fail(job: Job) -> None:
@@ -105,3 +108,34 @@ class Served:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+# The Debian package's real binary; /usr/bin/chromium is a shell wrapper around it.
+CHROMIUM_PATHS = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def chromium_binary() -> str | None:
+    """Where the system's Chromium is, or None."""
+    for path in CHROMIUM_PATHS:
+        if Path(path).exists():
+            return path
+    return shutil.which("chromium")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless Chromium (Playwright's Browser), closed after the test."""
+    binary = chromium_binary()
+    if binary is None:
+        missing_service("chromium not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_service("playwright not installed (pip install -e '.[test]')")
+        raise
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=binary, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
