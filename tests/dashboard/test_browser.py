@@ -29,8 +29,8 @@ HOSTILE = {
 
 
 def tube(client: greenstalk.Client[bytes], job_type: str, field: str) -> int:
-    value: int = client.stats_tube(f"kq-{job_type}")[field]
-    return value
+    stats: dict[str, Any] = dict(client.stats_tube(f"kq-{job_type}"))
+    return int(stats[field])
 
 
 def screenshot(page: Any, name: str) -> None:
@@ -49,7 +49,12 @@ def new_page(browser: Any, served: Served) -> tuple[Any, list[str]]:
     """A page of a fresh browser context, and the dialogs (alerts) it opened."""
     page = browser.new_context(viewport={"width": 1100, "height": 700}).new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.goto(served.url + "/")
     return page, dialogs
 
@@ -93,10 +98,9 @@ def test_every_page_and_button_against_the_real_broker(
         )
         screenshot(page, "overview")
         store_queue.add_job("email.send", {"to": "late@example.com"})
-        page.wait_for_function(
-            "() => document.querySelector('tr[data-job-type=\"email.send\"] td[data-count=\"ready\"]').textContent.trim() === '4'",
-            timeout=10_000,
-        )  # the live refresh, without reloading the page
+        live = "document.querySelector('tr[data-job-type=\"email.send\"] td[data-count=ready]')"
+        # The live refresh, without reloading the page.
+        page.wait_for_function(f"() => {live}.textContent.trim() === '4'", timeout=10_000)
 
         page.click("text=report.build")
         assert page.locator("article.letter").count() == 3
