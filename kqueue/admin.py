@@ -326,7 +326,7 @@ class Admin:
         if self.store is None:
             return {}
         if tubes is None:
-            tubes = {t: self.tube_stats(t) for t in self._tube_job_types()}
+            tubes = {t: self.tube_stats(t) for t in self.job_types()}
         tally: dict[str, Counter[str]] = {job_type: Counter() for job_type in tubes}
         for page in _suspect_pages(self.store, self._conn.server_id()):
             held = self._held_keys(page)
@@ -347,7 +347,9 @@ class Admin:
             for job_type, counts in sorted(tally.items())
         }
 
-    def _tube_job_types(self) -> list[str]:
+    def job_types(self) -> list[str]:
+        """The job types beanstalkd has a tube for under this queue's prefix (one command;
+        a type only the store still holds is found by :meth:`store_counts`)."""
         prefix = self.tube_prefix
         tubes = self._conn.list_tubes()
         return [t[len(prefix) :] for t in tubes if t.startswith(prefix) and t != prefix]
@@ -373,6 +375,10 @@ class Admin:
         if stats is None:
             raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.config.address}")
         return stats
+
+    def server_stats(self) -> ServerStats:
+        """beanstalkd's stats of the server this queue talks to."""
+        return self._conn.stats()
 
     def tube_stats(self, job_type: str) -> TubeStats:
         """beanstalkd's stats-tube of a job type ({} if its tube does not exist)."""

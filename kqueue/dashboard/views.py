@@ -8,12 +8,11 @@ dead letters of a type a page of records (after a key cursor), a job by key or i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kqueue.admin import QueueStats
-from kqueue.beanstalk.wire import ReservedJob
+from kqueue.admin import StoredCounts
+from kqueue.beanstalk.wire import ReservedJob, TubeStats
 from kqueue.errors import BrokerError, JobNotFoundError, KQueueError, ValidationError
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
@@ -22,6 +21,7 @@ from kqueue.sweeper import is_claim
 
 __all__ = [
     "PAYLOAD_SHOWN",
+    "SCAN_LIMIT",
     "DeadLetter",
     "DeadLetters",
     "JobView",
@@ -38,8 +38,9 @@ __all__ = [
 PAYLOAD_SHOWN = 4000
 """Characters of a pretty-printed payload shown; the rest is cut (the page says how much)."""
 
-TYPES_PER_PAGE = 100
-"""Job types per overview page."""
+TYPES_PER_PAGE = 25
+"""Job types per overview page (each costs a stats-tube and a store count: see
+docs/dashboard.md for the figures)."""
 
 SERVER_FIELDS = (
     "version",
@@ -95,58 +96,66 @@ class Overview:
     total_types: int
 
 
-def _rows(snapshot: QueueStats, job_types: list[str], suspended: set[str]) -> list[TypeRow]:
-    rows = []
-    for job_type in job_types:
-        tube = snapshot.job_types.get(job_type, {})
-        counts = None if snapshot.store is None else snapshot.store.get(job_type)
-        store_side: dict[str, int | None] = {}
-        if snapshot.store is not None:
-            store_side = {
-                "stored": counts.records if counts else 0,
-                "unscheduled": counts.unscheduled if counts else 0,
-                "awaiting_recovery": counts.awaiting_recovery if counts else 0,
-                "dead_letters": counts.dead_letters if counts else 0,
-            }
-        rows.append(
-            TypeRow(
-                job_type,
-                ready=tube.get("current-jobs-ready", 0),
-                delayed=tube.get("current-jobs-delayed", 0),
-                reserved=tube.get("current-jobs-reserved", 0),
-                buried=tube.get("current-jobs-buried", 0),
-                workers=tube.get("current-watching", 0),
-                suspended=tube.get("pause", 0) > 0 or job_type in suspended,
-                **store_side,
-            )
-        )
-    return rows
+def _row(
+    job_type: str, tube: TubeStats, counts: StoredCounts | None, suspended: set[str], store: bool
+) -> TypeRow:
+    store_side: dict[str, int | None] = {}
+    if store:
+        counts = counts or StoredCounts()
+        store_side = {
+            "stored": counts.records,
+            "unscheduled": counts.unscheduled,
+            "awaiting_recovery": counts.awaiting_recovery,
+            "dead_letters": counts.dead_letters,
+        }
+    return TypeRow(
+        job_type,
+        ready=tube.get("current-jobs-ready", 0),
+        delayed=tube.get("current-jobs-delayed", 0),
+        reserved=tube.get("current-jobs-reserved", 0),
+        buried=tube.get("current-jobs-buried", 0),
+        workers=tube.get("current-watching", 0),
+        suspended=tube.get("pause", 0) > 0 or job_type in suspended,
+        **store_side,
+    )
+
+
+def _page_rows(queue: KQueue, page: int, per_page: int) -> tuple[list[TypeRow], int, int, int]:
+    """The rows of one page of job types, the page, the page count and the type count.
+
+    Only the page's types are counted (stats-tube and a store count each): every job type
+    is listed (beanstalkd's tubes, and the types of the records the sweeper would look at,
+    which the store finds by index), but a page costs its own rows, not the queue's.
+    """
+    admin = queue.admin
+    stale = admin.store_counts({}) if queue.store is not None else {}
+    job_types = sorted(set(admin.job_types()) | set(stale))
+    pages = max(1, -(-len(job_types) // per_page))
+    page = min(max(page, 1), pages)
+    shown = job_types[(page - 1) * per_page : page * per_page]
+    tubes = {job_type: admin.tube_stats(job_type) for job_type in shown}
+    counts = admin.store_counts(tubes) if queue.store is not None else {}
+    suspended = queue.store.suspended() if queue.store is not None else set()
+    rows = [_row(t, tubes[t], counts.get(t), suspended, queue.store is not None) for t in shown]
+    return rows, page, pages, len(job_types)
 
 
 def overview(queue: KQueue, page: int = 1, per_page: int = TYPES_PER_PAGE) -> Overview:
     """The overview's page ``page`` (from 1): counts per job type, servers, store.
 
-    A beanstalkd that does not answer is shown down, with the store's record counts alone.
+    A beanstalkd that does not answer is shown down, with the store's record count alone.
     """
     store = repr(queue.store) if queue.store is not None else None
-    suspended = queue.store.suspended() if queue.store is not None else set()
+    stored_total = queue.store.count() if queue.store is not None else None
     try:
-        snapshot = queue.stats()
+        server_stats: dict[str, Any] = dict(queue.admin.server_stats())
+        rows, page, pages, total = _page_rows(queue, page, per_page)
     except BrokerError as exc:
         down = ServerView(queue.config.address, up=False, error=str(exc))
-        stored_total = queue.store.count() if queue.store is not None else None
         return Overview([], [down], store, stored_total, 1, 1, 0)
-    job_types = snapshot.all_job_types
-    pages = max(1, -(-len(job_types) // per_page))
-    page = min(max(page, 1), pages)
-    shown = job_types[(page - 1) * per_page : page * per_page]
-    server_stats: dict[str, Any] = dict(snapshot.server)
-    server = ServerView(
-        queue.config.address, up=True, stats={k: server_stats.get(k) for k in SERVER_FIELDS}
-    )
-    stored_total = None if snapshot.stored is None else sum(snapshot.stored.values())
-    rows = _rows(snapshot, shown, suspended)
-    return Overview(rows, [server], store, stored_total, page, pages, len(job_types))
+    shown = {name: server_stats.get(name) for name in SERVER_FIELDS}
+    server = ServerView(queue.config.address, up=True, stats=shown)
+    return Overview(rows, [server], store, stored_total, page, pages, total)
 
 
 def type_row(queue: KQueue, job_type: str) -> TypeRow:
@@ -200,50 +209,55 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class DeadLetters:
-    """A page of dead letters, and the key cursor of the next page (None: no more)."""
+    """A page of dead letters; the key cursor of the next page (None: no more); and how many
+    records were looked at for it (a page stops after :data:`SCAN_LIMIT`)."""
 
     jobs: list[DeadLetter]
     next_after: str | None
     from_store: bool
+    scanned: int = 0
 
 
-def _buried_records(queue: KQueue, job_type: str, after: str | None) -> Iterator[JobRecord]:
-    assert queue.store is not None
-    while True:
-        page = queue.store.scan(after=after, limit=500, job_type=job_type)
-        yield from (record for record in page if record.state == "buried")
-        if len(page) < 500:
-            return
-        after = page[-1].key
+SCAN_LIMIT = 1000
+"""Records of a type one dead-letter page looks at, at most: a type's buried jobs are found by
+reading its records in key order, so a page's cost stays bounded however many a type holds."""
+
+SCAN_PAGE = 500
+
+
+def _letter(queue: KQueue, record: JobRecord) -> DeadLetter:
+    text, cut = show_payload(queue, record.codec, record.payload)
+    job_id = record.ref.job_id if record.ref and not is_claim(record.ref) else None
+    return DeadLetter(
+        record.key, job_id, record.attempts, record.last_error, text, cut, record.updated_at
+    )
 
 
 def dead_letters(queue: KQueue, job_type: str, after: str | None, limit: int) -> DeadLetters:
     """Up to ``limit`` buried jobs of a type in key order after the key ``after``.
 
-    With a store they are its records in the buried state (found by scanning the type's
-    records from the cursor); without one, beanstalkd shows only its oldest buried job.
+    With a store they are its records in the buried state, found by reading the type's
+    records from the cursor (at most :data:`SCAN_LIMIT` of them; the cursor then says where to
+    go on); without one, beanstalkd shows only its oldest buried job.
     """
     if queue.store is None:
         job = queue.admin.peek_next(job_type, "buried")
         return DeadLetters([] if job is None else [_inline_letter(queue, job)], None, False)
     jobs: list[DeadLetter] = []
-    for record in _buried_records(queue, job_type, after):
-        if len(jobs) == limit:
-            return DeadLetters(jobs, jobs[-1].key, True)
-        text, cut = show_payload(queue, record.codec, record.payload)
-        job_id = record.ref.job_id if record.ref and not is_claim(record.ref) else None
-        jobs.append(
-            DeadLetter(
-                record.key,
-                job_id,
-                record.attempts,
-                record.last_error,
-                text,
-                cut,
-                record.updated_at,
-            )
-        )
-    return DeadLetters(jobs, None, True)
+    scanned = 0
+    while True:
+        page = queue.store.scan(after=after, limit=SCAN_PAGE, job_type=job_type)
+        for record in page:
+            if record.state == "buried":
+                if len(jobs) == limit:
+                    return DeadLetters(jobs, jobs[-1].key, True, scanned)
+                jobs.append(_letter(queue, record))
+            scanned += 1
+            after = record.key
+        if len(page) < SCAN_PAGE:
+            return DeadLetters(jobs, None, True, scanned)
+        if scanned >= SCAN_LIMIT:
+            return DeadLetters(jobs, after, True, scanned)
 
 
 def _inline_letter(queue: KQueue, job: ReservedJob) -> DeadLetter:

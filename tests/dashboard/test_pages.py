@@ -12,7 +12,7 @@ import pytest
 from kqueue import KQueue
 from kqueue.cli import main
 from kqueue.dashboard.security import check_bind
-from kqueue.dashboard.views import PAYLOAD_SHOWN, overview
+from kqueue.dashboard.views import PAYLOAD_SHOWN, SCAN_LIMIT, dead_letters, overview
 from kqueue.errors import ConfigurationError
 from tests.dashboard.conftest import Web, bury, counts_of
 from tests.servers import BeanstalkdProcess
@@ -46,6 +46,16 @@ def test_overview_counts_match_beanstalkd_and_store(
     client.release(held)
 
 
+def test_overview_shows_jobs_awaiting_recovery_after_a_broker_restart(
+    store_queue: KQueue, web: Web, beanstalkd: BeanstalkdProcess
+) -> None:
+    store_queue.add_jobs("email", [{"n": 1}, {"n": 2}])
+    beanstalkd.kill()
+    beanstalkd.start()  # without a binlog: empty, the tube gone
+    row = counts_of(web.get("/").text, "email")
+    assert (row["ready"], row["stored"], row["awaiting_recovery"]) == ("0", "2", "2")
+
+
 def test_live_fragment_holds_the_same_table(store_queue: KQueue, web: Web) -> None:
     store_queue.add_job("email", {"n": 1})
     fragment = web.get("/fragment/overview")
@@ -77,6 +87,22 @@ def test_dead_letters_show_payload_escaped_pretty_and_cut(store_queue: KQueue, w
     assert "&#34;html&#34;: " in page.text  # pretty-printed JSON: one key a line
     assert "not shown" in page.text  # the big payload is cut
     assert "RuntimeError" in page.text or "cannot handle job of email" in page.text
+
+
+def test_dead_letters_come_a_page_at_a_time_and_a_page_reads_a_bounded_number(
+    store_queue: KQueue,
+) -> None:
+    first_keys = bury(store_queue, "email", [{"n": n} for n in range(3)])
+    store_queue.add_jobs("email", [{"filler": n} for n in range(SCAN_LIMIT + 200)], delay=3600)
+    (last_key,) = bury(store_queue, "email", [{"n": "last"}])
+    page = dead_letters(store_queue, "email", None, 2)
+    assert [job.key for job in page.jobs] == sorted(first_keys)[:2]
+    page = dead_letters(store_queue, "email", page.next_after, 2)
+    assert [job.key for job in page.jobs] == sorted(first_keys)[2:]
+    assert page.next_after is not None and page.scanned <= SCAN_LIMIT + 500
+    page = dead_letters(store_queue, "email", page.next_after, 2)
+    assert [job.key for job in page.jobs] == [last_key]
+    assert page.next_after is None
 
 
 def test_kick_one_sends_that_job_back_with_a_fresh_budget(
