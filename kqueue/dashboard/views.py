@@ -218,7 +218,7 @@ class DeadLetters:
     scanned: int = 0
 
 
-SCAN_LIMIT = 1000
+SCAN_LIMIT = 500
 """Records of a type one dead-letter page looks at, at most: a type's buried jobs are found by
 reading its records in key order, so a page's cost stays bounded however many a type holds."""
 
