@@ -64,7 +64,7 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(f"kqueue dashboard on http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         _serve_until_signal(server, sock)
     finally:
         sock.close()

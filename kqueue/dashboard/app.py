@@ -8,8 +8,9 @@ shared between threads), so a slow purge never blocks the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -25,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from kqueue.dashboard import actions
+from kqueue.dashboard.rates import Sample, Sampler, take_sample
 from kqueue.dashboard.security import (
     AUTH_COOKIE,
     CSRF_COOKIE,
@@ -84,11 +86,19 @@ def _int(text: str | None, default: int) -> int:
 class Dashboard:
     """The dashboard of one queue: its pages, its actions and its safety rules."""
 
-    def __init__(self, queue: KQueue, *, token: str | None = None, refresh: float = 5.0) -> None:
+    def __init__(
+        self,
+        queue: KQueue,
+        *,
+        token: str | None = None,
+        refresh: float = 5.0,
+        sample_every: float = 10.0,
+    ) -> None:
         self.queue = queue
         self.token = token
         self.refresh = refresh
         self.lock = threading.Lock()
+        self.sampler = Sampler(self.locked_sample, interval=sample_every)
         env = Environment(loader=PackageLoader("kqueue.dashboard", "templates"), autoescape=True)
         env.globals["link"] = link
         self.templates = Jinja2Templates(env=env)
@@ -101,6 +111,20 @@ class Dashboard:
                 return func(*args)
 
         return await run_in_threadpool(locked)
+
+    def locked_sample(self, now: float) -> Sample:
+        """A rates sample, taken between requests (the queue's connection is not shared)."""
+        with self.lock:
+            return take_sample(self.queue, now)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Sample rates while the application runs."""
+        self.sampler.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(self.sampler.stop)
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         """A page from its template, with what every page shows."""
@@ -123,13 +147,13 @@ class Dashboard:
         """The overview: counts per job type, servers, store."""
         page = _int(request.query_params.get("page"), 1)
         view = await self.call(overview, self.queue, page)
-        return self.render(request, "overview.html", view=view)
+        return self.render(request, "overview.html", view=view, rates=self.sampler.view())
 
     async def fragment(self, request: Request) -> Response:
         """The overview's table alone, for the live refresh."""
         page = _int(request.query_params.get("page"), 1)
         view = await self.call(overview, self.queue, page)
-        return self.render(request, "_types.html", view=view)
+        return self.render(request, "_types.html", view=view, rates=self.sampler.view())
 
     async def job_type(self, request: Request) -> Response:
         """One job type: its counts, actions, and a page of its dead letters."""
@@ -223,15 +247,23 @@ class Dashboard:
         ]
 
 
-def create_app(queue: KQueue, *, token: str | None = None, refresh: float = 5.0) -> Starlette:
+def create_app(
+    queue: KQueue,
+    *,
+    token: str | None = None,
+    refresh: float = 5.0,
+    sample_every: float = 10.0,
+) -> Starlette:
     """The dashboard of ``queue`` as an ASGI application.
 
     ``token``: when given, every page asks for it (see :mod:`kqueue.dashboard.security`).
-    ``refresh``: seconds between live refreshes of the overview (0: none). The queue stays
-    the caller's to close.
+    ``refresh``: seconds between live refreshes of the overview (0: none). ``sample_every``:
+    seconds between samples of the rates chart, taken while the application's lifespan runs
+    (0: none). The queue stays the caller's to close.
     """
-    dashboard = Dashboard(queue, token=token, refresh=refresh)
+    dashboard = Dashboard(queue, token=token, refresh=refresh, sample_every=sample_every)
     return Starlette(
+        lifespan=dashboard.lifespan,
         routes=dashboard.routes(),
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=dashboard.guard)],
         exception_handlers={KQueueError: dashboard.failed},

@@ -73,7 +73,7 @@ class Web:
 @pytest.fixture
 def web(store_queue: KQueue) -> Iterator[Web]:
     """The dashboard of :func:`store_queue`, in process."""
-    with TestClient(create_app(store_queue, refresh=0)) as client:
+    with TestClient(create_app(store_queue, refresh=0, sample_every=0)) as client:
         yield Web(client)
 
 
@@ -95,7 +95,7 @@ class Served:
 
         self.sock = listen("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(queue, **options), log_level="warning", lifespan="off")
+        config = uvicorn.Config(create_app(queue, **options), log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, args=([self.sock],), daemon=True)
 

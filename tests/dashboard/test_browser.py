@@ -88,7 +88,7 @@ def test_every_page_and_button_against_the_real_broker(
         "report.build",
         [{"report": n, "rows": 30, "by": "<ops@example.com>"} for n in range(3)],
     )
-    with Served(store_queue, refresh=0.5) as served:
+    with Served(store_queue, refresh=0.5, sample_every=0.5) as served:
         page, dialogs = new_page(browser, served)
         cell = page.locator('tr[data-job-type="email.send"] td[data-count="ready"]')
         assert cell.inner_text() == "3"
@@ -96,11 +96,12 @@ def test_every_page_and_button_against_the_real_broker(
             page.locator('tr[data-job-type="report.build"] td[data-count="buried"]').inner_text()
             == "3"
         )
-        screenshot(page, "overview")
         store_queue.add_job("email.send", {"to": "late@example.com"})
         live = "document.querySelector('tr[data-job-type=\"email.send\"] td[data-count=ready]')"
         # The live refresh, without reloading the page.
         page.wait_for_function(f"() => {live}.textContent.trim() === '4'", timeout=10_000)
+        page.wait_for_selector("svg.chart polyline.added", timeout=10_000)  # the rates chart
+        screenshot(page, "overview")
 
         page.click("text=report.build")
         assert page.locator("article.letter").count() == 3
@@ -114,7 +115,7 @@ def test_every_page_and_button_against_the_real_broker(
         click_action(page, "kick-all")
         assert tube(client, "report.build", "current-jobs-buried") == 0
         assert tube(client, "report.build", "current-jobs-ready") == 2
-        assert "kicked 1 job(s)" in page.locator(".done").inner_text()
+        assert "kicked 1 job(s)" in page.locator(".flash").inner_text()
 
         page.goto(f"{served.url}/job?target={keys[0]}")
         assert page.locator('[data-field="state"]').inner_text() == "ready"
@@ -134,6 +135,6 @@ def test_every_page_and_button_against_the_real_broker(
         click_action(page, "purge")
         assert tube(client, "email.send", "current-jobs-ready") == 0
         assert store_queue.store.count("email.send") == 0  # type: ignore[union-attr]
-        assert "purged 4 job(s)" in page.locator(".done").inner_text()
+        assert "purged 4 job(s)" in page.locator(".flash").inner_text()
         assert wait_for(lambda: "email.send" in page.content(), timeout=5)
     assert dialogs == []
