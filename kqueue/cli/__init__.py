@@ -229,6 +229,13 @@ def _dashboard_parser(command: _CommandMaker) -> None:
     dashboard.add_argument(
         "--refresh", type=float, default=5.0, metavar="SECONDS", help="live refresh (0: off)"
     )
+    dashboard.add_argument(
+        "--sample",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often the rates chart samples beanstalkd's counters (0: no chart)",
+    )
 
 
 def app_first(argv: Sequence[str]) -> list[str]:

@@ -60,7 +60,7 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     sock = listen(args.bind, args.port)
     queue = settings.open_queue()
     try:
-        app = create_app(queue, token=token, refresh=args.refresh)
+        app = create_app(queue, token=token, refresh=args.refresh, sample_every=args.sample)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(f"kqueue dashboard on http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)
