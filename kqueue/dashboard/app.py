@@ -66,6 +66,8 @@ def _local(path: str | None) -> str:
     """A redirect target only within this site (no scheme, no other host)."""
     if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
         return "/"
+    if any(ord(c) < 33 or ord(c) == 127 for c in path):
+        return "/"  # browsers drop tabs and newlines: "/\t/host" would become "//host"
     return path
 
 

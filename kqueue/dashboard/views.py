@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from kqueue.admin import StoredCounts
@@ -337,6 +338,10 @@ def _broker_view(queue: KQueue, job: ReservedJob) -> JobView:
     return JobView(body.key, job.id, state, body.job_type, fields, text, cut)
 
 
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _record_view(queue: KQueue, record: JobRecord, job: ReservedJob | None) -> JobView:
     if job is not None:
         state = _state_of(queue, job)
@@ -350,7 +355,8 @@ def _record_view(queue: KQueue, record: JobRecord, job: ReservedJob | None) -> J
         "attempts": record.attempts,
         "last_error": record.last_error,
         "record_state": record.state,
-        "created_at": record.created_at,
+        "created_at": _utc(record.created_at),
+        "updated_at": _utc(record.updated_at) if record.updated_at else None,
     }
     text, cut = show_payload(queue, record.codec, record.payload)
     job_id = job.id if job is not None else None

@@ -196,8 +196,11 @@ def test_actions_are_posts_only(web: Web) -> None:
     assert web.get("/action/suspend", job_type="email").status_code == 405
 
 
-def test_a_redirect_never_leaves_the_dashboard(store_queue: KQueue, web: Web) -> None:
-    answer = web.post("suspend", job_type="email", back="//evil.example/")
+@pytest.mark.parametrize(
+    "back", ["//evil.example/", "/\t/evil.example", "https://evil.example/", "/\\evil.example"]
+)
+def test_a_redirect_never_leaves_the_dashboard(store_queue: KQueue, web: Web, back: str) -> None:
+    answer = web.post("suspend", job_type="email", back=back)
     assert answer.headers["location"].startswith("/?done=")
 
 
