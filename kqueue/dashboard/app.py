@@ -177,7 +177,7 @@ class Dashboard:
 
     async def login_form(self, request: Request) -> Response:
         """The token form (only when a token is required)."""
-        return self.render(request, "login.html")
+        return self.render(request, "login.html", logged_out=True)
 
     async def login(self, request: Request) -> Response:
         """Check the token; on success the browser gets a session cookie."""
@@ -186,7 +186,7 @@ class Dashboard:
         if not self.token or not csrf_ok(request, str(form.get(CSRF_FIELD, ""))):
             return PlainTextResponse("forbidden", status_code=403)
         if not token_matches(given, self.token):
-            return self.render(request, "login.html", status=401, failed=True)
+            return self.render(request, "login.html", status=401, failed=True, logged_out=True)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             AUTH_COOKIE, session_value(self.token), httponly=True, samesite="strict"

@@ -244,7 +244,8 @@ def test_a_token_guards_every_page(store_queue: KQueue) -> None:
         assert browser.get("/", follow_redirects=False).headers["location"] == "/login"
         assert browser.get("/", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert browser.post("/action/suspend", data={"job_type": "x"}).status_code == 401
-        browser.get("/login")
+        login = browser.get("/login").text
+        assert str(store_queue.config.port) not in login  # nothing of the queue before login
         csrf = browser.cookies.get("kqueue_dashboard_csrf")
         wrong = browser.post("/login", data={"csrf": csrf, "token": "guess"})
         assert wrong.status_code == 401
