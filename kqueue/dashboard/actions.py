@@ -1,4 +1,5 @@
-"""The dashboard's actions: suspend, resume, kick all, kick one, delete one, purge.
+"""The dashboard's actions: suspend, resume, kick all, kick one, delete one, purge, and one
+recovery pass (sweep).
 
 Each takes the fields of its form, checks them, calls the public KQueue / Admin API and
 returns one line saying what it did. Bad input raises a typed error before anything changes.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kqueue.admin import sweep_summary
 from kqueue.errors import JobNotFoundError, ValidationError
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
@@ -88,6 +90,12 @@ def _purge(queue: KQueue, fields: dict[str, str]) -> str:
     return f"purged {deleted} job(s) of type {job_type}"
 
 
+def _sweep(queue: KQueue, fields: dict[str, str]) -> str:
+    if queue.store is None:
+        raise ValidationError("a recovery pass needs a store; this queue has none")
+    return sweep_summary(queue.sweep())
+
+
 ACTIONS: dict[str, Callable[[KQueue, dict[str, str]], str]] = {
     "suspend": _suspend,
     "resume": _resume,
@@ -95,6 +103,7 @@ ACTIONS: dict[str, Callable[[KQueue, dict[str, str]], str]] = {
     "kick": _kick,
     "delete": _delete,
     "purge": _purge,
+    "sweep": _sweep,
 }
 """Every action by the name in its URL (``/action/NAME``)."""
 

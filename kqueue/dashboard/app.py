@@ -41,6 +41,7 @@ from kqueue.dashboard.security import (
 from kqueue.dashboard.views import dead_letters, find_job, overview, type_row
 from kqueue.errors import (
     BrokerError,
+    ConfigurationError,
     JobNotFoundError,
     KQueueError,
     StoreError,
@@ -74,7 +75,7 @@ def _local(path: str | None) -> str:
 def _status_of(exc: KQueueError) -> int:
     if isinstance(exc, JobNotFoundError):
         return 404
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError | ConfigurationError):
         return 400
     if isinstance(exc, BrokerError | StoreError):
         return 503

@@ -56,6 +56,19 @@ def test_overview_shows_jobs_awaiting_recovery_after_a_broker_restart(
     assert (row["ready"], row["stored"], row["awaiting_recovery"]) == ("0", "2", "2")
 
 
+def test_a_recovery_pass_from_the_dashboard_puts_lost_jobs_back(
+    store_queue: KQueue, web: Web, beanstalkd: BeanstalkdProcess
+) -> None:
+    store_queue.add_jobs("email", [{"n": 1}, {"n": 2}])
+    beanstalkd.kill()
+    beanstalkd.start()  # empty: both jobs lost, their records kept
+    answer = web.post("sweep")
+    assert answer.status_code == 303
+    assert "recovery+pass" in answer.headers["location"]
+    with greenstalk.Client(beanstalkd.address, encoding=None) as fresh:
+        assert fresh.stats_tube("kq-email")["current-jobs-ready"] == 2
+
+
 def test_live_fragment_holds_the_same_table(store_queue: KQueue, web: Web) -> None:
     store_queue.add_job("email", {"n": 1})
     fragment = web.get("/fragment/overview")
