@@ -137,4 +137,8 @@ def test_every_page_and_button_against_the_real_broker(
         assert store_queue.store.count("email.send") == 0  # type: ignore[union-attr]
         assert "purged 4 job(s)" in page.locator(".flash").inner_text()
         assert wait_for(lambda: "email.send" in page.content(), timeout=5)
+
+        page.goto(served.url + "/")
+        click_action(page, "sweep")
+        assert "recovery pass: scanned" in page.locator(".flash").inner_text()
     assert dialogs == []
