@@ -2,6 +2,7 @@
 # The one test command of the README: set up what the tests need, then lint, type-check, test.
 #   ./ci/test.sh              everything
 #   ./ci/test.sh -k purge     extra arguments go to pytest
+#   ./ci/test.sh -m "not browser"   without the real-browser tests of the dashboard
 #   SKIP_DEMO=1 ./ci/test.sh  skip the fresh-venv `kqueue demo` run at the end
 # With CI=true a missing service fails the run instead of skipping tests.
 #   KQUEUE_TEST_SERVICES=docker ./ci/test.sh   Redis and PostgreSQL in containers, not the machine's
@@ -31,6 +32,17 @@ if ! command -v beanstalkd >/dev/null 2>&1; then
   fi
 fi
 # The Debian package may start a system beanstalkd on 11300; the tests never use it.
+
+# chromium: the real browser of the dashboard tests (-m browser), driven by Playwright through
+# its executable path; Debian's package, never a `playwright install` download.
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/lib/chromium/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium with apt-get"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    log "chromium missing and cannot install it: the browser tests will skip (fail with CI=true)"
+  fi
+fi
 
 ci/services.sh
 

@@ -250,6 +250,23 @@ class Admin:
         )
         return kicked
 
+    def kick_job(self, job_id: int) -> bool:
+        """Send one buried job (by beanstalkd id) back to ready with a fresh retry budget, as
+        :meth:`kick_buried` does; False if beanstalkd holds no buried job of that id."""
+        stats = self._conn.stats_job(job_id)
+        found = self._conn.peek(job_id)
+        # kick-job also moves a delayed job: only a buried one is kicked here.
+        if stats is None or stats.get("state") != "buried" or found is None:
+            return False
+        if not self._conn.kick_job(job_id):
+            return False
+        body = decode_body(found.body)
+        if body is not None and body.mode != "i" and self.store is not None:
+            self.store.record_attempt(
+                body.key, attempts=0, last_error=None, state="enqueued", now=time.time()
+            )
+        return True
+
     def sweep(
         self,
         *,
@@ -327,7 +344,7 @@ class Admin:
         if self.store is None:
             return {}
         if tubes is None:
-            tubes = {t: self.tube_stats(t) for t in self._tube_job_types()}
+            tubes = {t: self.tube_stats(t) for t in self.job_types()}
         tally: dict[str, Counter[str]] = {job_type: Counter() for job_type in tubes}
         for page in _suspect_pages(self.store, self._conn.server_id()):
             held = self._held_keys(page)
@@ -348,7 +365,9 @@ class Admin:
             for job_type, counts in sorted(tally.items())
         }
 
-    def _tube_job_types(self) -> list[str]:
+    def job_types(self) -> list[str]:
+        """The job types beanstalkd has a tube for under this queue's prefix (one command;
+        a type only the store still holds is found by :meth:`store_counts`)."""
         prefix = self.tube_prefix
         tubes = self._conn.list_tubes()
         return [t[len(prefix) :] for t in tubes if t.startswith(prefix) and t != prefix]
@@ -383,6 +402,10 @@ class Admin:
             return None
         stats = self._conn.stats_job(ref.job_id)
         return None if stats is None else stats.get("state")
+
+    def server_stats(self) -> ServerStats:
+        """beanstalkd's stats of the server this queue talks to."""
+        return self._conn.stats()
 
     def tube_stats(self, job_type: str) -> TubeStats:
         """beanstalkd's stats-tube of a job type ({} if its tube does not exist)."""

@@ -7,8 +7,9 @@ Redis. They name the guide's application, ``myapp.jobs:queue``: the test writes 
 it (handlers for the job types the docs use, its own key prefix) and the ``payloads.jsonl`` the
 docs put, and gives each command a queue with a ready, a spam and a buried ``email.send`` job.
 A ``KEY`` argument stands for the record key of the buried job.
-Commands that run until stopped (worker, sweeper, ``stats --watch``) get SIGINT once they are
-up; ``purge`` without ``--yes`` gets its question answered on a pseudo-terminal.
+Commands that run until stopped (worker, sweeper, scheduler, ``stats --watch``, dashboard) get
+SIGINT once they are up; ``purge`` without ``--yes`` gets its question answered on a
+pseudo-terminal.
 """
 
 from __future__ import annotations
@@ -220,6 +221,8 @@ def _runs_until_stopped(args: tuple[str, ...]) -> Callable[[Running], bool] | No
         return lambda run: "scheduler:" in "".join(run.out)
     if "--watch" in args:
         return lambda run: "job_type" in "".join(run.out)
+    if args[0] == "dashboard":
+        return lambda run: "kqueue dashboard on" in "".join(run.out)
     return None
 
 

@@ -38,6 +38,7 @@ examples:
                                                 payloads are stored as compact JSON)
   kqueue sweeper myapp.jobs:queue --interval 30 recovery passes forever
   kqueue scheduler myapp.jobs:queue             add the jobs of the app's periodic schedules
+  kqueue dashboard myapp.jobs:queue --port 8470 the web dashboard on 127.0.0.1
 
 Every command but demo takes the application's queue (MODULE:ATTR) first: it then runs with
 the application's beanstalkd, store, key prefix, tube prefix and codecs. Without one, the
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inspection_parsers(command)
     _admin_parsers(command)
     _demo_parser(command)
+    _dashboard_parser(command)
     return parser
 
 
@@ -221,6 +223,36 @@ def _demo_parser(command: Callable[[str, Command, str], argparse.ArgumentParser]
     demo.add_argument("--workers", type=POSITIVE_INT, default=2)
     demo.add_argument("--crash-at", type=float, default=0.4, help="fraction done")
     demo.add_argument("--seed", type=int, default=7)
+
+
+def _dashboard_parser(command: _CommandMaker) -> None:
+    from kqueue.cli.dashboard_command import DEFAULT_PORT, cmd_dashboard
+
+    dashboard = command("dashboard", cmd_dashboard, "serve the web dashboard")
+    dashboard.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port"
+    )
+    dashboard.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="interface to listen on (default 127.0.0.1; any other needs a token)",
+    )
+    dashboard.add_argument(
+        "--token",
+        help="ask for this token before showing anything (env KQUEUE_DASHBOARD_TOKEN, "
+        "better: a command line is visible to other users)",
+    )
+    dashboard.add_argument(
+        "--refresh", type=float, default=5.0, metavar="SECONDS", help="live refresh (0: off)"
+    )
+    dashboard.add_argument(
+        "--sample",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often the rates chart samples beanstalkd's counters (0: no chart)",
+    )
 
 
 def app_first(argv: Sequence[str]) -> list[str]:

@@ -10,7 +10,8 @@ This is the only place kqueue reads environment variables:
   ``sqlite:///path``); none by default. ``?prefix=`` in it is the store's key prefix;
 - ``KQUEUE_STORE_PREFIX``: the same key prefix (Redis keys, SQL table names), when the URL
   has none;
-- ``KQUEUE_PREFIX``: tube name prefix (default ``kq-``).
+- ``KQUEUE_PREFIX``: tube name prefix (default ``kq-``);
+- ``KQUEUE_DASHBOARD_TOKEN``: the token ``kqueue dashboard`` asks for (see its --token).
 """
 
 from __future__ import annotations

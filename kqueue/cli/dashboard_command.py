@@ -1,0 +1,72 @@
+"""``kqueue dashboard APP``: serve the web dashboard of an application's queue."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+from typing import Any
+
+from kqueue.cli.config import Settings, environment
+from kqueue.errors import ConfigurationError
+
+__all__ = ["DEFAULT_PORT", "cmd_dashboard", "listen"]
+
+DEFAULT_PORT = 8470
+"""The dashboard's port when --port is not given."""
+
+
+def listen(address: str, port: int) -> socket.socket:
+    """A listening socket on ``address``:``port`` (0: a free port); ConfigurationError with
+    the reason when it cannot be had (port taken, address not on this machine)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address.strip("[]"), port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {address}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+def _serve_until_signal(server: Any, sock: socket.socket) -> None:
+    """Run uvicorn until SIGINT or SIGTERM, then return (exit code 0): uvicorn stops
+    gracefully on either and then raises it again, which lands in a handler that ignores it."""
+    stopped = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in stopped.items():
+            signal.signal(sig, handler)
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the dashboard until Ctrl-C: on 127.0.0.1 unless --bind says otherwise, and then
+    only with a token (--token, or KQUEUE_DASHBOARD_TOKEN)."""
+    token = args.token or environment().get("KQUEUE_DASHBOARD_TOKEN") or None
+    try:
+        import uvicorn
+
+        from kqueue.dashboard import create_app
+        from kqueue.dashboard.security import check_bind
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the dashboard needs its extra ({exc.name} is missing): "
+            "pip install 'kqueue[dashboard]'"
+        ) from exc
+    check_bind(args.bind, token)
+    sock = listen(args.bind, args.port)
+    queue = settings.open_queue()
+    try:
+        app = create_app(queue, token=token, refresh=args.refresh, sample_every=args.sample)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"kqueue dashboard on http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        _serve_until_signal(server, sock)
+    finally:
+        sock.close()
+        queue.close()
+    return 0
