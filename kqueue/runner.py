@@ -10,6 +10,8 @@ anything. Every step is announced to the middleware (see :mod:`kqueue.middleware
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -212,65 +214,28 @@ class JobRunner:
         dropped: dict[int, DropReason],
     ) -> Job | None:
         job_id, body, counts = reserved.job.id, reserved.body, reserved.counts
-        why = self._unreadable(body, counts, records)
+        why = why_unreadable(
+            body, counts, records, self.tube_prefix, has_store=self.store is not None
+        )
         if why is not None:
             self._bury_unreadable(conn, job_id, why)
             return None
         assert body is not None
-        unfinished = 0 if counts is None else counts.unfinished
-        payload = body.payload
-        if not body.stored:
-            attempts = (0 if counts is None else counts.releases) + unfinished + 1
-        else:
-            record = records.get(body.key)
-            reason = self._not_runnable(job_id, body.key, record, server_id)
+        record = records.get(body.key) if body.stored else None
+        if body.stored:
+            reason = why_not_runnable(job_id, body.key, record, server_id)
             if reason is not None:
                 dropped[job_id] = reason
                 self.events.on_dropped(job_id, body.key, reason)
                 return None
-            assert record is not None
-            attempts = record.attempts + unfinished + 1
-            if isinstance(record, JobRecord):
-                payload = record.payload
+        attempts = attempts_for(body, counts, record)
+        payload = record.payload if isinstance(record, JobRecord) else body.payload
         try:
             data = self.codecs.decode(body.codec, payload)
         except PayloadError as exc:
             self._bury_unreadable(conn, job_id, str(exc))
             return None
         return _job(conn, job_id, body, data, attempts)
-
-    def _unreadable(
-        self, body: Body | None, counts: JobCounts | None, records: dict[str, _Record]
-    ) -> str | None:
-        """Why a body must not run at all (it is buried), or None."""
-        if body is None:
-            return "foreign or corrupt job body"
-        if counts is not None and counts.tube != self.tube_prefix + body.job_type:
-            return f"body names job type {body.job_type!r}, not its tube's"
-        if body.stored and self.store is None:
-            return "a reference, but no store here"
-        record = records.get(body.key) if body.stored else None
-        if isinstance(record, JobRecord) and record.job_type != body.job_type:
-            return f"body names the record of a {record.job_type!r} job"
-        return None
-
-    def _not_runnable(
-        self, job_id: int, key: str, record: _Record | None, server_id: str
-    ) -> DropReason | None:
-        """Why a stored job must not run: its record is gone, or the record names another
-        job on this server (a duplicate delivery); None if it may run."""
-        if record is None:
-            # Done or purged already: the reference is stale. Never run it.
-            logger.debug("job %s key=%s: record gone, reference dropped", job_id, key)
-            return "stale"
-        current = record.ref
-        if current is not None and current.server_id == server_id and current.job_id != job_id:
-            # Another job on this very server carries the record (recovery re-enqueued it
-            # while this one was thought lost): this one is a duplicate delivery. A reference
-            # naming another server proves nothing (a binlog restart renames the server).
-            logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)
-            return "duplicate"
-        return None
 
     def _bury_unreadable(self, conn: BeanstalkConnection, job_id: int, why: str) -> None:
         stats = conn.stats_job(job_id) or {}
@@ -306,7 +271,7 @@ class JobRunner:
             return
         started = time.perf_counter()
         try:
-            spec.handler(job)
+            _finish(spec.handler(job))
         except Exception as exc:
             seconds = time.perf_counter() - started
             self.events.after_handler(job, exc)
@@ -414,6 +379,64 @@ class JobRunner:
             conn.release(job.id, priority=job.priority, delay=failure.delay)
             job.outcome = "released"
             self.events.on_retried(job, failure.delay)
+
+
+def why_unreadable(
+    body: Body | None,
+    counts: JobCounts | None,
+    records: Mapping[str, JobRecord | RecordStatus],
+    tube_prefix: str,
+    *,
+    has_store: bool,
+) -> str | None:
+    """Why a reserved body must not run at all (it is buried), or None."""
+    if body is None:
+        return "foreign or corrupt job body"
+    if counts is not None and counts.tube != tube_prefix + body.job_type:
+        return f"body names job type {body.job_type!r}, not its tube's"
+    if body.stored and not has_store:
+        return "a reference, but no store here"
+    record = records.get(body.key) if body.stored else None
+    if isinstance(record, JobRecord) and record.job_type != body.job_type:
+        return f"body names the record of a {record.job_type!r} job"
+    return None
+
+
+def why_not_runnable(
+    job_id: int, key: str, record: JobRecord | RecordStatus | None, server_id: str
+) -> DropReason | None:
+    """Why a stored job must not run: its record is gone, or the record names another
+    job on this server (a duplicate delivery); None if it may run."""
+    if record is None:
+        # Done or purged already: the reference is stale. Never run it.
+        logger.debug("job %s key=%s: record gone, reference dropped", job_id, key)
+        return "stale"
+    current = record.ref
+    if current is not None and current.server_id == server_id and current.job_id != job_id:
+        # Another job on this very server carries the record (recovery re-enqueued it
+        # while this one was thought lost): this one is a duplicate delivery. A reference
+        # naming another server proves nothing (a binlog restart renames the server).
+        logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)
+        return "duplicate"
+    return None
+
+
+def attempts_for(
+    body: Body, counts: JobCounts | None, record: JobRecord | RecordStatus | None
+) -> int:
+    """This run's attempt number: failures counted on the record (by beanstalkd's releases
+    for an inline job), plus earlier reserves that never finished, plus this one."""
+    unfinished = 0 if counts is None else counts.unfinished
+    if record is None:
+        return (0 if counts is None else counts.releases) + unfinished + 1
+    return record.attempts + unfinished + 1
+
+
+def _finish(result: object) -> None:
+    """An ``async def`` handler run by the sync worker: awaited to its end on a loop of its
+    own (``kqueue worker --concurrency N`` runs many at once on one loop instead)."""
+    if inspect.iscoroutine(result):
+        asyncio.run(result)
 
 
 def _log_done(job: Job, seconds: float) -> None:

@@ -21,7 +21,7 @@ import collections
 import contextlib
 import socket
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.commands import Call, Command, Pending, UnexpectedReply, result_of
@@ -34,11 +34,26 @@ from kqueue.errors import (
     KQueueError,
 )
 
-__all__ = ["AsyncBeanstalkConnection"]
+__all__ = ["AsyncBeanstalkConnection", "Exchange"]
 
 T = TypeVar("T")
 
 _READ_SIZE = 256 * 1024
+
+
+class Exchange(NamedTuple):
+    """A burst's outcome: a settled Pending per command, the id of the server that got it
+    ("" if unknown), and the connection's error when it broke part way (else None)."""
+
+    pending: list[Pending[Any]]
+    server_id: str
+    error: BrokerError | None
+
+
+def _failed(call: Call[T], error: KQueueError) -> Pending[T]:
+    pending = Pending(call)
+    pending.fail(error)
+    return pending
 
 
 class AsyncBeanstalkConnection:
@@ -119,9 +134,11 @@ class AsyncBeanstalkConnection:
         if "default" not in self._watched:
             calls.append(cmd.ignore("default"))
         calls.append(cmd.stats())
-        pending = await self._pipeline(calls)
+        sent = await self._pipeline(calls, None)
+        if sent.error is not None:
+            raise sent.error
         # Which server process this connection talks to, asked now (see the sync one).
-        self._server_stats = pending[-1].result()
+        self._server_stats = sent.pending[-1].result()
 
     async def _open_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.socket_factory is not None:
@@ -243,12 +260,38 @@ class AsyncBeanstalkConnection:
         An error reply fails only its own command. When the connection drops part way, the
         commands answered before keep their results and the rest carry the connection's
         error, which is also raised (after every Pending is settled)."""
-        await self.connect()
-        return await self._pipeline(calls)
+        sent = await self.exchange(calls)
+        if sent.error is not None:
+            raise sent.error
+        return sent.pending
 
-    async def _pipeline(self, calls: Sequence[Call[Any]]) -> list[Pending[Any]]:
+    async def exchange(self, calls: Sequence[Call[Any]], *, tube: str | None = None) -> Exchange:
+        """:meth:`pipeline`, into ``tube`` if given (a ``use`` goes first when the connection
+        uses another, decided as the burst is written), never raising for a lost connection:
+        the :class:`Exchange` carries the error, and the id of the server that got the burst
+        (read when its connection opened: never a successor's)."""
+        try:
+            await self.connect()
+        except BrokerError as exc:
+            return Exchange([_failed(call, exc) for call in calls], "", exc)
+        return await self._pipeline(calls, tube)
+
+    async def _pipeline(self, calls: Sequence[Call[Any]], tube: str | None) -> Exchange:
+        skip = 0
+        if tube is not None and tube != self._used:
+            calls, skip = [cmd.use(tube), *calls], 1
+        stats = self._server_stats
+        try:
+            futures = self._write(calls)
+        except BrokerError as exc:
+            return Exchange([_failed(call, exc) for call in calls[skip:]], "", exc)
         pending = [Pending(call) for call in calls]
-        futures = self._write(calls)
+        broken = await self._settle_all(pending, futures)
+        return Exchange(pending[skip:], "" if stats is None else stats["id"], broken)
+
+    async def _settle_all(
+        self, pending: list[Pending[Any]], futures: list[asyncio.Future[Reply]]
+    ) -> BrokerError | None:
         broken: BrokerError | None = None
         for slot, future in zip(pending, futures, strict=True):
             if broken is not None:
@@ -264,9 +307,7 @@ class AsyncBeanstalkConnection:
                 slot.set(self.result(slot.call.command, reply))
             except KQueueError as exc:
                 slot.fail(exc)
-        if broken is not None:
-            raise broken
-        return pending
+        return broken
 
     async def reserve(self, timeout: int) -> ReservedJob | None:
         """Wait up to ``timeout`` whole seconds for a job of a watched tube; None if none came.
