@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import socket
 from collections.abc import Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -56,8 +55,37 @@ def _failed(call: Call[T], error: KQueueError) -> Pending[T]:
     return pending
 
 
+class _Replies(asyncio.Protocol):
+    """Bytes in, replies out to the connection's waiters, in order (on the loop's own
+    callback: no reader task to wake)."""
+
+    def __init__(self, conn: AsyncBeanstalkConnection) -> None:
+        self.conn = conn
+        self.buf = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        try:
+            replies, upto = parse_replies(self.buf, 0, len(self.buf))
+        except MalformedReply as exc:
+            self.conn.broken(self, BrokerProtocolError(f"beanstalkd at {self.conn.address}: {exc}"))
+            return
+        del self.buf[:upto]
+        if replies:
+            self.conn.deliver(self, replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = exc or "closed by the server"
+        lost = f"connection to beanstalkd at {self.conn.address} lost: {reason}"
+        self.conn.broken(self, BrokerConnectionError(lost))
+
+
 class AsyncBeanstalkConnection:
-    """One beanstalkd connection for asyncio; many coroutines may share it (pipelined)."""
+    """One beanstalkd connection for asyncio; many coroutines may share it (pipelined).
+
+    Every reply must come within ``command_timeout`` of the one before (or of its command,
+    when nothing else is in flight), else the connection is closed and the commands in
+    flight fail with :class:`~kqueue.errors.BrokerTimeoutError`."""
 
     def __init__(
         self,
@@ -73,13 +101,16 @@ class AsyncBeanstalkConnection:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.socket_factory = socket_factory
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._protocol: _Replies | None = None
         self._waiters: collections.deque[asyncio.Future[Reply]] = collections.deque()
         self._connecting = asyncio.Lock()
         self._used = "default"
         self._watched: list[str] = ["default"]
         self._server_stats: ServerStats | None = None
+        self._deadline = 0.0  # of the oldest reply in flight (loop time)
+        self._patient_until = 0.0  # a blocking reserve in flight may be silent until then
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def address(self) -> str:
@@ -89,7 +120,7 @@ class AsyncBeanstalkConnection:
     @property
     def connected(self) -> bool:
         """True while a socket is open."""
-        return self._writer is not None
+        return self._transport is not None
 
     @property
     def used(self) -> str:
@@ -107,7 +138,7 @@ class AsyncBeanstalkConnection:
         return len(self._waiters)
 
     def __repr__(self) -> str:
-        state = "open" if self._writer else "closed"
+        state = "open" if self._transport else "closed"
         return f"<AsyncBeanstalkConnection {self.address} {state}>"
 
     # -- connection life -------------------------------------------------------------------
@@ -115,18 +146,18 @@ class AsyncBeanstalkConnection:
     async def connect(self) -> None:
         """Open the socket (unless open) and restore the used and watched tubes."""
         async with self._connecting:
-            if self._writer is None:
+            if self._transport is None:
                 await self._open()
 
     async def _open(self) -> None:
+        protocol = _Replies(self)
         try:
-            reader, writer = await asyncio.wait_for(self._open_streams(), self.connect_timeout)
+            transport = await asyncio.wait_for(self._open_transport(protocol), self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             raise BrokerConnectionError(
                 f"cannot connect to beanstalkd at {self.address}: {exc or 'timed out'}"
             ) from exc
-        self._writer = writer
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop(reader))
+        self._transport, self._protocol = transport, protocol
         calls: list[Call[Any]] = []
         if self._used != "default":
             calls.append(cmd.use(self._used))
@@ -140,15 +171,17 @@ class AsyncBeanstalkConnection:
         # Which server process this connection talks to, asked now (see the sync one).
         self._server_stats = sent.pending[-1].result()
 
-    async def _open_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open_transport(self, protocol: _Replies) -> asyncio.Transport:
+        loop = asyncio.get_running_loop()
         if self.socket_factory is not None:
             sock: socket.socket = self.socket_factory()
-            return await asyncio.open_connection(sock=sock, limit=_READ_SIZE)
-        reader, writer = await asyncio.open_connection(self.host, self.port, limit=_READ_SIZE)
-        sock = writer.get_extra_info("socket")
+            transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+        else:
+            transport, _ = await loop.create_connection(lambda: protocol, self.host, self.port)
+        sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return reader, writer
+        return transport
 
     def close(self) -> None:
         """Close the socket (reserved jobs go back to ready on the server); every command in
@@ -156,62 +189,84 @@ class AsyncBeanstalkConnection:
         self._lost(BrokerConnectionError(f"connection to beanstalkd at {self.address} closed"))
 
     async def aclose(self) -> None:
-        """Close, and wait for the reader task to end."""
-        task = self._reader_task
+        """Close (kept awaitable for symmetry with the stores' clients)."""
         self.close()
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
 
     def _lost(self, error: KQueueError) -> None:
-        writer, self._writer = self._writer, None
-        task, self._reader_task = self._reader_task, None
+        transport, self._transport, self._protocol = self._transport, None, None
         self._server_stats = None
-        if writer is not None:
-            writer.close()
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if transport is not None:
+            transport.abort()
         waiters, self._waiters = self._waiters, collections.deque()
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(error)
 
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        buf = bytearray()
-        try:
-            while True:
-                chunk = await reader.read(_READ_SIZE)
-                if not chunk:
-                    raise ConnectionResetError("closed by the server")
-                buf += chunk
-                replies, upto = parse_replies(buf, 0, len(self._waiters) or 1)
-                del buf[:upto]
-                for reply in replies:
-                    if not self._waiters:
-                        raise MalformedReply(f"a reply nobody asked for: {reply.word!r}")
-                    waiter = self._waiters.popleft()
-                    if not waiter.done():
-                        waiter.set_result(reply)
-        except MalformedReply as exc:
-            self._lost(BrokerProtocolError(f"beanstalkd at {self.address}: {exc}"))
-        except OSError as exc:
-            lost = f"connection to beanstalkd at {self.address} lost: {exc}"
-            self._lost(BrokerConnectionError(lost))
+    def broken(self, protocol: _Replies, error: KQueueError) -> None:
+        """The transport of ``protocol`` failed (if it is still this connection's)."""
+        if protocol is self._protocol:
+            self._lost(error)
+
+    def deliver(self, protocol: _Replies, replies: list[Reply]) -> None:
+        """Hand ``replies`` to the oldest waiters (a cancelled waiter's reply is dropped: the
+        order stays right)."""
+        if protocol is not self._protocol:
+            return
+        waiters = self._waiters
+        for reply in replies:
+            if not waiters:
+                self._lost(
+                    BrokerProtocolError(
+                        f"beanstalkd at {self.address}: a reply nobody asked for: {reply.word!r}"
+                    )
+                )
+                return
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(reply)
+        now = asyncio.get_running_loop().time()
+        self._deadline = max(now + self.command_timeout, self._patient_until)
+
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        if not self._waiters:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            self._lost(
+                BrokerTimeoutError(
+                    f"beanstalkd at {self.address} did not answer within {self.command_timeout:g} s"
+                )
+            )
+            return
+        self._watchdog = loop.call_at(self._deadline, self._check_deadline)
 
     # -- commands --------------------------------------------------------------------------
 
-    def _write(self, calls: Sequence[Call[Any]]) -> list[asyncio.Future[Reply]]:
+    def _write(
+        self, calls: Sequence[Call[Any]], patience: float = 0.0
+    ) -> list[asyncio.Future[Reply]]:
         """Write ``calls`` in one write; their reply futures. No await in here: commands of
         concurrent coroutines never interleave, and tube state follows the write order."""
-        writer = self._writer
-        if writer is None:
+        transport = self._transport
+        if transport is None:
             raise BrokerConnectionError(f"connection to beanstalkd at {self.address} lost")
         loop = asyncio.get_running_loop()
+        now = loop.time()
+        if patience:
+            self._patient_until = now + patience
+        if not self._waiters:
+            self._deadline = max(now + self.command_timeout, self._patient_until)
         futures = [loop.create_future() for _ in calls]
         for call in calls:
             self._track_tube(call)
-        writer.write(b"".join(call.frame for call in calls))
+        transport.write(b"".join(call.frame for call in calls))
         self._waiters.extend(futures)
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(self._deadline, self._check_deadline)
         return futures
 
     def _track_tube(self, call: Call[Any]) -> None:
@@ -225,20 +280,6 @@ class AsyncBeanstalkConnection:
         elif command is cmd.IGNORE and tube in self._watched and len(self._watched) > 1:
             self._watched.remove(tube)
 
-    async def _reply(self, future: asyncio.Future[Reply], timeout: float, name: bytes) -> Reply:
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
-            self._lost(BrokerTimeoutError(f"beanstalkd at {self.address}: connection timed out"))
-            raise BrokerTimeoutError(
-                f"beanstalkd at {self.address} did not answer {name.decode()!r} within "
-                f"{timeout:g} s"
-            ) from None
-        except asyncio.CancelledError:
-            # The reply would be read by nobody: the connection is out of step.
-            self._lost(BrokerConnectionError(f"a command on {self.address} was cancelled"))
-            raise
-
     def result(self, command: Command[T], reply: Reply) -> T:
         """``command``'s value from ``reply``, or the error the reply means, raised."""
         try:
@@ -249,9 +290,10 @@ class AsyncBeanstalkConnection:
 
     async def run(self, call: Call[T]) -> T:
         """Send one command and return its converted reply (errors raised translated)."""
-        await self.connect()
-        (future,) = self._write([call])
-        reply = await self._reply(future, self.command_timeout, call.command.name)
+        if self._transport is None:
+            await self.connect()
+        (future,) = self._write([call])  # the watchdog fails it if the server takes too long
+        reply = await future
         return self.result(call.command, reply)
 
     async def pipeline(self, calls: Sequence[Call[Any]]) -> list[Pending[Any]]:
@@ -270,10 +312,11 @@ class AsyncBeanstalkConnection:
         uses another, decided as the burst is written), never raising for a lost connection:
         the :class:`Exchange` carries the error, and the id of the server that got the burst
         (read when its connection opened: never a successor's)."""
-        try:
-            await self.connect()
-        except BrokerError as exc:
-            return Exchange([_failed(call, exc) for call in calls], "", exc)
+        if self._transport is None:
+            try:
+                await self.connect()
+            except BrokerError as exc:
+                return Exchange([_failed(call, exc) for call in calls], "", exc)
         return await self._pipeline(calls, tube)
 
     async def _pipeline(self, calls: Sequence[Call[Any]], tube: str | None) -> Exchange:
@@ -298,7 +341,7 @@ class AsyncBeanstalkConnection:
                 slot.fail(broken)
                 continue
             try:
-                reply = await self._reply(future, self.command_timeout, slot.call.command.name)
+                reply = await future
             except BrokerError as exc:
                 broken = exc
                 slot.fail(exc)
@@ -315,8 +358,13 @@ class AsyncBeanstalkConnection:
         Cancelling the wait closes the connection (a job reserved meanwhile goes back to
         ready at once). Raises :class:`~kqueue.beanstalk.commands.DeadlineSoon`."""
         await self.connect()
-        (future,) = self._write([Call(cmd.RESERVE, b"reserve-with-timeout %d\r\n" % timeout)])
-        reply = await self._reply(future, timeout + self.command_timeout, b"reserve")
+        call = Call(cmd.RESERVE, b"reserve-with-timeout %d\r\n" % timeout)
+        (future,) = self._write([call], patience=timeout + self.command_timeout)
+        try:
+            reply = await future
+        except asyncio.CancelledError:
+            self.close()  # a job reserved from now on would be held by nobody
+            raise
         return self.result(cmd.RESERVE, reply)
 
     async def server_stats(self) -> ServerStats:
