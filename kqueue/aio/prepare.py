@@ -40,6 +40,8 @@ class AsyncJob(Job):
 
     aio_connection: AsyncBeanstalkConnection | None = field(default=None, repr=False)
     reserved_at: float = field(default=0.0, repr=False)
+    generation: int = field(default=0, repr=False)
+    """The socket of ``aio_connection`` that holds the job (see its ``generation``)."""
 
 
 class WindowPreparer:
@@ -65,29 +67,32 @@ class WindowPreparer:
     ) -> list[AsyncJob | None]:
         """The window's jobs; unreadable ones buried, stale and duplicate ones deleted."""
         reserved_at = asyncio.get_running_loop().time()
+        held = conn.generation  # reserved on this socket: never ask a successor about them
         bodies = [decode_body(reserved.body) for reserved in window]
         server_id = await conn.server_id()
+        conn.check_held(held)
         records, counts = await asyncio.gather(
-            self._records_of(bodies), self._counts_of(conn, window)
+            self._records_of(bodies), self._counts_of(conn, window, held)
         )
         dropped: dict[int, DropReason] = {}
         jobs = []
         for reserved, body, count in zip(window, bodies, counts, strict=True):
             job = await self._prepare(conn, reserved.id, body, count, records, server_id, dropped)
             if job is not None:
-                job.reserved_at = reserved_at
+                job.reserved_at, job.generation = reserved_at, held
             jobs.append(job)
         if dropped:  # their records are gone: never run them
-            await conn.pipeline([cmd.delete(job_id) for job_id in dropped])
+            await conn.pipeline([cmd.delete(job_id) for job_id in dropped], held=held)
             logger.warning("%d job(s) without a live record dropped unrun", len(dropped))
         return jobs
 
     async def _counts_of(
-        self, conn: AsyncBeanstalkConnection, window: Sequence[ReservedJob]
+        self, conn: AsyncBeanstalkConnection, window: Sequence[ReservedJob], held: int
     ) -> list[JobCounts | None]:
         if not self.count_attempts:
             return [None] * len(window)
-        pending = await conn.pipeline([cmd.job_counts(reserved.id) for reserved in window])
+        calls = [cmd.job_counts(reserved.id) for reserved in window]
+        pending = await conn.pipeline(calls, held=held)
         return [slot.result() for slot in pending]
 
     async def _records_of(self, bodies: list[Body | None]) -> dict[str, _Record]:
@@ -133,8 +138,8 @@ class WindowPreparer:
         return _job(conn, job_id, body, data, attempts_for(body, counts, record))
 
     async def _bury_unreadable(self, conn: AsyncBeanstalkConnection, job_id: int, why: str) -> None:
-        stats = await conn.run(cmd.stats_job(job_id)) or {}
-        await conn.run(cmd.bury(job_id, priority=stats.get("pri", 0)))
+        stats = await conn.run(cmd.stats_job(job_id), held=conn.generation) or {}
+        await conn.run(cmd.bury(job_id, priority=stats.get("pri", 0)), held=conn.generation)
         self.events.on_dropped(job_id, None, "unreadable")
         logger.error("job %s in tube %s buried: %s", job_id, stats.get("tube", "?"), why)
 

@@ -252,11 +252,11 @@ class AsyncKQueue:
         if job.stored and self.async_store is not None:
             await self.async_store.delete_many([job.key])
         job.outcome = "deleted"
-        return await job.aio_connection.run(cmd.delete(job.id))
+        return await job.aio_connection.run(cmd.delete(job.id), held=job.generation)
 
     async def renew_job(self, job: Job) -> None:
         """Touch a reserved job: its time to run starts again."""
-        if not await _reserved(job).run(cmd.touch(job.id)):
+        if not await _reserved(job).run(cmd.touch(job.id), held=_generation(job)):
             raise JobNotFoundError(f"job {job.id} is not reserved here (TTR ran out?)")
 
     async def release_job(self, job: Job, *, delay: float = 0, priority: int | None = None) -> None:
@@ -264,7 +264,7 @@ class AsyncKQueue:
         whole_delay = check_delay(delay)
         new_priority = job.priority if priority is None else check_u32("priority", priority)
         released = await _reserved(job).run(
-            cmd.release(job.id, priority=new_priority, delay=whole_delay)
+            cmd.release(job.id, priority=new_priority, delay=whole_delay), held=_generation(job)
         )
         if not released:
             raise JobNotFoundError(f"job {job.id} is not reserved here")
@@ -276,7 +276,8 @@ class AsyncKQueue:
             await self.async_store.record_attempt(
                 job.key, attempts=job.attempts, last_error=reason, state="buried", now=time.time()
             )
-        if not await _reserved(job).run(cmd.bury(job.id, priority=job.priority)):
+        buried = cmd.bury(job.id, priority=job.priority)
+        if not await _reserved(job).run(buried, held=_generation(job)):
             raise JobNotFoundError(f"job {job.id} is not reserved here")
         job.outcome = "buried"
 
@@ -317,3 +318,7 @@ def _reserved(job: Job) -> AsyncBeanstalkConnection:
     if not isinstance(job, AsyncJob) or job.aio_connection is None:
         raise JobNotFoundError(f"job {job.id} was not reserved by an asyncio worker")
     return job.aio_connection
+
+
+def _generation(job: Job) -> int:
+    return job.generation if isinstance(job, AsyncJob) else 0

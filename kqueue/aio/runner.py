@@ -17,11 +17,12 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from kqueue.aio.prepare import AsyncJob
 from kqueue.aio.stores import AsyncStore
 from kqueue.beanstalk import commands as cmd
-from kqueue.beanstalk.aio_connection import AsyncBeanstalkConnection
+from kqueue.beanstalk.commands import Call
 from kqueue.errors import KQueueError, StoreError
 from kqueue.middleware.base import Fail, Failure, Middleware, SkipJob
 from kqueue.retry import RetryPolicy
@@ -31,6 +32,8 @@ from kqueue.stores.base import RecordState
 __all__ = ["AsyncJobRunner", "KeyBatcher", "is_async_handler"]
 
 logger = logging.getLogger("kqueue")
+
+T = TypeVar("T")
 
 MAX_RERUN_DELAY = 60
 """Seconds, at most, before a finished job whose record could not be deleted runs again."""
@@ -154,7 +157,6 @@ class AsyncJobRunner:
         reference, never reruns). A record the store would not delete keeps its job, released
         to run again after a growing delay."""
         job.outcome = "deleted"
-        conn = _conn(job)
         if job.stored and self._deletes is not None:
             try:
                 await self._deletes.submit(job.key)
@@ -163,10 +165,10 @@ class AsyncJobRunner:
                 self.store_failures += 1
                 logger.error("job %s: cannot delete its finished record: %s", job.id, exc)
                 delay = min(MAX_RERUN_DELAY, 2 ** (self.store_failures - 1))
-                await conn.run(cmd.release(job.id, priority=job.priority, delay=delay))
+                await _held(job, cmd.release(job.id, priority=job.priority, delay=delay))
                 job.outcome = "released"
                 return
-        await conn.run(cmd.delete(job.id))
+        await _held(job, cmd.delete(job.id))
 
     async def _stopped_before(self, job: AsyncJob, spec: HandlerSpec, stopped: Exception) -> None:
         if isinstance(stopped, SkipJob):
@@ -195,9 +197,8 @@ class AsyncJobRunner:
                 )
             except KQueueError as store_exc:
                 logger.error("job %s: cannot record the failure: %s", job.id, store_exc)
-        conn = _conn(job)
         if failure.bury:
-            await conn.run(cmd.bury(job.id, priority=job.priority))
+            await _held(job, cmd.bury(job.id, priority=job.priority))
             job.outcome = "buried"
             logger.error(
                 "job %s type=%s buried after %d attempts (%s): %s",
@@ -210,7 +211,7 @@ class AsyncJobRunner:
             )
             self.events.on_buried(job, failure.reason)
         else:
-            await conn.run(cmd.release(job.id, priority=job.priority, delay=failure.delay))
+            await _held(job, cmd.release(job.id, priority=job.priority, delay=failure.delay))
             job.outcome = "released"
             self.events.on_retried(job, failure.delay)
 
@@ -219,7 +220,7 @@ class AsyncJobRunner:
             await self.store.record_attempt(
                 job.key, attempts=attempts, last_error=reason, state="buried", now=time.time()
             )
-        await _conn(job).run(cmd.bury(job.id, priority=job.priority))
+        await _held(job, cmd.bury(job.id, priority=job.priority))
         job.outcome = "buried"
         logger.error(
             "job %s type=%s buried: %s",
@@ -231,10 +232,11 @@ class AsyncJobRunner:
         self.events.on_buried(job, reason)
 
 
-def _conn(job: AsyncJob) -> AsyncBeanstalkConnection:
+async def _held(job: AsyncJob, call: Call[T]) -> T:
+    """Run a command about ``job`` on the socket that reserved it (never on a successor)."""
     if job.aio_connection is None:
         raise KQueueError(f"job {job.id} was not reserved by an asyncio worker")
-    return job.aio_connection
+    return await job.aio_connection.run(call, held=job.generation)
 
 
 @contextlib.asynccontextmanager
@@ -245,7 +247,7 @@ async def _touching(job: AsyncJob) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(max(0.2, job.ttr / 2))
             try:
-                if not await _conn(job).run(cmd.touch(job.id)):
+                if not await _held(job, cmd.touch(job.id)):
                     return
             except KQueueError as exc:
                 logger.warning("job %s: automatic touch failed: %s", job.id, exc)

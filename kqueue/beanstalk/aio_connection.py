@@ -110,6 +110,8 @@ class AsyncBeanstalkConnection:
         self._server_stats: ServerStats | None = None
         self._deadline = 0.0  # of the oldest reply in flight (loop time)
         self._patient_until = 0.0  # a blocking reserve in flight may be silent until then
+        self.generation = 0
+        """Counts the sockets opened: a job reserved on one is settled on that one only."""
         self._watchdog: asyncio.TimerHandle | None = None
 
     @property
@@ -158,6 +160,7 @@ class AsyncBeanstalkConnection:
                 f"cannot connect to beanstalkd at {self.address}: {exc or 'timed out'}"
             ) from exc
         self._transport, self._protocol = transport, protocol
+        self.generation += 1
         calls: list[Call[Any]] = []
         if self._used != "default":
             calls.append(cmd.use(self._used))
@@ -288,20 +291,37 @@ class AsyncBeanstalkConnection:
             self.close()
             raise
 
-    async def run(self, call: Call[T]) -> T:
-        """Send one command and return its converted reply (errors raised translated)."""
+    async def run(self, call: Call[T], *, held: int | None = None) -> T:
+        """Send one command and return its converted reply (errors raised translated).
+
+        ``held``: the :attr:`generation` of the socket that reserved the job the command is
+        about; when that socket is gone the command fails rather than reach a new one (whose
+        server may give the same id to another job)."""
+        self.check_held(held)
         if self._transport is None:
             await self.connect()
         (future,) = self._write([call])  # the watchdog fails it if the server takes too long
         reply = await future
         return self.result(call.command, reply)
 
-    async def pipeline(self, calls: Sequence[Call[Any]]) -> list[Pending[Any]]:
-        """Send ``calls`` in one write; a settled :class:`Pending` for each.
+    def check_held(self, held: int | None) -> None:
+        """BrokerConnectionError if the socket of generation ``held`` is gone."""
+        if held is not None and (held != self.generation or self._transport is None):
+            raise BrokerConnectionError(
+                f"the connection to beanstalkd at {self.address} that reserved the job was "
+                "lost (the server released the job)"
+            )
+
+    async def pipeline(
+        self, calls: Sequence[Call[Any]], *, held: int | None = None
+    ) -> list[Pending[Any]]:
+        """Send ``calls`` in one write; a settled :class:`Pending` for each (``held`` as for
+        :meth:`run`).
 
         An error reply fails only its own command. When the connection drops part way, the
         commands answered before keep their results and the rest carry the connection's
         error, which is also raised (after every Pending is settled)."""
+        self.check_held(held)
         sent = await self.exchange(calls)
         if sent.error is not None:
             raise sent.error
