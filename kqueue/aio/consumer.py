@@ -85,6 +85,7 @@ class AsyncConsumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._settled = 0
         self.ran = 0
 
     def stop(self) -> None:
@@ -109,7 +110,7 @@ class AsyncConsumer:
             raise ValidationError("concurrency must be an int of at least 1")
         tubes = [self.config.tube_prefix + t for t in (job_types or self.handlers)]
         limits = _Limits(count_limit, time_limit_ms, asyncio.get_running_loop().time())
-        self._stopping.clear()
+        self._room, self._stopping = asyncio.Event(), asyncio.Event()  # on this run's loop
         self.ran = 0
         try:
             await self._loop(tubes, limits, concurrency)
@@ -130,6 +131,7 @@ class AsyncConsumer:
             if wait is None:
                 return
             room = room if limits.left < 0 else min(room, limits.left)
+            settled = self._settled  # jobs settled before this reserve was sent
             try:
                 started = await self._take_window(tubes, wait, room)
             except (BrokerError, StoreError) as exc:
@@ -141,10 +143,11 @@ class AsyncConsumer:
             if limits.left > 0:
                 limits.left = max(0, limits.left - started)
             if started == 0 and limits.drain:
-                if not self._tasks:
-                    return
-                await self._wait(self._room.wait(), None)  # what runs may add more
-                self._room.clear()
+                if not self._tasks and self._settled == settled:
+                    return  # nothing ready, and nothing released since the reserve
+                if self._tasks:
+                    await self._wait(self._room.wait(), None)  # what runs may release more
+                    self._room.clear()
 
     async def _take_window(self, tubes: list[str], wait: float, room: int) -> int:
         """Reserve up to ``room`` jobs (waiting up to ``wait`` s for the first) and start
@@ -208,6 +211,7 @@ class AsyncConsumer:
             logger.exception("job %s: unexpected error settling it", job.id)
         finally:
             self._tasks.discard(asyncio.current_task())
+            self._settled += 1
             self._holding[conn] -= 1
             if not self._holding[conn]:
                 del self._holding[conn]

@@ -146,6 +146,8 @@ class AsyncKQueue:
     async def close(self) -> None:
         """Close every connection (and a store this queue opened from a URL)."""
         await self.producer.conn.aclose()
+        if self.async_store is not None:
+            await self.async_store.aclose()
         self.health.close()
         await asyncio.to_thread(self.queue.close)
 

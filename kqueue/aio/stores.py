@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kqueue.stores.base import JobRecord, RecordState, RecordStatus, RefSwap, Store
 
-__all__ = ["AsyncStore", "DirectStore", "ThreadedStore", "async_store"]
+if TYPE_CHECKING:
+    from kqueue.stores.redis import RedisStore, ScriptCall
+
+__all__ = [
+    "AsyncRedisStore",
+    "AsyncStore",
+    "DirectStore",
+    "ThreadedStore",
+    "async_store",
+]
 
 
 class AsyncStore(Protocol):
     """The store calls of adding and running jobs, awaited (see :class:`Store` for each)."""
 
-    sync: Store
-    """The store these calls reach (for everything else: admin, sweeper)."""
+    @property
+    def sync(self) -> Store:
+        """The store these calls reach (for everything else: admin, sweeper)."""
 
     async def put_many(self, records: Sequence[JobRecord]) -> None:
         """Write several new records in one round trip, all or none."""
@@ -44,6 +54,9 @@ class AsyncStore(Protocol):
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
     ) -> bool:
         """Store the attempt count, last error and state after a failure; False if gone."""
+
+    async def aclose(self) -> None:
+        """Close what this access opened (never the sync store)."""
 
 
 class ThreadedStore:
@@ -85,6 +98,9 @@ class ThreadedStore:
             now=now,
         )
 
+    async def aclose(self) -> None:
+        """Nothing to close: the threads use the sync store's connections."""
+
 
 class DirectStore(ThreadedStore):
     """A store whose calls never block (the memory store): called on the loop itself."""
@@ -118,10 +134,107 @@ class DirectStore(ThreadedStore):
         )
 
 
+class AsyncRedisStore:
+    """A :class:`~kqueue.stores.redis.RedisStore`'s calls on a ``redis.asyncio`` client: the
+    same Lua scripts, built by the store without I/O (its ``*_call`` methods), run here."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.sync = store
+        self._client: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _execute(self, call: ScriptCall | None, empty: Any = None) -> Any:
+        if call is None:
+            return empty
+        with self.sync.translate(call.action):
+            reply = await self._evalsha(call)
+        return call.decode(reply)
+
+    async def _evalsha(self, call: ScriptCall) -> Any:
+        """EVALSHA on the one held connection, past the client's command layer (as the sync
+        store does: most of a call's cost is there); a script the server lost is loaded."""
+        keys = call.keys
+        async with self._lock:
+            if self._client is None:
+                client = self.sync.async_client()
+                await client.initialize()  # takes the one connection it holds
+                self._client = client
+            conn = self._client.connection
+            try:
+                await conn.send_command("EVALSHA", call.script.sha, len(keys), *keys, *call.args)
+                try:
+                    return await conn.read_response()
+                except _no_script_error():
+                    await conn.send_command("SCRIPT", "LOAD", call.script.script)
+                    await conn.read_response()
+                    await conn.send_command(
+                        "EVALSHA", call.script.sha, len(keys), *keys, *call.args
+                    )
+                    return await conn.read_response()
+            except _response_error():
+                raise  # the reply was read: the connection is still in step
+            except BaseException:
+                await conn.disconnect()  # a reply may be left unread: reconnect next time
+                raise
+
+    async def put_many(self, records: Sequence[JobRecord]) -> None:
+        """See :meth:`Store.put_many`."""
+        await self._execute(self.sync.put_many_call(records))
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
+        """See :meth:`Store.get_many`."""
+        found: dict[str, JobRecord] = await self._execute(self.sync.get_many_call(keys), {})
+        return found
+
+    async def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
+        """See :meth:`Store.get_status_many`."""
+        call = self.sync.get_status_many_call(keys)
+        found: dict[str, RecordStatus] = await self._execute(call, {})
+        return found
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """See :meth:`Store.delete_many`."""
+        return int(await self._execute(self.sync.delete_many_call(keys), 0))
+
+    async def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
+        """See :meth:`Store.swap_references`."""
+        return int(await self._execute(self.sync.swap_references_call(swaps, now=now), 0))
+
+    async def record_attempt(
+        self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
+    ) -> bool:
+        """See :meth:`Store.record_attempt`."""
+        call = self.sync.record_attempt_call(
+            key, attempts=attempts, last_error=last_error, state=state, now=now
+        )
+        return bool(await self._execute(call))
+
+    async def aclose(self) -> None:
+        """Close the asyncio client (the sync store stays open)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _no_script_error() -> type[Exception]:
+    from redis.exceptions import NoScriptError
+
+    return NoScriptError
+
+
+def _response_error() -> type[Exception]:
+    from redis.exceptions import ResponseError
+
+    return ResponseError
+
+
 def async_store(store: Store) -> AsyncStore:
     """The async access to ``store`` (see the module docstring for which)."""
     from kqueue.stores.memory import MemoryStore
+    from kqueue.stores.redis import RedisStore
 
     if isinstance(store, MemoryStore):
         return DirectStore(store)
+    if isinstance(store, RedisStore):
+        return AsyncRedisStore(store)
     return ThreadedStore(store)

@@ -146,9 +146,13 @@ class AsyncBeanstalkConnection:
     # -- connection life -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the socket (unless open) and restore the used and watched tubes."""
+        """Open the socket (unless open) and restore the used and watched tubes.
+
+        The connection counts as open once that is done and the server's stats are read
+        (``_server_stats`` set): a command written before would go out untracked."""
         async with self._connecting:
-            if self._transport is None:
+            if self._server_stats is None:
+                self._lost(BrokerConnectionError(f"reconnecting to {self.address}"))
                 await self._open()
 
     async def _open(self) -> None:
@@ -298,7 +302,7 @@ class AsyncBeanstalkConnection:
         about; when that socket is gone the command fails rather than reach a new one (whose
         server may give the same id to another job)."""
         self.check_held(held)
-        if self._transport is None:
+        if self._server_stats is None:
             await self.connect()
         (future,) = self._write([call])  # the watchdog fails it if the server takes too long
         reply = await future
@@ -332,7 +336,7 @@ class AsyncBeanstalkConnection:
         uses another, decided as the burst is written), never raising for a lost connection:
         the :class:`Exchange` carries the error, and the id of the server that got the burst
         (read when its connection opened: never a successor's)."""
-        if self._transport is None:
+        if self._server_stats is None:
             try:
                 await self.connect()
             except BrokerError as exc:
