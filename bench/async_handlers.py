@@ -38,11 +38,28 @@ STORES = {
 PAYLOAD = {"user": 12345, "action": "send-welcome-email"}
 
 
+PREFIXES: list[str] = []
+"""The Redis key prefixes this run wrote under (removed at the end)."""
+
+
 def _settings(server: BeanstalkdProcess, store: str | None) -> dict[str, Any]:
     url = store
     if store is not None and store.startswith("redis"):
-        url = f"{store}?prefix=bench-{uuid.uuid4().hex[:8]}:"
+        PREFIXES.append(f"bench-{uuid.uuid4().hex[:8]}:")
+        url = f"{store}?prefix={PREFIXES[-1]}"
     return {"host": server.host, "port": server.port, "bulk_store": url}
+
+
+def _remove_keys(url: str) -> None:
+    """Delete every key this run wrote (its jobs of the latency rounds were never run)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for prefix in PREFIXES:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    client.close()
 
 
 async def async_worker(settings: dict[str, Any], jobs: int, sleep: float) -> float:
@@ -140,6 +157,9 @@ def main() -> None:
         sync_s = sync_worker(_settings(server, STORES[args.store]), args.sync_jobs, args.sleep)
         sync_us, async_us = add_latencies(_settings(server, STORES[args.store]), args.adds)
         many_s = asyncio.run(concurrent_adds(_settings(server, STORES[args.store]), args.adds, 50))
+    store_url = STORES[args.store]
+    if store_url is not None and store_url.startswith("redis"):
+        _remove_keys(store_url)
     projected = sync_s * args.jobs / args.sync_jobs
     print(f"store: {args.store}; {args.jobs} jobs x await {args.sleep * 1000:.0f} ms")
     print(f"async worker, concurrency {args.jobs}: {async_s:.2f} s wall (target <= 2 s)")
