@@ -39,6 +39,9 @@ logger = logging.getLogger("kqueue")
 
 T = TypeVar("T")
 
+_FIRST_BURST = 4
+"""Reserves in the first burst after a window's first job (each next burst is 4x)."""
+
 
 class _Limits:
     """What one run_jobs may still do: how many jobs, until when (loop time)."""
@@ -154,8 +157,8 @@ class AsyncConsumer:
         them; how many started."""
         conn = self._idle.pop() if self._idle else new_async_connection(self.config)
         try:
-            window = await self._reserve(conn, tubes, wait, room)
-            jobs = await self.preparer.prepare(conn, window) if window else []
+            window, held = await self._reserve(conn, tubes, wait, room)
+            jobs = await self.preparer.prepare(conn, window, held) if window else []
         except BaseException:
             conn.close()  # whatever it reserved goes back to ready at once
             raise
@@ -171,16 +174,26 @@ class AsyncConsumer:
 
     async def _reserve(
         self, conn: AsyncBeanstalkConnection, tubes: list[str], wait: float, room: int
-    ) -> list[ReservedJob]:
+    ) -> tuple[list[ReservedJob], int]:
+        """Up to ``room`` jobs, and the generation of the socket that reserved them."""
         await _sync_watches(conn, tubes)
         # A whole number of seconds: the server times the wait out itself.
         first = await self._wait(conn.reserve(math.ceil(wait)), None if wait % 1 == 0 else wait)
+        held = conn.generation
         if first is None:
-            return []
-        if room == 1:
-            return [first]
-        more = await conn.pipeline([cmd.reserve_nowait() for _ in range(room - 1)])
-        return [first, *(job for slot in more if (job := slot.result()) is not None)]
+            return [], held
+        jobs, burst = [first], _FIRST_BURST
+        # Growing bursts of reserve-with-timeout 0: a trickle costs a few commands, a
+        # backlog a few round trips, never a burst the size of the room for one job.
+        while len(jobs) < room:
+            count = min(burst, room - len(jobs))
+            more = await conn.pipeline([cmd.reserve_nowait()] * count, held=held)
+            got = [job for slot in more if (job := slot.result()) is not None]
+            jobs += got
+            if len(got) < count:
+                break
+            burst *= 4
+        return jobs, held
 
     async def _wait(self, awaitable: Awaitable[T], timeout: float | None) -> T | None:
         """Await ``awaitable`` unless stop() comes first or ``timeout`` passes (then cancel

@@ -63,11 +63,12 @@ class WindowPreparer:
         self.count_attempts = count_attempts
 
     async def prepare(
-        self, conn: AsyncBeanstalkConnection, window: Sequence[ReservedJob]
+        self, conn: AsyncBeanstalkConnection, window: Sequence[ReservedJob], held: int
     ) -> list[AsyncJob | None]:
-        """The window's jobs; unreadable ones buried, stale and duplicate ones deleted."""
+        """The window's jobs (reserved on ``conn``'s socket of generation ``held``: never
+        ask a successor about them); unreadable ones buried, stale and duplicate ones
+        deleted."""
         reserved_at = asyncio.get_running_loop().time()
-        held = conn.generation  # reserved on this socket: never ask a successor about them
         bodies = [decode_body(reserved.body) for reserved in window]
         server_id = await conn.server_id()
         conn.check_held(held)
