@@ -141,7 +141,7 @@ class AsyncRedisStore:
     def __init__(self, store: RedisStore) -> None:
         self.sync = store
         self._client: Any = None
-        self._lock = asyncio.Lock()
+        self._idle: list[Any] = []  # connections between calls; one per call in flight
 
     async def _execute(self, call: ScriptCall | None, empty: Any = None) -> Any:
         if call is None:
@@ -151,31 +151,31 @@ class AsyncRedisStore:
         return call.decode(reply)
 
     async def _evalsha(self, call: ScriptCall) -> Any:
-        """EVALSHA on the one held connection, past the client's command layer (as the sync
-        store does: most of a call's cost is there); a script the server lost is loaded."""
-        keys = call.keys
-        async with self._lock:
-            if self._client is None:
-                client = self.sync.async_client()
-                await client.initialize()  # takes the one connection it holds
-                self._client = client
-            conn = self._client.connection
+        """EVALSHA on a connection of its own, past the client's command layer (as the sync
+        store does: most of a call's cost is there); a script the server lost is loaded.
+        Concurrent calls each take a connection (made when none is idle), so they run side
+        by side; a call sequence reuses one."""
+        if self._client is None:
+            self._client = self.sync.async_client()
+        conn = self._idle.pop() if self._idle else self._client.connection_pool.make_connection()
+        keys, sha = call.keys, call.script.sha
+        try:
+            await conn.send_command("EVALSHA", sha, len(keys), *keys, *call.args)
             try:
-                await conn.send_command("EVALSHA", call.script.sha, len(keys), *keys, *call.args)
-                try:
-                    return await conn.read_response()
-                except _no_script_error():
-                    await conn.send_command("SCRIPT", "LOAD", call.script.script)
-                    await conn.read_response()
-                    await conn.send_command(
-                        "EVALSHA", call.script.sha, len(keys), *keys, *call.args
-                    )
-                    return await conn.read_response()
-            except _response_error():
-                raise  # the reply was read: the connection is still in step
-            except BaseException:
-                await conn.disconnect()  # a reply may be left unread: reconnect next time
-                raise
+                reply = await conn.read_response()
+            except _no_script_error():
+                await conn.send_command("SCRIPT", "LOAD", call.script.script)
+                await conn.read_response()
+                await conn.send_command("EVALSHA", sha, len(keys), *keys, *call.args)
+                reply = await conn.read_response()
+        except _response_error():
+            self._idle.append(conn)  # the reply was read: the connection is still in step
+            raise
+        except BaseException:
+            await conn.disconnect()  # a reply may be left unread: this one is dropped
+            raise
+        self._idle.append(conn)
+        return reply
 
     async def put_many(self, records: Sequence[JobRecord]) -> None:
         """See :meth:`Store.put_many`."""
@@ -210,7 +210,10 @@ class AsyncRedisStore:
         return bool(await self._execute(call))
 
     async def aclose(self) -> None:
-        """Close the asyncio client (the sync store stays open)."""
+        """Close the asyncio connections (the sync store stays open)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.disconnect()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

@@ -448,7 +448,6 @@ class RedisStore(StoreBase):
             socket_connect_timeout=self._timeouts[0],
             socket_timeout=self._timeouts[1],
             retry=Retry(redis.backoff.NoBackoff(), 0),
-            single_connection_client=True,
         )
 
     def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
