@@ -210,3 +210,27 @@ async def test_a_cancelled_worker_hands_its_jobs_back(
     # Then every job is ready again for another worker, and its record is kept
     assert {client.stats_job(job_id)["state"] for job_id in ids} == {"ready"}
     assert store.count() == 3
+
+
+async def test_the_sync_worker_runs_async_handlers_too(
+    beanstalkd: BeanstalkdProcess, client: greenstalk.Client[bytes]
+) -> None:
+    # Given a plain KQueue with an async def handler (an AsyncKQueue's registry is a KQueue's)
+    from kqueue import KQueue
+
+    seen: list[int] = []
+
+    async def remember(job: Job) -> None:
+        await asyncio.sleep(0)
+        seen.append(job.data)
+
+    def run_on_the_sync_worker() -> int:
+        with KQueue(host=beanstalkd.host, port=beanstalkd.port) as queue:
+            queue.add_handler("a", remember)
+            queue.add_jobs("a", [1, 2])
+            return queue.run_jobs(time_limit_ms=0)
+
+    # When the sync worker runs it (in a thread: it starts a loop of its own per job)
+    assert await asyncio.to_thread(run_on_the_sync_worker) == 2
+    # Then the coroutine ran to its end, not just got created
+    assert seen == [1, 2]
