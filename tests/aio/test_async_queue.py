@@ -234,3 +234,29 @@ async def test_the_sync_worker_runs_async_handlers_too(
     assert await asyncio.to_thread(run_on_the_sync_worker) == 2
     # Then the coroutine ran to its end, not just got created
     assert seen == [1, 2]
+
+
+async def test_a_job_whose_attempts_never_finished_is_buried_unrun(
+    queue: AsyncKQueue,
+    store: MemoryStore,
+    client: greenstalk.Client[bytes],
+    beanstalkd: BeanstalkdProcess,
+) -> None:
+    # Given a job reserved three times by workers that died holding it (budget: 3)
+    ran: list[int] = []
+
+    async def record(job: Job) -> None:
+        ran.append(job.attempts)
+
+    queue.add_handler("poison", record)
+    job_id = await queue.add_job("poison", 1)
+    for _ in range(3):
+        with greenstalk.Client(beanstalkd.address, watch="kq-poison") as dying:
+            assert dying.reserve(timeout=1).id == job_id
+    # When the async worker gets it
+    await queue.run_jobs(time_limit_ms=0, concurrency=2)
+    # Then it is buried without running, its record says why
+    assert ran == []
+    assert client.stats_job(job_id)["state"] == "buried"
+    (record_,) = store.scan()
+    assert record_.state == "buried" and "never finished" in (record_.last_error or "")
