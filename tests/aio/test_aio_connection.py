@@ -66,14 +66,14 @@ async def test_reserve_waits_then_the_tubes_survive_a_broker_restart(
     # When the broker restarts empty and a job is put into the tube
     first = await conn.server_id()
     beanstalkd.restart(binlog_dir=None)
-    with pytest.raises(BrokerConnectionError):
-        for _ in range(100):  # the reader notices the close; a command after it fails
-            await conn.run(cmd.stats())
-            await asyncio.sleep(0.01)
     with greenstalk.Client(beanstalkd.address, use="work", encoding=None) as fresh:
         fresh.put(b"after")
-    # Then the next reserve connects again, watching the tube, on the new server
-    job = await conn.reserve(1)
+    # Then a reserve gets it on a new connection, watching the tube again (one command may
+    # still meet the old socket, if its close was not read yet: it fails, and says so)
+    try:
+        job = await conn.reserve(1)
+    except BrokerConnectionError:
+        job = await conn.reserve(1)
     assert job is not None and job.body == b"after"
     assert await conn.server_id() != first
     await conn.aclose()
