@@ -33,7 +33,7 @@ async def send_welcome(job: Job) -> None:
 
 def make_queue(**settings: Any) -> AsyncKQueue:
     """The application's queue (``settings``: KQueue's arguments) with its handlers."""
-    made = AsyncKQueue(**settings)
+    made = AsyncKQueue(**settings)  # KQueue's arguments: host, port, bulk_store ...
     made.add_handler("welcome-email", send_welcome)
     return made
 
