@@ -260,3 +260,24 @@ async def test_a_job_whose_attempts_never_finished_is_buried_unrun(
     assert client.stats_job(job_id)["state"] == "buried"
     (record_,) = store.scan()
     assert record_.state == "buried" and "never finished" in (record_.last_error or "")
+
+
+async def test_an_auto_touched_async_handler_may_outlast_its_ttr(
+    queue: AsyncKQueue, store: MemoryStore, client: greenstalk.Client[bytes]
+) -> None:
+    # Given a handler that runs past its job's 2 s TTR, registered with auto_touch
+    attempts: list[int] = []
+
+    async def long_one(job: Job) -> None:
+        attempts.append(job.attempts)
+        await asyncio.sleep(2.5)
+
+    queue.add_handler("long", long_one, auto_touch=True)
+    job_id = await queue.add_job("long", 1, ttr=2)
+    # When it runs
+    assert await queue.run_jobs(count_limit=1, concurrency=2) == 1
+    # Then it ran once, to its end, and its job is done (the touches kept it reserved)
+    assert attempts == [1] and store.count() == 0
+    assert client.stats()["job-timeouts"] == 0
+    with pytest.raises(greenstalk.NotFoundError):
+        client.stats_job(job_id)
