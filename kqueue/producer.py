@@ -7,7 +7,8 @@ one pipelined burst, then the job ids are recorded with one ``swap_references``.
 means durable: the store write comes before any put, and a job whose put fails stays
 accepted for the recovery sweeper (its id is :data:`NOT_SCHEDULED`) or, in strict mode, has
 its record removed and the error raised. Without a store the payloads travel inline in the
-bodies, every body size-checked before the first put.
+bodies, every body size-checked before the first put. The pure steps live in
+:mod:`kqueue.enqueue`, shared with the asyncio producer (:mod:`kqueue.aio.producer`).
 
 A job may claim a unique key (``unique_key=``): the store's ``put_unique`` then writes only
 the records whose key is free, in the same one round trip, and a job whose key is held gets
@@ -16,52 +17,57 @@ the id of the job holding it instead of being added (see :class:`UniqueFor`).
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from kqueue.beanstalk.pipeline import Pending, Pipeline
 from kqueue.config import QueueConfig
+from kqueue.enqueue import (
+    BATCH_SIZE,
+    NOT_SCHEDULED,
+    Encoded,
+    JobOptions,
+    check_sizes,
+    encode_payloads,
+    inline_bodies,
+    job_options,
+    new_records,
+    outcome_unknown,
+    report_unscheduled,
+    sort_outcomes,
+    too_big_for_copies,
+)
 from kqueue.errors import (
     BrokerError,
-    JobTooBigError,
     KQueueError,
-    PayloadError,
     StoreError,
     StoreOutcomeUnknownError,
     ValidationError,
 )
 from kqueue.health import BrokerHealth
-from kqueue.job import check_delay, check_u32, tube_for
 from kqueue.keys import new_keys
 from kqueue.middleware.base import Middleware
-from kqueue.serialization import CodecRegistry, encode_body, record_body
-from kqueue.stores.base import (
-    MAX_UNIQUE_KEY_LENGTH,
-    BrokerRef,
-    JobRecord,
-    RefSwap,
-    Store,
-    UniqueClaim,
-    new_record,
-)
+from kqueue.serialization import CodecRegistry, record_body
+from kqueue.stores.base import MAX_UNIQUE_KEY_LENGTH, JobRecord, RefSwap, Store, UniqueClaim
+
+__all__ = [
+    "BATCH_SIZE",
+    "NOT_SCHEDULED",
+    "Encoded",
+    "JobOptions",
+    "Producer",
+    "UniqueFor",
+    "UniqueKeys",
+    "UniqueLifetime",
+    "unique_claim",
+]
 
 logger = logging.getLogger("kqueue")
-
-NOT_SCHEDULED = 0
-"""The id of a job accepted into the store while beanstalkd was unreachable: the recovery
-sweeper schedules it. Real beanstalkd ids start at 1."""
-
-BATCH_SIZE = 1000
-"""Jobs per store round trip and pipelined burst; a larger add_jobs call takes several."""
-
-Encoded = tuple[str, bytes]
-"""A payload encoded: (codec name, bytes)."""
 
 
 class UniqueFor(enum.Enum):
@@ -102,16 +108,6 @@ def unique_claim(unique_key: str, unique_for: UniqueLifetime, *, now: float) -> 
     return UniqueClaim(unique_key, "expiry", now + float(seconds))
 
 
-class JobOptions(NamedTuple):
-    """What every job of one add shares, checked."""
-
-    job_type: str
-    tube: str
-    priority: int
-    delay: int
-    ttr: int
-
-
 class Producer:
     """add_job and add_jobs on a beanstalkd connection of their own (thread-safe)."""
 
@@ -148,11 +144,7 @@ class Producer:
 
     def options(self, job_type: str, priority: int, delay: float, ttr: int) -> JobOptions:
         """The checked options of an add; ValidationError before anything is written."""
-        tube = tube_for(job_type, self.config.tube_prefix)
-        check_u32("priority", priority)
-        whole_delay = check_delay(delay)
-        check_u32("ttr", ttr, minimum=1)
-        return JobOptions(job_type, tube, priority, whole_delay, ttr)
+        return job_options(job_type, priority, delay, ttr, tube_prefix=self.config.tube_prefix)
 
     def add_job(
         self,
@@ -197,19 +189,7 @@ class Producer:
 
     def encode_all(self, payloads: Iterable[Any]) -> list[Encoded]:
         """Every payload encoded, or PayloadError naming the first bad one (nothing added)."""
-        if isinstance(payloads, str | bytes | bytearray | memoryview | Mapping) or not isinstance(
-            payloads, Iterable
-        ):
-            raise ValidationError(
-                f"add_jobs takes an iterable of payloads, not a single {type(payloads).__name__}"
-            )
-        encoded = []
-        for index, payload in enumerate(payloads):
-            try:
-                encoded.append(self.codecs.encode(payload))
-            except PayloadError as exc:
-                raise PayloadError(f"payload {index}: {exc}; nothing was added") from exc
-        return encoded
+        return encode_payloads(self.codecs, payloads)
 
     def add(
         self,
@@ -243,11 +223,11 @@ class Producer:
         for start in range(0, len(encoded), BATCH_SIZE):
             batch = slice(start, start + BATCH_SIZE)
             if claims is None:
-                records = _new_records(options, encoded[batch], keys[batch])
+                records = new_records(options, encoded[batch], keys[batch])
                 ids = self._add_stored(self.store, options, records)
                 added += zip(keys[batch], ids, strict=True)
             else:
-                records = _new_records(options, encoded[batch], keys[batch], claims[batch])
+                records = new_records(options, encoded[batch], keys[batch], claims[batch])
                 added += self._add_unique(self.store, options, records, claims[batch])
         return added
 
@@ -256,18 +236,7 @@ class Producer:
     def _add_inline(
         self, options: JobOptions, encoded: Sequence[Encoded], keys: Sequence[str]
     ) -> list[int]:
-        bodies = [
-            encode_body(
-                "i",
-                key=key,
-                codec=codec,
-                priority=options.priority,
-                ttr=options.ttr,
-                job_type=options.job_type,
-                payload=data,
-            )
-            for key, (codec, data) in zip(keys, encoded, strict=True)
-        ]
+        bodies = inline_bodies(options, encoded, keys)
         self._warn_inline()
         ids: list[int] = []
         with self._lock:
@@ -284,16 +253,7 @@ class Producer:
         return ids
 
     def _check_sizes(self, bodies: list[bytes]) -> None:
-        limit = self._conn.server_stats().get("max-job-size")
-        if limit is None:
-            return
-        for index, body in enumerate(bodies):
-            if len(body) > limit:
-                which = f"job {index}: body" if len(bodies) > 1 else "job body"
-                raise JobTooBigError(
-                    f"{which} of {len(body)} bytes exceeds beanstalkd's max job size of "
-                    f"{limit} bytes; configure a bulk store for large payloads (nothing was added)"
-                )
+        check_sizes(bodies, self._conn.server_stats().get("max-job-size"))
 
     def _warn_inline(self) -> None:
         if not self._warned_inline:
@@ -392,11 +352,7 @@ class Producer:
         """Jobs whose inline copy is over the server's max job size go again as plain
         references (the records are durable already, so the jobs stay)."""
         copy_max = self.config.inline_copy_max
-        too_big = [
-            index
-            for index, slot in enumerate(pending)
-            if isinstance(slot.error, JobTooBigError) and len(records[index].payload) <= copy_max
-        ]
+        too_big = too_big_for_copies(records, pending, copy_max)
         if not too_big:
             return None
         plain = [record_body(records[index]) for index in too_big]
@@ -415,26 +371,16 @@ class Producer:
         failure: KQueueError | None,
     ) -> list[int]:
         """Record the ids of the jobs beanstalkd took; leave (or, strict, drop) the rest."""
-        ids: list[int] = []
-        swaps: list[RefSwap] = []
-        failed: list[str] = []
-        for index, record in enumerate(records):
-            slot = pending[index] if index < len(pending) else None
-            if slot is not None and slot.done and slot.error is None:
-                ids.append(slot.result())
-                if server_id:
-                    swaps.append((record.key, None, BrokerRef(server_id, ids[-1])))
-            else:
-                ids.append(NOT_SCHEDULED)
-                failed.append(record.key)
-                failure = failure or (None if slot is None else slot.error)
+        ids, swaps, failed, failure = sort_outcomes(records, pending, server_id, failure)
         self._save_references(store, swaps)
         if failed and self.config.strict:
             store.delete_many(failed)
             self.events.after_enqueue(options.job_type, len(records) - len(failed), 0)
-            raise failure or BrokerError("beanstalkd refused part of the batch")
+            assert failure is not None
+            raise failure
         if failed:
-            self._report_unscheduled(options, failed, failure)
+            assert failure is not None
+            report_unscheduled(options, failed, failure)
         self.events.after_enqueue(options.job_type, len(records), len(failed))
         return ids
 
@@ -448,47 +394,6 @@ class Producer:
             # references the sweeper may put them again after the grace period (duplicates
             # the worker drops once the record names the other copy).
             logger.warning("%d job(s) put, references not saved: %s", len(swaps), exc)
-
-    @staticmethod
-    def _report_unscheduled(
-        options: JobOptions, failed: list[str], failure: BaseException | None
-    ) -> None:
-        logger.warning(
-            "%d job(s) of type %s (first key=%s) accepted into the store, not yet into "
-            "beanstalkd (%s); the recovery sweeper will deliver them",
-            len(failed),
-            options.job_type,
-            failed[0],
-            failure,
-        )
-
-
-def _new_records(
-    options: JobOptions,
-    encoded: Sequence[Encoded],
-    keys: Sequence[str],
-    claims: Sequence[UniqueClaim | None] | None = None,
-) -> list[JobRecord]:
-    now = time.time()
-    records = [
-        new_record(
-            key,
-            options.job_type,
-            data,
-            codec,
-            priority=options.priority,
-            delay=options.delay,
-            ttr=options.ttr,
-            now=now,
-        )
-        for key, (codec, data) in zip(keys, encoded, strict=True)
-    ]
-    for index, claim in enumerate(claims or ()):
-        if claim is not None and claim.until == "start":  # the worker releases it
-            records[index] = dataclasses.replace(
-                records[index], unique_until_start=claim.unique_key
-            )
-    return records
 
 
 def _unique_keys(unique_key: UniqueKeys, payloads: list[Any]) -> list[str | None]:
@@ -527,10 +432,4 @@ def _write_ahead(
             return [None] * len(records)
         return store.put_unique(records, claims, now=time.time())
     except StoreOutcomeUnknownError as exc:
-        keys = tuple(record.key for record in records)
-        raise StoreOutcomeUnknownError(
-            f"{exc}; the {len(keys)} job(s) may be accepted all the same (keys "
-            f"{', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}): if so the recovery "
-            "sweeper delivers them, so look the keys up before adding them again",
-            keys=keys,
-        ) from exc
+        raise outcome_unknown(exc, records) from exc

@@ -10,6 +10,8 @@ anything. Every step is announced to the middleware (see :mod:`kqueue.middleware
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -216,29 +218,11 @@ class JobRunner:
         records: dict[str, _Record],
         server_id: str,
     ) -> None:
-        """Read whole the records of copies that their record does not name.
-
-        A body's copy of the payload is trusted only when the record names that very job. A
-        copy whose record names no job yet (the producer's reference swap may still be on its
-        way, or another client forged the body) or another job is checked against the whole
-        record, so a forged copy never runs its own payload, or another job type's handler,
-        under another job's key (one more store round trip, for those jobs only)."""
-        doubtful = [
-            body.key
-            for reserved, body in zip(window, bodies, strict=True)
-            if body is not None
-            and body.mode == "s"
-            and isinstance(status := records.get(body.key), RecordStatus)
-            and status.ref != BrokerRef(server_id, reserved.id)
-        ]
-        if not doubtful or self.store is None:
-            return
-        whole = self.store.get_many(doubtful)
-        for key in doubtful:
-            if key in whole:
-                records[key] = whole[key]
-            else:
-                records.pop(key, None)  # finished meanwhile: stale
+        """Read whole the records of copies their record does not name (see
+        :func:`doubtful_copies`; one more store round trip, for those jobs only)."""
+        doubtful = doubtful_copies(window, bodies, records, server_id)
+        if doubtful and self.store is not None:
+            trust_whole(records, doubtful, self.store.get_many(doubtful))
 
     def _prepare(
         self,
@@ -249,67 +233,30 @@ class JobRunner:
         dropped: dict[int, DropReason],
     ) -> Job | None:
         job_id, body, counts = reserved.job.id, reserved.body, reserved.counts
-        why = self._unreadable(body, counts, records)
+        why = why_unreadable(
+            body, counts, records, self.tube_prefix, has_store=self.store is not None
+        )
         if why is not None:
             self._bury_unreadable(conn, job_id, why)
             return None
         assert body is not None
-        unfinished = 0 if counts is None else counts.unfinished
-        payload = body.payload
-        if not body.stored:
-            attempts = (0 if counts is None else counts.releases) + unfinished + 1
-        else:
-            record = records.get(body.key)
-            reason = self._not_runnable(job_id, body.key, record, server_id)
+        record = records.get(body.key) if body.stored else None
+        if body.stored:
+            reason = why_not_runnable(job_id, body.key, record, server_id)
             if reason is not None:
                 dropped[job_id] = reason
                 self.events.on_dropped(job_id, body.key, reason)
                 return None
-            assert record is not None
-            attempts = record.attempts + unfinished + 1
-            if isinstance(record, JobRecord):
-                payload = record.payload
-                if record.unique_until_start is not None:
-                    self._release_at_start[record.key] = record.unique_until_start
+        attempts = attempts_for(body, counts, record)
+        payload = record.payload if isinstance(record, JobRecord) else body.payload
+        if isinstance(record, JobRecord) and record.unique_until_start is not None:
+            self._release_at_start[record.key] = record.unique_until_start
         try:
             data = self.codecs.decode(body.codec, payload)
         except PayloadError as exc:
             self._bury_unreadable(conn, job_id, str(exc))
             return None
         return _job(conn, job_id, body, data, attempts)
-
-    def _unreadable(
-        self, body: Body | None, counts: JobCounts | None, records: dict[str, _Record]
-    ) -> str | None:
-        """Why a body must not run at all (it is buried), or None."""
-        if body is None:
-            return "foreign or corrupt job body"
-        if counts is not None and counts.tube != self.tube_prefix + body.job_type:
-            return f"body names job type {body.job_type!r}, not its tube's"
-        if body.stored and self.store is None:
-            return "a reference, but no store here"
-        record = records.get(body.key) if body.stored else None
-        if isinstance(record, JobRecord) and record.job_type != body.job_type:
-            return f"body names the record of a {record.job_type!r} job"
-        return None
-
-    def _not_runnable(
-        self, job_id: int, key: str, record: _Record | None, server_id: str
-    ) -> DropReason | None:
-        """Why a stored job must not run: its record is gone, or the record names another
-        job on this server (a duplicate delivery); None if it may run."""
-        if record is None:
-            # Done or purged already: the reference is stale. Never run it.
-            logger.debug("job %s key=%s: record gone, reference dropped", job_id, key)
-            return "stale"
-        current = record.ref
-        if current is not None and current.server_id == server_id and current.job_id != job_id:
-            # Another job on this very server carries the record (recovery re-enqueued it
-            # while this one was thought lost): this one is a duplicate delivery. A reference
-            # naming another server proves nothing (a binlog restart renames the server).
-            logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)
-            return "duplicate"
-        return None
 
     def _bury_unreadable(self, conn: BeanstalkConnection, job_id: int, why: str) -> None:
         stats = conn.stats_job(job_id) or {}
@@ -384,7 +331,7 @@ class JobRunner:
     def _invoke(self, job: Job, spec: HandlerSpec) -> None:
         """Run the handler, and keep its return value when its type keeps results (a value
         that cannot be kept fails the job at once: running it again would not help)."""
-        value = spec.handler(job)
+        value = _finish(spec.handler(job))
         if spec.keep_result is not None and self.store is not None:
             try:
                 keep_result(self.store, self.codecs, job.key, value, spec.keep_result)
@@ -490,6 +437,103 @@ class JobRunner:
             conn.release(job.id, priority=job.priority, delay=failure.delay)
             job.outcome = "released"
             self.events.on_retried(job, failure.delay)
+
+
+def doubtful_copies(
+    window: Sequence[ReservedJob],
+    bodies: Sequence[Body | None],
+    records: Mapping[str, JobRecord | RecordStatus],
+    server_id: str,
+) -> list[str]:
+    """The keys of the window's copies whose record must be read whole before they run.
+
+    A body's copy of the payload is trusted only when the record names that very job. A
+    copy whose record names no job yet (the producer's reference swap may still be on its
+    way, or another client forged the body) or another job is checked against the whole
+    record, so a forged copy never runs its own payload, or another job type's handler,
+    under another job's key."""
+    return [
+        body.key
+        for reserved, body in zip(window, bodies, strict=True)
+        if body is not None
+        and body.mode == "s"
+        and isinstance(status := records.get(body.key), RecordStatus)
+        and status.ref != BrokerRef(server_id, reserved.id)
+    ]
+
+
+def trust_whole(
+    records: dict[str, JobRecord | RecordStatus],
+    doubtful: Sequence[str],
+    whole: Mapping[str, JobRecord],
+) -> None:
+    """Put the whole records read for ``doubtful`` copies in place of their statuses (a
+    record gone meanwhile: the job finished elsewhere, so its copy is stale)."""
+    for key in doubtful:
+        if key in whole:
+            records[key] = whole[key]
+        else:
+            records.pop(key, None)
+
+
+def why_unreadable(
+    body: Body | None,
+    counts: JobCounts | None,
+    records: Mapping[str, JobRecord | RecordStatus],
+    tube_prefix: str,
+    *,
+    has_store: bool,
+) -> str | None:
+    """Why a reserved body must not run at all (it is buried), or None."""
+    if body is None:
+        return "foreign or corrupt job body"
+    if counts is not None and counts.tube != tube_prefix + body.job_type:
+        return f"body names job type {body.job_type!r}, not its tube's"
+    if body.stored and not has_store:
+        return "a reference, but no store here"
+    record = records.get(body.key) if body.stored else None
+    if isinstance(record, JobRecord) and record.job_type != body.job_type:
+        return f"body names the record of a {record.job_type!r} job"
+    return None
+
+
+def why_not_runnable(
+    job_id: int, key: str, record: JobRecord | RecordStatus | None, server_id: str
+) -> DropReason | None:
+    """Why a stored job must not run: its record is gone, or the record names another
+    job on this server (a duplicate delivery); None if it may run."""
+    if record is None:
+        # Done or purged already: the reference is stale. Never run it.
+        logger.debug("job %s key=%s: record gone, reference dropped", job_id, key)
+        return "stale"
+    current = record.ref
+    if current is not None and current.server_id == server_id and current.job_id != job_id:
+        # Another job on this very server carries the record (recovery re-enqueued it
+        # while this one was thought lost): this one is a duplicate delivery. A reference
+        # naming another server proves nothing (a binlog restart renames the server).
+        logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)
+        return "duplicate"
+    return None
+
+
+def attempts_for(
+    body: Body, counts: JobCounts | None, record: JobRecord | RecordStatus | None
+) -> int:
+    """This run's attempt number: failures counted on the record (by beanstalkd's releases
+    for an inline job), plus earlier reserves that never finished, plus this one."""
+    unfinished = 0 if counts is None else counts.unfinished
+    if record is None:
+        return (0 if counts is None else counts.releases) + unfinished + 1
+    return record.attempts + unfinished + 1
+
+
+def _finish(result: object) -> object:
+    """What a handler returned; an ``async def`` handler run by the sync worker is awaited to
+    its end on a loop of its own (``kqueue worker --concurrency N`` runs many at once on one
+    loop instead)."""
+    if inspect.iscoroutine(result):
+        return asyncio.run(result)
+    return result
 
 
 def _log_done(job: Job, seconds: float) -> None:

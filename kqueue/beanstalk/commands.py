@@ -30,6 +30,7 @@ from kqueue.errors import (
     BrokerProtocolError,
     BrokerServerError,
     JobTooBigError,
+    KQueueError,
 )
 
 T = TypeVar("T")
@@ -81,6 +82,68 @@ class Call(Generic[T]):
         self.command = command
         self.frame = frame
         self.tube = tube
+
+
+class UnexpectedReply(BrokerProtocolError):
+    """A reply word the command never gets: the connection is out of step (close it)."""
+
+
+def result_of(command: Command[T], reply: Reply, address: str) -> T:
+    """``command``'s value from ``reply``, or the error the reply means, raised (the one
+    check of a reply, for the sync and the asyncio connection alike)."""
+    if reply.word not in command.expected:
+        name = command.name.decode(errors="replace")
+        error = ERROR_REPLIES.get(reply.word)
+        if error is not None:
+            raise error(f"beanstalkd at {address} answered {reply.word.decode()} to {name}")
+        raise UnexpectedReply(f"beanstalkd at {address}: unexpected reply {reply.word!r} to {name}")
+    try:
+        return command.convert(reply)
+    except RefusedReply as exc:
+        raise BrokerServerError(f"beanstalkd at {address}: {exc}") from None
+    except DeadlineSoon as exc:
+        raise DeadlineSoon(f"beanstalkd at {address}: {exc}") from None
+
+
+_NOT_RUN = object()
+
+
+class Pending(Generic[T]):
+    """The future result of one pipelined command (sync or asyncio)."""
+
+    __slots__ = ("_error", "_value", "call")
+
+    def __init__(self, call: Call[T]) -> None:
+        self.call = call
+        self._value: object = _NOT_RUN
+        self._error: KQueueError | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the command was answered or failed."""
+        return self._error is not None or self._value is not _NOT_RUN
+
+    @property
+    def error(self) -> KQueueError | None:
+        """The error of this command, or None."""
+        return self._error
+
+    def set(self, value: T) -> None:
+        """Settle with the command's value."""
+        self._value = value
+
+    def fail(self, error: KQueueError) -> None:
+        """Settle with the command's error."""
+        self._error = error
+
+    def result(self) -> T:
+        """The command's result; raises its error (or BrokerError if never executed)."""
+        if self._error is not None:
+            raise self._error
+        if self._value is _NOT_RUN:
+            name = self.call.command.name.decode()
+            raise BrokerError(f"pipelined command {name!r} was never executed")
+        return self._value  # type: ignore[return-value]
 
 
 # -- converters ----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from kqueue.beanstalk import commands as cmd
-from kqueue.beanstalk.commands import ERROR_REPLIES, Call, Command, DeadlineSoon, RefusedReply
+from kqueue.beanstalk.commands import Call, Command, DeadlineSoon, UnexpectedReply, result_of
 from kqueue.beanstalk.wire import (
     JobStats,
     MalformedReply,
@@ -42,7 +42,6 @@ from kqueue.errors import (
     BrokerConnectionError,
     BrokerError,
     BrokerProtocolError,
-    BrokerServerError,
     BrokerTimeoutError,
 )
 
@@ -371,21 +370,11 @@ class BeanstalkConnection:
 
     def convert(self, command: Command[T], reply: Reply) -> T:
         """``command``'s value from ``reply``, or the error the reply means, raised."""
-        if reply.word not in command.expected:
-            raise self._refused(command.name, reply)
         try:
-            return command.convert(reply)
-        except RefusedReply as exc:
-            raise BrokerServerError(f"beanstalkd at {self.address}: {exc}") from None
-        except DeadlineSoon as exc:
-            raise DeadlineSoon(f"beanstalkd at {self.address}: {exc}") from None
-
-    def _refused(self, name: bytes, reply: Reply) -> Exception:
-        error = ERROR_REPLIES.get(reply.word)
-        text = name.decode(errors="replace")
-        if error is not None:
-            return error(f"beanstalkd at {self.address} answered {reply.word.decode()} to {text}")
-        return self._protocol_error(f"unexpected reply {reply.word!r} to {text}")
+            return result_of(command, reply, self.address)
+        except UnexpectedReply:
+            self.close()  # out of step: nothing read after it could be trusted
+            raise
 
     def _track_tube(self, call: Call[T], result: object) -> None:
         tube = call.tube

@@ -21,50 +21,20 @@ knows exactly which puts went through.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from kqueue.beanstalk import commands as cmd
-from kqueue.beanstalk.commands import Call
+from kqueue.beanstalk.commands import Call, Pending
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.wire import PipelineBroken, Reply, ReservedJob
-from kqueue.errors import BrokerError, KQueueError
+from kqueue.errors import KQueueError
+
+__all__ = ["Pending", "Pipeline", "delete_jobs", "reserve_ready"]
 
 T = TypeVar("T")
 
 _MAX_BURST = 1024
 """Commands per write: bounds the memory a burst of reserve replies may take at once."""
-
-_NOT_RUN = object()
-
-
-class Pending(Generic[T]):
-    """The future result of one pipelined command."""
-
-    __slots__ = ("_error", "_value", "call")
-
-    def __init__(self, call: Call[T]) -> None:
-        self.call = call
-        self._value: object = _NOT_RUN
-        self._error: KQueueError | None = None
-
-    @property
-    def done(self) -> bool:
-        """True once the command was answered or failed."""
-        return self._error is not None or self._value is not _NOT_RUN
-
-    @property
-    def error(self) -> KQueueError | None:
-        """The error of this command, or None."""
-        return self._error
-
-    def result(self) -> T:
-        """The command's result; raises its error (or BrokerError if never executed)."""
-        if self._error is not None:
-            raise self._error
-        if self._value is _NOT_RUN:
-            name = self.call.command.name.decode()
-            raise BrokerError(f"pipelined command {name!r} was never executed")
-        return self._value  # type: ignore[return-value]
 
 
 class Pipeline:
@@ -146,7 +116,7 @@ class Pipeline:
             except PipelineBroken as broken:
                 self._settle(burst, broken.replies)
                 for pending in queued[start + len(broken.replies) :]:
-                    pending._error = broken.error
+                    pending.fail(broken.error)
                 raise broken.error from broken.error.__cause__
             self._settle(burst, replies)
 
@@ -154,9 +124,9 @@ class Pipeline:
         settle = self._conn.settle
         for pending, reply in zip(burst, replies, strict=False):
             try:
-                pending._value = settle(pending.call, reply)
+                pending.set(settle(pending.call, reply))
             except KQueueError as exc:
-                pending._error = exc
+                pending.fail(exc)
 
 
 def _exchange_all(conn: BeanstalkConnection, data: bytes, count: int) -> list[Reply]:

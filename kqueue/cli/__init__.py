@@ -197,6 +197,12 @@ def _worker_parser(command: Callable[[str, Command, str], argparse.ArgumentParse
     worker = command("worker", cmd_worker, "run an application's handlers")
     worker.add_argument("app", help="MODULE:ATTRIBUTE of a KQueue, e.g. myapp.jobs:queue")
     worker.add_argument("--processes", type=POSITIVE_INT, default=1, help="worker processes")
+    worker.add_argument(
+        "--concurrency",
+        type=POSITIVE_INT,
+        default=1,
+        help="jobs in flight per process, on one event loop (async def handlers)",
+    )
     worker.add_argument("--jobtypes", metavar="A,B", help="serve only these job types")
     worker.add_argument("--burst", action="store_true", help="exit when nothing is ready")
     worker.add_argument("--sweep-interval", type=POSITIVE_FLOAT, metavar="SECONDS")

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kqueue.aio import AsyncKQueue
 from kqueue.errors import ConfigurationError
 from kqueue.job import DEFAULT_TUBE_PREFIX
 from kqueue.queue import KQueue
@@ -105,7 +106,8 @@ class Settings:
 
 
 def load_queue(path: str) -> KQueue:
-    """The KQueue at ``module:attribute`` (or a zero-argument callable returning one)."""
+    """The KQueue at ``module:attribute`` (or a zero-argument callable returning one); of an
+    AsyncKQueue, the KQueue it wraps."""
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigurationError(f"{path!r} is not MODULE:ATTRIBUTE (e.g. myapp.jobs:queue)")
@@ -121,6 +123,8 @@ def load_queue(path: str) -> KQueue:
         raise ConfigurationError(f"module {module_name!r} has no {attribute!r}") from None
     if callable(found) and not isinstance(found, KQueue):
         found = found()
+    if isinstance(found, AsyncKQueue):
+        found = found.queue  # the same application: its handlers may be async def
     if not isinstance(found, KQueue):
         raise ConfigurationError(f"{path} is a {type(found).__name__}, not a kqueue.KQueue")
     return found

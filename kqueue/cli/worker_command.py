@@ -11,6 +11,9 @@ import sys
 import tempfile
 import threading
 
+from kqueue.aio import AsyncKQueue
+from kqueue.aio.runner import is_async_handler
+from kqueue.aio.worker import AsyncWorker
 from kqueue.cli.config import Settings, load_queue, rebind
 from kqueue.cli.scheduler_command import check_schedules
 from kqueue.scheduler import Scheduler
@@ -22,7 +25,8 @@ __all__ = ["child_argv", "cmd_worker", "load_queue", "rebind", "supervise"]
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the application's handlers, in this process or in --processes children."""
+    """Run the application's handlers, in this process or in --processes children: on the
+    sync worker, or on an asyncio one (--concurrency above 1, or any ``async def`` handler)."""
     if args.processes > 1:
         return _supervise_with_metrics(args, settings)
     queue = rebind(load_queue(args.app), settings)
@@ -35,6 +39,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
         serve_metrics(queue, args.metrics_port, addr=args.metrics_addr)
     job_types = args.jobtypes.split(",") if args.jobtypes else None
+    if args.concurrency > 1 or any(is_async_handler(s.handler) for s in queue.handlers.values()):
+        return AsyncWorker(
+            AsyncKQueue.from_queue(queue),
+            concurrency=args.concurrency,
+            job_types=job_types,
+            burst=args.burst,
+            grace_period=args.grace,
+            sweep_interval=args.sweep_interval,
+        ).run()
     worker = Worker(
         queue,
         job_types=job_types,

@@ -17,8 +17,8 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from kqueue.errors import (
     ConfigurationError,
@@ -200,6 +200,22 @@ def _import_redis() -> Any:
     return redis
 
 
+def _is_one(reply: Any) -> bool:
+    return int(reply) == 1
+
+
+class ScriptCall(NamedTuple):
+    """One Lua script call, built without I/O: the sync store runs it on its connection
+    (:meth:`RedisStore.execute`), the asyncio one on a ``redis.asyncio`` client; ``decode``
+    turns the reply into the method's result (or raises its error)."""
+
+    action: str
+    script: Script
+    keys: list[str]
+    args: list[str | bytes | int | float]
+    decode: Callable[[Any], Any]
+
+
 class RedisStore(StoreBase):
     """Job records in Redis, addressed by a ``redis://``, ``rediss://`` or ``unix://`` URL.
 
@@ -222,6 +238,7 @@ class RedisStore(StoreBase):
         _check_url(url)
         redis = self._redis = _import_redis()
         self._url = url
+        self._timeouts = (connect_timeout, socket_timeout)
         self._where = redact_url(url)
         self._prefix = prefix
         self.max_record_bytes = max_record_bytes
@@ -400,40 +417,65 @@ class RedisStore(StoreBase):
 
     def put_many(self, records: Sequence[JobRecord]) -> None:
         """Write several new records atomically in one script call, all or none."""
+        call = self.put_many_call(records)
+        if call is not None:
+            self.execute(call)
+
+    def put_many_call(self, records: Sequence[JobRecord]) -> ScriptCall | None:
+        """:meth:`put_many` as a script call (None: nothing to write); checked first."""
         if not records:
-            return
+            return None
         keys = [record.key for record in records]
         if len(set(keys)) != len(keys):
             raise StoreError("put_many got the same key twice; nothing was written")
         self._check_sizes(records)
+
+        def check(duplicate: Any) -> None:
+            if int(duplicate):
+                key = records[int(duplicate) - 1].key
+                raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+
         shared = _shared_fields(records)
         if shared is not None:
-            self._put_many_packed(records, shared)
-            return
-        script_keys: list[str] = [self._index]
-        args: list[str | bytes | int | float] = [len(records), self._prefix]
+            args: list[str | bytes | int | float] = [self._prefix, *shared]
+            for r in records:
+                args += [r.key, r.payload, r.codec]
+            script_keys = [self._index, self._type_index(records[0].job_type)]
+            return ScriptCall("put", self._put_packed, script_keys, args, check)
+        script_keys = [self._index]
+        args = [len(records), self._prefix]
         for record in records:
             script_keys += [self._record_key(record.key), self._type_index(record.job_type)]
             fields = _encode_record(record)
             server = "" if record.ref is None else "=" + record.ref.server_id
             args += [record.key, server, len(fields), *fields]
-        with self._translate("put"):
-            duplicate = int(self._run(self._put_many, keys=script_keys, args=args))
-        if duplicate:
-            key = records[duplicate - 1].key
-            raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+        return ScriptCall("put", self._put_many, script_keys, args, check)
 
-    def _put_many_packed(self, records: Sequence[JobRecord], shared: list[str | int]) -> None:
-        job_type = records[0].job_type
-        args: list[str | bytes | int] = [self._prefix, *shared]
-        for r in records:
-            args += [r.key, r.payload, r.codec]
-        script_keys = [self._index, self._type_index(job_type)]
-        with self._translate("put"):
-            duplicate = int(self._run(self._put_packed, keys=script_keys, args=args))
-        if duplicate:
-            key = records[duplicate - 1].key
-            raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+    def execute(self, call: ScriptCall) -> Any:
+        """Run one script call on this thread's connection; its decoded reply."""
+        with self._translate(call.action):
+            reply = self._run(call.script, keys=call.keys, args=call.args)
+        return call.decode(reply)
+
+    @contextlib.contextmanager
+    def translate(self, action: str) -> Iterator[None]:
+        """Turn redis-py errors (sync or asyncio: the same classes) into the kqueue error
+        tree, with credentials scrubbed."""
+        with self._translate(action):
+            yield
+
+    def async_client(self) -> Any:
+        """A new ``redis.asyncio`` client on this store's URL and timeouts (the caller closes
+        it), for :class:`~kqueue.aio.stores.AsyncRedisStore`."""
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+
+        return redis.asyncio.Redis.from_url(
+            self._url,
+            socket_connect_timeout=self._timeouts[0],
+            socket_timeout=self._timeouts[1],
+            retry=Retry(redis.backoff.NoBackoff(), 0),
+        )
 
     def put_unique(
         self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
@@ -492,23 +534,29 @@ class RedisStore(StoreBase):
         The script answers with one string (a line per key), which is far cheaper to read
         than a reply of many parts.
         """
+        call = self.get_status_many_call(keys)
+        return {} if call is None else cast("dict[str, RecordStatus]", self.execute(call))
+
+    def get_status_many_call(self, keys: Sequence[str]) -> ScriptCall | None:
+        """:meth:`get_status_many` as a script call (None: no keys)."""
         unique = list(dict.fromkeys(keys))
         if not unique:
-            return {}
-        with self._translate("get_status_many"):
-            reply: bytes = self._run(
-                self._status_many, keys=[self._record_key(key) for key in unique]
-            )
-        found: dict[str, RecordStatus] = {}
-        for key, line in zip(unique, reply.split(b"\n"), strict=True):
-            if line == b"-":
-                continue
-            attempts, state, server, job = line.decode().split(" ")
-            ref = BrokerRef(server, int(job)) if server else None
-            found[key] = RecordStatus(
-                int(attempts), "buried" if state == "buried" else "enqueued", ref
-            )
-        return found
+            return None
+
+        def decode(reply: bytes) -> dict[str, RecordStatus]:
+            found: dict[str, RecordStatus] = {}
+            for key, line in zip(unique, reply.split(b"\n"), strict=True):
+                if line == b"-":
+                    continue
+                attempts, state, server, job = line.decode().split(" ")
+                ref = BrokerRef(server, int(job)) if server else None
+                found[key] = RecordStatus(
+                    int(attempts), "buried" if state == "buried" else "enqueued", ref
+                )
+            return found
+
+        script_keys = [self._record_key(key) for key in unique]
+        return ScriptCall("get_status_many", self._status_many, script_keys, [], decode)
 
     def get(self, key: str) -> JobRecord | None:
         """The record with this key, or None."""
@@ -518,27 +566,37 @@ class RedisStore(StoreBase):
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key, in one script call."""
+        call = self.get_many_call(keys)
+        return {} if call is None else cast("dict[str, JobRecord]", self.execute(call))
+
+    def get_many_call(self, keys: Sequence[str]) -> ScriptCall | None:
+        """:meth:`get_many` as a script call (None: no keys)."""
         unique = list(dict.fromkeys(keys))
         if not unique:
-            return {}
-        with self._translate("get_many"):
-            replies: list[list[bytes]] = self._run(
-                self._get_many, keys=[self._record_key(key) for key in unique]
-            )
-        return {
-            key: _decode_record(key, _pairs(flat))
-            for key, flat in zip(unique, replies, strict=True)
-            if flat
-        }
+            return None
+
+        def decode(replies: list[list[bytes]]) -> dict[str, JobRecord]:
+            return {
+                key: _decode_record(key, _pairs(flat))
+                for key, flat in zip(unique, replies, strict=True)
+                if flat
+            }
+
+        script_keys = [self._record_key(key) for key in unique]
+        return ScriptCall("get_many", self._get_many, script_keys, [], decode)
 
     def delete_many(self, keys: Iterable[str]) -> int:
         """Remove several records atomically in one script call; the number that existed."""
+        call = self.delete_many_call(keys)
+        return 0 if call is None else int(self.execute(call))
+
+    def delete_many_call(self, keys: Iterable[str]) -> ScriptCall | None:
+        """:meth:`delete_many` as a script call (None: no keys)."""
         unique = list(dict.fromkeys(keys))
         if not unique:
-            return 0
+            return None
         script_keys = [self._index, *(self._record_key(key) for key in unique)]
-        with self._translate("delete"):
-            return int(self._run(self._delete_many, keys=script_keys, args=[self._prefix, *unique]))
+        return ScriptCall("delete", self._delete_many, script_keys, [self._prefix, *unique], int)
 
     def swap_reference(
         self, key: str, expected: BrokerRef | None, new: BrokerRef | None, *, now: float
@@ -550,55 +608,54 @@ class RedisStore(StoreBase):
 
     def swap_references(self, swaps: Sequence[RefSwap], *, now: float) -> int:
         """Compare-and-set several references in one script call; the number that succeeded."""
+        call = self.swap_references_call(swaps, now=now)
+        return 0 if call is None else int(self.execute(call))
+
+    def swap_references_call(self, swaps: Sequence[RefSwap], *, now: float) -> ScriptCall | None:
+        """:meth:`swap_references` as a script call (None: no swaps)."""
         if not swaps:
-            return 0
+            return None
+        script_keys = [self._record_key(key) for key, _, _ in swaps]
         server = one_new_server(swaps)
+        args: list[str | bytes | int | float] = [repr(float(now)), self._prefix]
         if server is not None:
             # New jobs (add_jobs): one job id a key instead of six values.
             job_ids = [new.job_id for _, _, new in swaps if new is not None]
-            with self._translate("swap_references"):
-                return int(
-                    self._run(
-                        self._set_new_refs,
-                        keys=[self._record_key(key) for key, _, _ in swaps],
-                        args=[server, repr(float(now)), self._prefix, *job_ids],
-                    )
-                )
+            args = [server, *args, *job_ids]
+            return ScriptCall("swap_references", self._set_new_refs, script_keys, args, int)
         pair = one_server_pair(swaps)
         if pair is not None:
-            return self._swap_between_servers(swaps, pair, now)
-        args: list[str | int] = [repr(float(now)), self._prefix]
+            # Recovery's shapes: two job ids a key instead of six values.
+            args += [*pair]
+            for _, expected, new in swaps:
+                assert expected is not None and new is not None
+                args += [expected.job_id, new.job_id]
+            return ScriptCall("swap_references", self._swap_between, script_keys, args, int)
         for _, expected, new in swaps:
             args += [*_ref_args(expected), *_ref_args(new)]
-        script_keys = [self._record_key(key) for key, _, _ in swaps]
-        with self._translate("swap_references"):
-            return int(self._run(self._swap_many, keys=script_keys, args=args))
-
-    def _swap_between_servers(
-        self, swaps: Sequence[RefSwap], servers: tuple[str, str], now: float
-    ) -> int:
-        """Swaps from references on one server to references on one server (recovery's
-        shapes): two job ids a key instead of six values."""
-        args: list[str | int] = [repr(float(now)), self._prefix, *servers]
-        for _, expected, new in swaps:
-            assert expected is not None and new is not None
-            args += [expected.job_id, new.job_id]
-        script_keys = [self._record_key(key) for key, _, _ in swaps]
-        with self._translate("swap_references"):
-            return int(self._run(self._swap_between, keys=script_keys, args=args))
+        return ScriptCall("swap_references", self._swap_many, script_keys, args, int)
 
     def record_attempt(
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
     ) -> bool:
         """Store the attempt count, last error and state; False if the record is gone."""
+        call = self.record_attempt_call(
+            key, attempts=attempts, last_error=last_error, state=state, now=now
+        )
+        return bool(self.execute(call))
+
+    def record_attempt_call(
+        self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
+    ) -> ScriptCall:
+        """:meth:`record_attempt` as a script call."""
         error: list[str | bytes] = (
             ["0", ""]
             if last_error is None
             else ["1", last_error.encode("utf-8", "backslashreplace")]
         )
-        args = [attempts, *error, state, repr(float(now))]
-        with self._translate("record_attempt"):
-            return int(self._run(self._attempt, keys=[self._record_key(key)], args=args)) == 1
+        args: list[str | bytes | int | float] = [attempts, *error, state, repr(float(now))]
+        script_keys = [self._record_key(key)]
+        return ScriptCall("record_attempt", self._attempt, script_keys, args, _is_one)
 
     def record_failure(
         self,

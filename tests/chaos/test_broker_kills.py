@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import pytest
 import redis
 
 from kqueue import KQueue, RecoverySweeper
+from kqueue.aio import AsyncKQueue
 from kqueue.stores.redis import RedisStore
+from tests.chaos.async_worker_app import CONCURRENCY
 from tests.servers import BeanstalkdProcess
 
 pytestmark = pytest.mark.chaos
@@ -36,12 +39,14 @@ class Cluster:
     def completions_key(self) -> str:
         return self.prefix + "completions"
 
-    def start_worker(self, sleep_s: float = 0.0005) -> subprocess.Popen[str]:
+    def start_worker(
+        self, sleep_s: float = 0.0005, app: str = "tests.chaos.worker_app"
+    ) -> subprocess.Popen[str]:
         worker = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "tests.chaos.worker_app",
+                app,
                 self.server.host,
                 str(self.server.port),
                 self.redis_url,
@@ -103,6 +108,21 @@ def produce(queue: KQueue, count: int) -> threading.Thread:
     return thread
 
 
+def produce_async(queue: AsyncKQueue, count: int) -> threading.Thread:
+    """``produce`` through AsyncKQueue.add_job, on an event loop of the thread's own."""
+
+    async def run() -> None:
+        for i in range(count):
+            await queue.add_job("chaos", i)
+            if i % 50 == 0:
+                await asyncio.sleep(0.005)  # spread the adds over the kills
+        await queue.producer.conn.aclose()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    thread.start()
+    return thread
+
+
 def kill_when(cluster: Cluster, done: int, *, keep_binlog: bool) -> float:
     """Wait until ``done`` jobs completed, kill -9 beanstalkd, restart it; the outage length.
 
@@ -121,13 +141,14 @@ def kill_when(cluster: Cluster, done: int, *, keep_binlog: bool) -> float:
 
 
 def run_chaos(
-    cluster: Cluster, *, keep_binlog: bool, backlog_first: bool = False
+    cluster: Cluster, *, keep_binlog: bool, backlog_first: bool = False, asyncio_too: bool = False
 ) -> tuple[list[str], RecoverySweeper, float]:
     """3,000 jobs, two workers, a sweeper, two kills of beanstalkd; the completions.
 
     ``backlog_first`` adds every job before the workers start, so that beanstalkd holds a
     backlog when it dies; otherwise jobs are added while the kills happen. Also returns the
-    seconds from the last restart until every job had completed.
+    seconds from the last restart until every job had completed. ``asyncio_too``: asyncio
+    workers (async def handlers, many jobs at once) and the asyncio producer.
     """
     store = RedisStore(cluster.redis_url, prefix=cluster.prefix)
     queue = KQueue(
@@ -139,11 +160,16 @@ def run_chaos(
     )
     if backlog_first:
         produce(queue, JOBS).join(60)
+    app = "tests.chaos.async_worker_app" if asyncio_too else "tests.chaos.worker_app"
     for _ in range(2):
-        cluster.start_worker()
+        cluster.start_worker(app=app)
     sweeper = RecoverySweeper(queue, interval=0.3).start()
     try:
-        producer = produce(queue, 0 if backlog_first else JOBS)
+        count = 0 if backlog_first else JOBS
+        if asyncio_too:
+            producer = produce_async(AsyncKQueue.from_queue(queue), count)
+        else:
+            producer = produce(queue, count)
         kill_when(cluster, 800, keep_binlog=keep_binlog)
         kill_when(cluster, 1800, keep_binlog=keep_binlog)
         restarted = time.monotonic()
@@ -171,6 +197,23 @@ def test_beanstalkd_killed_twice_without_binlog_loses_no_job(cluster: Cluster) -
     assert sweeper.totals["requeued"] > 0
     # Only jobs whose handler was running at a kill can run twice: one per worker per kill.
     assert duplicates <= 2 * 2
+
+
+def test_beanstalkd_killed_twice_under_asyncio_workers_and_producer_loses_no_job(
+    cluster: Cluster,
+) -> None:
+    done, sweeper, recovery = run_chaos(cluster, keep_binlog=False, asyncio_too=True)
+    lost = set(map(str, range(JOBS))) - set(done)
+    duplicates = len(done) - len(set(done))
+    print(
+        f"\nasyncio, no binlog: {JOBS} jobs, 2 kills, lost {len(lost)}, duplicates "
+        f"{duplicates}, recovered {sweeper.totals['requeued']}, "
+        f"all done {recovery:.2f} s after the last restart"
+    )
+    assert lost == set()
+    assert sweeper.totals["requeued"] > 0
+    # Only jobs in flight at a kill can run twice: up to CONCURRENCY per worker per kill.
+    assert duplicates <= 2 * 2 * CONCURRENCY
 
 
 def test_beanstalkd_restarted_from_binlog_loses_and_requeues_nothing(
