@@ -82,7 +82,7 @@ class AsyncConsumer:
             events=events,
             count_attempts=config.count_lost_attempts,
         )
-        self.runner = AsyncJobRunner(store=store, retry=config.retry, events=events)
+        self.runner = AsyncJobRunner(store=store, retry=config.retry, events=events, codecs=codecs)
         self._idle: list[AsyncBeanstalkConnection] = []
         self._holding: dict[AsyncBeanstalkConnection, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()

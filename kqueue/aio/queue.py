@@ -31,9 +31,12 @@ from kqueue.errors import JobNotFoundError
 from kqueue.health import BrokerHealth
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware.base import Middleware
+from kqueue.producer import UniqueFor, UniqueLifetime
 from kqueue.queue import KQueue
+from kqueue.results import JobStatus
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
+from kqueue.stores.base import AttemptFailure
 from kqueue.sweeper import SweepReport
 
 __all__ = ["AsyncKQueue"]
@@ -172,9 +175,25 @@ class AsyncKQueue:
         priority: int = jobmod.PRIO_NORMAL,
         delay: float = 0,
         ttr: int = 30,
+        unique_key: str | None = None,
+        unique_for: UniqueLifetime = UniqueFor.FINISH,
     ) -> int:
         """Enqueue a job; its beanstalkd id (see :meth:`kqueue.KQueue.add_job`: the record is
-        durable before the reference is put; NOT_SCHEDULED when beanstalkd then failed)."""
+        durable before the reference is put; NOT_SCHEDULED when beanstalkd then failed).
+
+        With a ``unique_key`` the add goes through the sync producer on a thread (the store's
+        atomic unique write is not awaited natively yet), with the same answer."""
+        if unique_key is not None:
+            return await asyncio.to_thread(
+                self.queue.add_job,
+                job_type,
+                payload,
+                priority=priority,
+                delay=delay,
+                ttr=ttr,
+                unique_key=unique_key,
+                unique_for=unique_for,
+            )
         options = self.queue.producer.options(job_type, priority, delay, ttr)
         encoded = [self.queue.codecs.encode(payload)]
         return (await self.producer.add(options, encoded))[0]
@@ -202,11 +221,14 @@ class AsyncKQueue:
         *,
         retry: RetryPolicy | None = None,
         auto_touch: bool = False,
+        keep_result: float | None = None,
     ) -> None:
         """Register the one handler of a job type: ``async def`` or plain (see
         :meth:`kqueue.KQueue.add_handler`; ``auto_touch`` also lifts the TTR's limit on an
-        async handler's run)."""
-        self.queue.add_handler(job_type, handler, retry=retry, auto_touch=auto_touch)
+        async handler's run; ``keep_result`` keeps what it returns, as there)."""
+        self.queue.add_handler(
+            job_type, handler, retry=retry, auto_touch=auto_touch, keep_result=keep_result
+        )
 
     def handler(
         self, job_type: str, *, retry: RetryPolicy | None = None, auto_touch: bool = False
@@ -310,6 +332,18 @@ class AsyncKQueue:
     async def stats(self) -> QueueStats:
         """Server stats, and per job type their counts."""
         return await asyncio.to_thread(self.queue.stats)
+
+    async def job_status(self, key: str) -> JobStatus:
+        """:meth:`kqueue.KQueue.job_status`, on a thread."""
+        return await asyncio.to_thread(self.queue.job_status, key)
+
+    async def job_result(self, key: str, *, timeout: float | None = None) -> Any:
+        """:meth:`kqueue.KQueue.job_result`, waited for on a thread (it polls the store)."""
+        return await asyncio.to_thread(self.queue.job_result, key, timeout=timeout)
+
+    async def job_failures(self, key: str) -> list[AttemptFailure]:
+        """:meth:`kqueue.KQueue.job_failures`, on a thread."""
+        return await asyncio.to_thread(self.queue.job_failures, key)
 
     async def job_stats(self, job: Job | int) -> JobStats:
         """beanstalkd's stats-job for a job (or job id); JobNotFoundError if it is gone."""

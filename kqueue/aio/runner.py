@@ -23,10 +23,12 @@ from kqueue.aio.prepare import AsyncJob
 from kqueue.aio.stores import AsyncStore
 from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.commands import Call
-from kqueue.errors import KQueueError, StoreError
+from kqueue.errors import KQueueError, PayloadError, StoreError
 from kqueue.middleware.base import Fail, Failure, Middleware, SkipJob
+from kqueue.results import attempt_failure, keep_failure, keep_result
 from kqueue.retry import RetryPolicy
 from kqueue.runner import HandlerSpec, describe_error, job_fields
+from kqueue.serialization import CodecRegistry
 from kqueue.stores.base import RecordState
 
 __all__ = ["AsyncJobRunner", "KeyBatcher", "is_async_handler"]
@@ -89,10 +91,12 @@ class AsyncJobRunner:
         store: AsyncStore | None,
         retry: RetryPolicy,
         events: Middleware,
+        codecs: CodecRegistry,
     ) -> None:
         self.store = store
         self.retry = retry
         self.events = events
+        self.codecs = codecs
         self.store_failures = 0
         self._deletes = None if store is None else KeyBatcher(store.delete_many)
 
@@ -115,7 +119,7 @@ class AsyncJobRunner:
             return
         started = time.perf_counter()
         try:
-            await self._call(job, spec)
+            await self._keep_result(job, spec, await self._call(job, spec))
         except Exception as exc:
             seconds = time.perf_counter() - started
             self.events.after_handler(job, exc)
@@ -137,20 +141,31 @@ class AsyncJobRunner:
             await self.complete(job)
         self.events.after_job(job, seconds)
 
-    async def _call(self, job: AsyncJob, spec: HandlerSpec) -> None:
+    async def _call(self, job: AsyncJob, spec: HandlerSpec) -> object:
+        """What the handler returned."""
         if not is_async_handler(spec.handler):
-            await asyncio.to_thread(spec.handler, job)
-            return
+            return await asyncio.to_thread(spec.handler, job)
         if spec.auto_touch:
             async with _touching(job):
-                await spec.handler(job)
-            return
+                return await spec.handler(job)
         loop = asyncio.get_running_loop()
         budget = job.reserved_at + job.ttr - min(1.0, job.ttr / 4) - loop.time()
         try:
-            await asyncio.wait_for(spec.handler(job), max(0.0, budget))
+            return await asyncio.wait_for(spec.handler(job), max(0.0, budget))
         except asyncio.TimeoutError:
             raise TimeoutError(f"handler ran out of its TTR of {job.ttr} s: cancelled") from None
+
+    async def _keep_result(self, job: AsyncJob, spec: HandlerSpec, value: object) -> None:
+        """Keep the return value when the job's type keeps results (on a thread: the sync
+        store's write); a value the codec cannot encode fails the job at once."""
+        if spec.keep_result is None or self.store is None or not job.stored:
+            return
+        try:
+            await asyncio.to_thread(
+                keep_result, self.store.sync, self.codecs, job.key, value, spec.keep_result
+            )
+        except PayloadError as exc:
+            raise Fail(str(exc)) from exc
 
     async def complete(self, job: AsyncJob) -> None:
         """Delete a finished job: its record first, then the job (so a crash between drops a
@@ -192,9 +207,7 @@ class AsyncJobRunner:
         state: RecordState = "buried" if failure.bury else "enqueued"
         if job.stored and self.store is not None:
             try:
-                await self.store.record_attempt(
-                    job.key, attempts=job.attempts, last_error=error, state=state, now=time.time()
-                )
+                await asyncio.to_thread(self._record_failure, job, spec, exc, error, state)
             except KQueueError as store_exc:
                 logger.error("job %s: cannot record the failure: %s", job.id, store_exc)
         if failure.bury:
@@ -214,6 +227,19 @@ class AsyncJobRunner:
             await _held(job, cmd.release(job.id, priority=job.priority, delay=failure.delay))
             job.outcome = "released"
             self.events.on_retried(job, failure.delay)
+
+    def _record_failure(
+        self, job: AsyncJob, spec: HandlerSpec, exc: Exception, error: str, state: RecordState
+    ) -> None:
+        """The attempt and its failure kept on the record (and, once buried, as the outcome
+        of a type that keeps results), as the sync runner keeps them; run on a thread."""
+        assert self.store is not None
+        entry = attempt_failure(exc, job.attempts)
+        self.store.sync.record_failure(
+            job.key, entry, attempts=job.attempts, last_error=error, state=state, now=entry.at
+        )
+        if state == "buried" and spec.keep_result is not None:
+            keep_failure(self.store.sync, job.key, entry, spec.keep_result)
 
     async def _bury(self, job: AsyncJob, reason: str, attempts: int) -> None:
         if job.stored and self.store is not None:

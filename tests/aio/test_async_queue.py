@@ -281,3 +281,38 @@ async def test_an_auto_touched_async_handler_may_outlast_its_ttr(
     assert client.stats()["job-timeouts"] == 0
     with pytest.raises(greenstalk.NotFoundError):
         client.stats_job(job_id)
+
+
+async def test_unique_keys_status_and_failures_by_key_from_asyncio(
+    queue: AsyncKQueue, store: MemoryStore
+) -> None:
+    first = await queue.add_job("report", {"user": 1}, unique_key="report:1")
+    again = await queue.add_job("report", {"user": 1}, unique_key="report:1")
+    assert again == first > 0  # one job: the second add hands back the holder's id
+    (record,) = store.scan()
+    assert await queue.job_status(record.key) == "pending"
+    assert await queue.job_failures(record.key) == []
+
+    async def fails(job: Job) -> None:
+        raise ValueError("no report today")
+
+    queue.add_handler("report", fails, retry=RetryPolicy(max_attempts=1))
+    assert await queue.run_jobs(time_limit_ms=0) == 1
+    assert await queue.job_status(record.key) == "buried"
+    (failure,) = await queue.job_failures(record.key)
+    assert failure.error_type.endswith("ValueError") and failure.message == "no report today"
+
+
+async def test_an_async_handlers_return_value_is_kept_as_its_result(
+    queue: AsyncKQueue, store: MemoryStore
+) -> None:
+    async def total(job: Job) -> int:
+        await asyncio.sleep(0)
+        return sum(job.data)
+
+    queue.add_handler("sum", total, keep_result=60)
+    await queue.add_job("sum", [1, 2, 3])
+    (record,) = store.scan()
+    assert await queue.run_jobs(time_limit_ms=0) == 1
+    assert await queue.job_status(record.key) == "done"
+    assert await queue.job_result(record.key, timeout=5) == 6
