@@ -292,7 +292,9 @@ class SQLStore(StoreBase):
                     for record, holder in zip(records, holders, strict=True)
                     if holder is None
                 ]
-                if rows:
+                if rows and self.dialect == "postgresql":
+                    _sql_bulk.insert_rows(conn, self._tables.records, rows)
+                elif rows:
                     conn.execute(sa.insert(self._tables.records), rows)
                 return holders
         except StoreError as exc:
