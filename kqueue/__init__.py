@@ -37,13 +37,14 @@ from kqueue.middleware import (
     Retries,
     SkipJob,
 )
-from kqueue.producer import NOT_SCHEDULED, UniqueFor
+from kqueue.producer import NOT_SCHEDULED
 from kqueue.queue import KQueue
 from kqueue.retry import RetryPolicy
 from kqueue.schedule import Schedule
 from kqueue.scheduler import Scheduler
 from kqueue.serialization import Codec, JsonCodec, RawCodec
 from kqueue.sweeper import RecoverySweeper, SweepReport
+from kqueue.unique import UniqueFor
 from kqueue.worker import Worker
 
 __version__ = "0.1.0"

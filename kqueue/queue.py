@@ -19,13 +19,14 @@ from kqueue.consumer import Consumer
 from kqueue.errors import JobNotFoundError, ValidationError
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, Retries
-from kqueue.producer import NOT_SCHEDULED, Producer, UniqueFor, UniqueKeys, UniqueLifetime
+from kqueue.producer import NOT_SCHEDULED, Producer
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
 from kqueue.schedule import MissedTicks, Schedule
 from kqueue.serialization import Codec, CodecRegistry
 from kqueue.stores.base import Store
 from kqueue.sweeper import SweepReport
+from kqueue.unique import UniqueFor, UniqueKeys, UniqueLifetime
 
 __all__ = ["NOT_SCHEDULED", "KQueue"]
 
