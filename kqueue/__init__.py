@@ -39,7 +39,7 @@ from kqueue.middleware import (
     Retries,
     SkipJob,
 )
-from kqueue.producer import NOT_SCHEDULED, UniqueFor
+from kqueue.producer import NOT_SCHEDULED
 from kqueue.queue import KQueue
 from kqueue.results import JobStatus
 from kqueue.retry import RetryPolicy
@@ -49,6 +49,7 @@ from kqueue.serialization import Codec, JsonCodec, RawCodec
 from kqueue.stores.base import AttemptFailure
 from kqueue.sweeper import RecoverySweeper, SweepReport
 from kqueue.tasks import Task, TaskHandle
+from kqueue.unique import UniqueFor
 from kqueue.worker import Worker
 
 __version__ = "0.1.0"

@@ -17,12 +17,10 @@ the id of the job holding it instead of being added (see :class:`UniqueFor`).
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kqueue.beanstalk.pipeline import Pending, Pipeline
@@ -53,7 +51,8 @@ from kqueue.health import BrokerHealth
 from kqueue.keys import new_keys
 from kqueue.middleware.base import Middleware
 from kqueue.serialization import CodecRegistry, record_body
-from kqueue.stores.base import MAX_UNIQUE_KEY_LENGTH, JobRecord, RefSwap, Store, UniqueClaim
+from kqueue.stores.base import JobRecord, RefSwap, Store, UniqueClaim
+from kqueue.unique import UniqueFor, UniqueKeys, UniqueLifetime, unique_claim, unique_keys_of
 
 __all__ = [
     "BATCH_SIZE",
@@ -61,51 +60,9 @@ __all__ = [
     "Encoded",
     "JobOptions",
     "Producer",
-    "UniqueFor",
-    "UniqueKeys",
-    "UniqueLifetime",
-    "unique_claim",
 ]
 
 logger = logging.getLogger("kqueue")
-
-
-class UniqueFor(enum.Enum):
-    """How long a job's unique key stays held (``unique_for=``); a number of seconds or a
-    timedelta instead holds it that long after the add, whatever happens to the job."""
-
-    FINISH = "finish"
-    """Until the job finishes: its handler succeeded, it was purged or deleted (a dead
-    letter still holds it until it is purged or kicked and done)."""
-    START = "start"
-    """Until a worker starts the job's handler: a later add waits behind no running job."""
-
-
-UniqueLifetime = UniqueFor | float | timedelta
-"""What ``unique_for=`` takes."""
-
-UniqueKeys = Callable[[Any], str | None] | Sequence[str | None]
-"""What add_jobs' ``unique_key=`` takes: a function of the payload, or a key per payload."""
-
-
-def unique_claim(unique_key: str, unique_for: UniqueLifetime, *, now: float) -> UniqueClaim:
-    """The checked claim of one add, or ValidationError (nothing is written)."""
-    if not isinstance(unique_key, str) or not 0 < len(unique_key) <= MAX_UNIQUE_KEY_LENGTH:
-        raise ValidationError(
-            f"unique_key must be a string of 1 to {MAX_UNIQUE_KEY_LENGTH} characters, "
-            f"not {unique_key!r}"
-        )
-    if "\x00" in unique_key:
-        raise ValidationError("unique_key must not hold a NUL character")
-    if isinstance(unique_for, UniqueFor):
-        return UniqueClaim(unique_key, unique_for.value)
-    seconds = unique_for.total_seconds() if isinstance(unique_for, timedelta) else unique_for
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-        raise ValidationError(
-            f"unique_for must be UniqueFor.FINISH, UniqueFor.START or a positive number of "
-            f"seconds (or a timedelta), not {unique_for!r}"
-        )
-    return UniqueClaim(unique_key, "expiry", now + float(seconds))
 
 
 class Producer:
@@ -182,7 +139,7 @@ class Producer:
         if unique_key is None:
             return self.add(options, encoded)
         assert isinstance(listed, list)
-        keys = _unique_keys(unique_key, listed)
+        keys = unique_keys_of(unique_key, listed)
         now = time.time()
         claims = [None if key is None else unique_claim(key, unique_for, now=now) for key in keys]
         return self.add(options, encoded, claims)
@@ -394,17 +351,6 @@ class Producer:
             # references the sweeper may put them again after the grace period (duplicates
             # the worker drops once the record names the other copy).
             logger.warning("%d job(s) put, references not saved: %s", len(swaps), exc)
-
-
-def _unique_keys(unique_key: UniqueKeys, payloads: list[Any]) -> list[str | None]:
-    if callable(unique_key):
-        return [unique_key(payload) for payload in payloads]
-    if isinstance(unique_key, str) or len(unique_key) != len(payloads):
-        raise ValidationError(
-            "add_jobs' unique_key is a function of the payload or one key (or None) per "
-            "payload (nothing was added)"
-        )
-    return list(unique_key)
 
 
 def _ids_of_holders(store: Store, keys: set[str]) -> dict[str, int]:

@@ -20,7 +20,7 @@ from kqueue.consumer import Consumer
 from kqueue.errors import JobNotFoundError, ValidationError
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, Retries
-from kqueue.producer import NOT_SCHEDULED, Producer, UniqueFor, UniqueKeys, UniqueLifetime
+from kqueue.producer import NOT_SCHEDULED, Producer
 from kqueue.results import JobStatus, job_status, require_store, wait_for_result, worker_name
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
@@ -29,6 +29,7 @@ from kqueue.serialization import Codec, CodecRegistry
 from kqueue.stores.base import AttemptFailure, Store
 from kqueue.sweeper import SweepReport
 from kqueue.tasks import Task
+from kqueue.unique import UniqueFor, UniqueKeys, UniqueLifetime
 
 __all__ = ["NOT_SCHEDULED", "KQueue"]
 

@@ -32,10 +32,10 @@ from kqueue import job as jobmod
 from kqueue.errors import ConfigurationError, JobNotFoundError, ValidationError
 from kqueue.job import Job
 from kqueue.middleware.base import Fail
-from kqueue.producer import UniqueFor, UniqueLifetime, unique_claim
 from kqueue.results import JobStatus
 from kqueue.retry import RetryPolicy
 from kqueue.stores.base import AttemptFailure, UniqueClaim
+from kqueue.unique import UniqueFor, UniqueLifetime, unique_claim
 
 if TYPE_CHECKING:
     from kqueue.queue import KQueue

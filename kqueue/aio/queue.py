@@ -31,13 +31,13 @@ from kqueue.errors import JobNotFoundError
 from kqueue.health import BrokerHealth
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware.base import Middleware
-from kqueue.producer import UniqueFor, UniqueLifetime
 from kqueue.queue import KQueue
 from kqueue.results import JobStatus
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
 from kqueue.stores.base import AttemptFailure
 from kqueue.sweeper import SweepReport
+from kqueue.unique import UniqueFor, UniqueLifetime
 
 __all__ = ["AsyncKQueue"]
 

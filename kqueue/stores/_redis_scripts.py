@@ -509,3 +509,63 @@ if #page < limit then
 end
 return {pruned, page[#page]}
 """
+
+PUT_UNIQUE_PACKED = """
+-- The fast path of PUT_UNIQUE for new records that share every field but key, payload and
+-- codec (as add_jobs writes them), without a reference or an error.
+-- KEYS: index, type index; ARGV: now, key prefix, then the shared job_type, priority, delay,
+-- ttr, created_at, attempts, state, updated_at, then per record: key, payload, codec, unique
+-- key, until, expires, time to live in ms ('' for each of the last four when no claim).
+-- Returns as PUT_UNIQUE does.
+local now, prefix = tonumber(ARGV[1]), ARGV[2]
+local first_record = 11
+local n = (#ARGV - first_record + 1) / 7
+local holders = {}
+for i = 1, n do
+  local b = first_record + (i - 1) * 7
+  if redis.call('EXISTS', prefix .. 'r:' .. ARGV[b]) == 1 then
+    return {i}
+  end
+  holders[i] = ''
+  if ARGV[b + 4] ~= '' then
+    local held = redis.call('HMGET', prefix .. 'q:' .. ARGV[b + 3], 'record', 'until', 'expires')
+    if held[1] then
+      local holds
+      if held[2] == 'expiry' then
+        holds = tonumber(held[3]) > now
+      else
+        holds = redis.call('EXISTS', prefix .. 'r:' .. held[1]) == 1
+      end
+      if holds then
+        holders[i] = held[1]
+      end
+    end
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', prefix .. 'refidx', '1')  -- a new store: indexed by server from the start
+end
+for i = 1, n do
+  if holders[i] == '' then
+    local b = first_record + (i - 1) * 7
+    local key = ARGV[b]
+    redis.call('HSET', prefix .. 'r:' .. key, 'job_type', ARGV[3], 'payload', ARGV[b + 1],
+      'codec', ARGV[b + 2], 'priority', ARGV[4], 'delay', ARGV[5], 'ttr', ARGV[6],
+      'created_at', ARGV[7], 'attempts', ARGV[8], 'state', ARGV[9], 'updated_at', ARGV[10])
+    redis.call('ZADD', KEYS[1], 0, key)
+    redis.call('ZADD', KEYS[2], 0, key)
+    redis.call('ZADD', prefix .. 'u', 0, key)
+    if ARGV[b + 4] ~= '' then
+      local claim = prefix .. 'q:' .. ARGV[b + 3]
+      redis.call('DEL', claim)
+      redis.call('ZADD', prefix .. 'qidx', 0, ARGV[b + 3])
+      redis.call('HSET', claim, 'record', key, 'until', ARGV[b + 4])
+      if ARGV[b + 5] ~= '' then
+        redis.call('HSET', claim, 'expires', ARGV[b + 5])
+        redis.call('PEXPIRE', claim, ARGV[b + 6])
+      end
+    end
+  end
+end
+return {0, unpack(holders)}
+"""

@@ -17,11 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kqueue.errors import StoreError
 from kqueue.stores.base import JobRecord, UniqueClaim, unique_key_held
 
 _DEADLOCKS = ("40P01", "40001")  # PostgreSQL: deadlock detected, serialization failure
 _MYSQL_DEADLOCKS = (1213, 1205)  # deadlock found, lock wait timeout
 _CHUNK = 500
+_INSERT_ROUNDS = 5
 
 
 def is_deadlock(orig: BaseException | None) -> bool:
@@ -59,9 +61,7 @@ def claim_keys(
     if not mine:
         return [None] * len(records)
     ordered = sorted(mine)  # one lock order for every transaction
-    rows = [_claim_row(key, *mine[key]) for key in ordered]
-    conn.execute(_insert_ignoring_conflicts(conn, unique), rows)
-    current = _current_claims(conn, unique, ordered)
+    current = _insert_or_lock(conn, unique, ordered, mine)
     holders_alive = _existing(conn, tables.records, {key for key, _ in current.values()})
     holder_of: dict[str, str] = {}
     for unique_key in ordered:
@@ -78,6 +78,27 @@ def claim_keys(
             .values(**_claim_row(unique_key, record_key, claim))
         )
     return [None if claim is None else holder_of.get(claim.unique_key) for claim in claims]
+
+
+def _insert_or_lock(
+    conn: sa.Connection,
+    unique: sa.Table,
+    ordered: list[str],
+    mine: dict[str, tuple[str, UniqueClaim]],
+) -> dict[str, tuple[str, UniqueClaim]]:
+    """Insert a claim for every free key, then lock and read the claim of every key. A claim
+    deleted between the two (a prune, on PostgreSQL, where the conflicting insert takes no
+    lock) is inserted again."""
+    current: dict[str, tuple[str, UniqueClaim]] = {}
+    missing = ordered
+    for _ in range(_INSERT_ROUNDS):
+        rows = [_claim_row(key, *mine[key]) for key in missing]
+        conn.execute(_insert_ignoring_conflicts(conn, unique), rows)
+        current.update(_current_claims(conn, unique, missing))
+        missing = [key for key in ordered if key not in current]
+        if not missing:
+            return current
+    raise StoreError(f"unique keys {missing[:3]!r} kept vanishing; nothing was written")
 
 
 def _claim_row(unique_key: str, record_key: str, claim: UniqueClaim) -> dict[str, Any]:

@@ -166,6 +166,14 @@ def _shared_fields(records: Sequence[JobRecord]) -> list[str | int] | None:
     ]  # fmt: skip
 
 
+def _holders(records: Sequence[JobRecord], reply: list[Any]) -> list[str | None]:
+    """The holders a put_unique script answered, or StoreError for a record key it found."""
+    if int(reply[0]):
+        key = records[int(reply[0]) - 1].key
+        raise StoreError(f"a record with key {key!r} already exists; nothing was written")
+    return [holder.decode() or None for holder in reply[1:]]
+
+
 def _claim_args(claim: UniqueClaim | None, now: float) -> list[str | int]:
     """until, expires and time to live in ms (a minute past the expiry) of a claim."""
     if claim is None:
@@ -283,6 +291,7 @@ class RedisStore(StoreBase):
         self._put_unique = self._client.register_script(scripts.PUT_UNIQUE)
         self._release_unique = self._client.register_script(scripts.RELEASE_UNIQUE)
         self._prune_unique = self._client.register_script(scripts.PRUNE_UNIQUE)
+        self._unique_packed = self._client.register_script(scripts.PUT_UNIQUE_PACKED)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
@@ -489,6 +498,9 @@ class RedisStore(StoreBase):
         if len({record.key for record in records}) != len(records):
             raise StoreError("put_unique got the same key twice; nothing was written")
         self._check_sizes(records)
+        shared = _shared_fields(records)
+        if shared is not None:
+            return self._put_unique_packed(records, claims, shared, now)
         script_keys: list[str] = [self._index]
         args: list[str | bytes | int | float] = [repr(float(now)), self._prefix, len(records)]
         for record, claim in zip(records, claims, strict=True):
@@ -500,10 +512,25 @@ class RedisStore(StoreBase):
             args += [record.key, server, *_claim_args(claim, now), len(fields), *fields]
         with self._translate("put_unique"):
             reply: list[Any] = self._run(self._put_unique, keys=script_keys, args=args)
-        if int(reply[0]):
-            key = records[int(reply[0]) - 1].key
-            raise StoreError(f"a record with key {key!r} already exists; nothing was written")
-        return [holder.decode() or None for holder in reply[1:]]
+        return _holders(records, reply)
+
+    def _put_unique_packed(
+        self,
+        records: Sequence[JobRecord],
+        claims: Sequence[UniqueClaim | None],
+        shared: list[str | int],
+        now: float,
+    ) -> list[str | None]:
+        """put_unique of records alike but for key, payload and codec: those three and the
+        claim per record, the rest once (as put_many's packed script)."""
+        args: list[str | bytes | int] = [repr(float(now)), self._prefix, *shared]
+        for record, claim in zip(records, claims, strict=True):
+            unique_key = "" if claim is None else claim.unique_key
+            args += [record.key, record.payload, record.codec, unique_key, *_claim_args(claim, now)]
+        script_keys = [self._index, self._type_index(records[0].job_type)]
+        with self._translate("put_unique"):
+            reply: list[Any] = self._run(self._unique_packed, keys=script_keys, args=args)
+        return _holders(records, reply)
 
     def _claim_key(self, unique_key: str) -> str:
         return f"{self._prefix}q:{unique_key}"

@@ -14,8 +14,8 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores._common import one_new_server
@@ -56,6 +56,7 @@ _EXTRA_OF_DRIVER = {
 }
 _CHUNK = 500  # keys per IN (...) list
 _MYSQL_ESCAPED = b"\x00\n\r\\'\"\x1a"  # bytes a MySQL driver doubles when it inlines a value
+_T = TypeVar("_T")
 _DEADLOCK_RETRIES = 20
 _BIG_BACKEND_LIMIT = 1_000_000_000  # SQLite's SQLITE_MAX_LENGTH; PostgreSQL's bytea is 1 GB
 _EXPIRED_RESULTS_EVERY = 60.0  # seconds between two deletes of expired results, per store
@@ -267,19 +268,23 @@ class SQLStore(StoreBase):
         self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
     ) -> list[str | None]:
         """Write the records whose unique key is free, in one transaction decided by the
-        unique table's primary key (see :mod:`kqueue.stores._sql_unique`); run again when
-        the database chose it as a deadlock victim."""
+        unique table's primary key (see :mod:`kqueue.stores._sql_unique`)."""
         check_claims(records, claims)
         if not records:
             return []
         self._ensure_schema()
         self._check_sizes(records)
+        return self._retrying(lambda: self._put_unique_once(records, claims, now))
+
+    @staticmethod
+    def _retrying(action: Callable[[], _T]) -> _T:
+        """Run a transaction of the unique table again when the database chose it as a
+        deadlock victim (MySQL/MariaDB's gap and shared locks, PostgreSQL's lock order)."""
         for attempt in range(_DEADLOCK_RETRIES):
             try:
-                return self._put_unique_once(records, claims, now)
+                return action()
             except StoreError as exc:
-                cause = exc.__cause__
-                orig = getattr(cause, "orig", None)
+                orig = getattr(exc.__cause__, "orig", None)
                 if attempt == _DEADLOCK_RETRIES - 1 or not _sql_unique.is_deadlock(orig):
                     raise
                 time.sleep(random.uniform(0.001, 0.01 * (attempt + 1)))
@@ -296,7 +301,9 @@ class SQLStore(StoreBase):
                     for record, holder in zip(records, holders, strict=True)
                     if holder is None
                 ]
-                if rows:
+                if rows and self.dialect == "postgresql":
+                    _sql_bulk.insert_rows(conn, self._tables.records, rows)
+                elif rows:
                     conn.execute(sa.insert(self._tables.records), rows)
                 return holders
         except StoreError as exc:
@@ -311,15 +318,23 @@ class SQLStore(StoreBase):
         """Release each unique key that the given record still holds (one DELETE)."""
         if not holds:
             return 0
-        with self._transaction("release_unique") as conn:
-            return _sql_unique.release(conn, self._tables.unique, holds)
+
+        def release() -> int:
+            with self._transaction("release_unique") as conn:
+                return _sql_unique.release(conn, self._tables.unique, holds)
+
+        return self._retrying(release)
 
     def prune_unique(
         self, *, now: float, after: str | None = None, limit: int = 1000
     ) -> tuple[int, str | None]:
         """Delete up to a page of claims that no longer hold their key (one transaction)."""
-        with self._transaction("prune_unique") as conn:
-            return _sql_unique.prune(conn, self._tables, now, after, max(1, limit))
+
+        def prune() -> tuple[int, str | None]:
+            with self._transaction("prune_unique") as conn:
+                return _sql_unique.prune(conn, self._tables, now, after, max(1, limit))
+
+        return self._retrying(prune)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JobRecord]:
         """The records that exist among ``keys``, by key (one query per 500 keys)."""

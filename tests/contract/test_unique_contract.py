@@ -240,3 +240,42 @@ def test_prune_pages_through_the_claims_in_key_order(store: Store) -> None:
     assert store.prune_unique(now=2.0, after="u3", limit=2) == (0, None)
     assert store.prune_unique(now=2.0) == (0, None)
     assert store.put_unique([make_record("n")], [UniqueClaim("u4")], now=3.0) == ["k4"]
+
+
+def _race_with_prunes(store: Store, key: str, tag: str) -> list[Any]:
+    """8 threads add a record claiming ``key`` while 2 prune, all at one moment."""
+    barrier = threading.Barrier(10)
+    results: list[Any] = []
+
+    def add(index: int) -> None:
+        try:
+            barrier.wait(timeout=20)
+            record_key = f"{tag}-{index}"
+            holder = store.put_unique([make_record(record_key)], [UniqueClaim(key)], now=2.0)
+            results.append((record_key, holder[0]))
+        except BaseException as exc:  # reported in the main thread
+            results.append(exc)
+
+    def prune() -> None:
+        try:
+            barrier.wait(timeout=20)
+            store.prune_unique(now=2.0)
+        except BaseException as exc:  # reported in the main thread
+            results.append(exc)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(8)]
+    threads += [threading.Thread(target=prune) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_adds_racing_prunes_for_a_stale_key_have_exactly_one_winner(store: Store) -> None:
+    for round_number in range(3):
+        key = f"stale{round_number}"
+        store.put_unique([make_record(f"old{round_number}")], [UniqueClaim(key)], now=1.0)
+        store.delete(f"old{round_number}")  # the claim no longer holds: adds and prunes race
+        _one_winner(_race_with_prunes(store, key, f"r{round_number}"), store)
+    assert store.count() == 3
