@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from kqueue.stores import Store
+from kqueue.stores import BrokerRef, Store
 from kqueue.stores.base import MAX_FAILURES, AttemptFailure, StoredResult
 from tests.contract.records import make_record
 
@@ -51,8 +51,6 @@ def test_the_history_survives_other_writes_to_the_record(store: Store) -> None:
     store.put(make_record("k1"))
     store.record_failure("k1", _failure(1), attempts=1, last_error="x", state="buried", now=1.0)
     assert store.swap_reference("k1", None, None, now=2.0)
-    from kqueue.stores import BrokerRef
-
     assert store.swap_reference("k1", None, BrokerRef("server-b", 9), now=3.0)
     assert store.record_attempt("k1", attempts=0, last_error=None, state="enqueued", now=4.0)
     assert store.get_failures("k1") == [_failure(1)]
