@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -116,6 +116,14 @@ class BeanstalkdProcess:
 
 def beanstalkd_binary() -> str | None:
     return os.environ.get("BEANSTALKD_BIN") or shutil.which("beanstalkd")
+
+
+def server_id(stats: Mapping[str, object]) -> str:
+    """A beanstalkd's ``id`` from greenstalk's ``stats()``: 16 hex digits, which greenstalk
+    turns into an int when they happen to be all decimal (about 1 server in 2,000), dropping
+    any leading zero; restored here."""
+    value = stats["id"]
+    return str(value).zfill(16) if isinstance(value, int) else str(value)
 
 
 def tcp_reachable(host: str, port: int) -> bool:

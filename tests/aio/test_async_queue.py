@@ -14,7 +14,7 @@ from kqueue.aio import AsyncKQueue
 from kqueue.errors import BrokerConnectionError, PayloadError, ValidationError
 from kqueue.producer import NOT_SCHEDULED
 from kqueue.stores.memory import MemoryStore
-from tests.servers import BeanstalkdProcess, free_port
+from tests.servers import BeanstalkdProcess, free_port, server_id
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,7 +42,7 @@ async def test_add_job_writes_the_record_before_the_reference(
     (record,) = store.scan()
     assert record.job_type == "email" and record.ref is not None
     assert record.ref.job_id == job_id
-    assert record.ref.server_id == client.stats()["id"]
+    assert record.ref.server_id == server_id(client.stats())
     assert client.stats_job(job_id)["tube"] == "kq-email"
 
 

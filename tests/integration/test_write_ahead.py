@@ -20,7 +20,7 @@ from kqueue import (
 )
 from kqueue.stores import Store
 from kqueue.stores.base import BrokerRef
-from tests.servers import BeanstalkdProcess, free_port
+from tests.servers import BeanstalkdProcess, free_port, server_id
 
 NO_WAIT = RetryPolicy(max_attempts=2, base_delay=0, max_delay=0, jitter=False)
 
@@ -34,7 +34,7 @@ def test_record_is_written_before_a_small_reference_is_put(
     assert len(found.body) < 120
     assert payload["text"].encode() not in found.body
     (record,) = store.scan(job_type="wa")
-    assert record.ref == BrokerRef(str(client.stats()["id"]), job_id)
+    assert record.ref == BrokerRef(server_id(client.stats()), job_id)
     assert record.payload == b'{"text":"' + b"x" * 5000 + b'"}'
 
 
