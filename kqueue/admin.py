@@ -6,6 +6,7 @@ one more for their walk), so it never waits behind a worker's blocking reserve.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -23,6 +24,7 @@ from kqueue.errors import ConfigurationError, JobNotFoundError, KQueueError, Val
 from kqueue.job import SUSPEND_SECONDS, tube_for
 from kqueue.middleware.base import Middleware
 from kqueue.purge import purge_tube
+from kqueue.results import worker_name
 from kqueue.serialization import decode_body
 from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
 from kqueue.sweeper import Sweep, SweepReport, is_claim
@@ -300,7 +302,32 @@ class Admin:
         self._free_unique_keys(self.store, report)
         level = logging.WARNING if report.errors else logging.INFO
         logger.log(level, "%s", sweep_summary(report), extra=_sweep_fields(report))
+        self._keep_report(self.store, report)
         return report
+
+    def _keep_report(self, store: Store, report: SweepReport) -> None:
+        """Leave the pass's report in the store for operators (the dashboard, any process);
+        a store that cannot take it costs a log line, never the pass."""
+        fields = {"by": worker_name(), "summary": sweep_summary(report), **_sweep_fields(report)}
+        try:
+            store.record_sweep(json.dumps(fields, default=str), at=time.time())
+        except KQueueError as exc:
+            logger.warning("recovery pass report not kept in the store: %s", exc)
+
+    def recent_sweeps(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest recovery pass reports any sweeper left in the store, newest first:
+        each a dict with ``at`` (Unix seconds), ``by`` (host:pid), ``summary`` (the log
+        line) and the pass's counts. [] without a store."""
+        if self.store is None:
+            return []
+        found = []
+        for at, text in self.store.recent_sweeps(limit):
+            try:
+                fields = json.loads(text)
+            except ValueError:
+                fields = {"summary": text}
+            found.append({"at": at, **(fields if isinstance(fields, dict) else {})})
+        return found
 
     def _free_unique_keys(self, store: Store, report: SweepReport) -> None:
         """Delete a page of unique-key claims that no longer hold (their jobs gone or their

@@ -95,6 +95,35 @@ class Overview:
     page: int
     pages: int
     total_types: int
+    sweeps: list[SweepView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """One recovery pass some sweeper reported: when (UTC), which process, its log line."""
+
+    at: str
+    by: str
+    summary: str
+    requeued: int
+
+
+def recent_sweeps(queue: KQueue, limit: int = 10) -> list[SweepView]:
+    """The newest recovery passes any sweeper left in the store ([] without one, or when
+    the store cannot say)."""
+    try:
+        found = queue.admin.recent_sweeps(limit)
+    except KQueueError:
+        return []
+    return [
+        SweepView(
+            _utc(float(entry.get("at", 0))),
+            str(entry.get("by", "?")),
+            str(entry.get("summary", "")),
+            int(entry.get("requeued", 0) or 0),
+        )
+        for entry in found
+    ]
 
 
 def _row(
@@ -153,10 +182,11 @@ def overview(queue: KQueue, page: int = 1, per_page: int = TYPES_PER_PAGE) -> Ov
         rows, page, pages, total = _page_rows(queue, page, per_page)
     except BrokerError as exc:
         down = ServerView(queue.config.address, up=False, error=str(exc))
-        return Overview([], [down], store, stored_total, 1, 1, 0)
+        return Overview([], [down], store, stored_total, 1, 1, 0, recent_sweeps(queue))
     shown = {name: server_stats.get(name) for name in SERVER_FIELDS}
     server = ServerView(queue.config.address, up=True, stats=shown)
-    return Overview(rows, [server], store, stored_total, page, pages, total)
+    sweeps = recent_sweeps(queue)
+    return Overview(rows, [server], store, stored_total, page, pages, total, sweeps)
 
 
 def type_row(queue: KQueue, job_type: str) -> TypeRow:

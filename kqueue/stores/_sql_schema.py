@@ -37,8 +37,8 @@ def _binary_string(length: int) -> sa.types.TypeEngine[str]:
 
 @dataclass(frozen=True)
 class Tables:
-    """The tables of a store: records, suspended job types, schema metadata, unique keys, and
-    the kept results of finished jobs."""
+    """The tables of a store: records, suspended job types, schema metadata, unique keys, the
+    kept results of finished jobs, and the newest recovery pass reports."""
 
     metadata: sa.MetaData
     records: sa.Table
@@ -46,6 +46,7 @@ class Tables:
     meta: sa.Table
     unique: sa.Table
     results: sa.Table
+    sweeps: sa.Table
 
 
 def build_tables(prefix: str) -> Tables:
@@ -79,7 +80,22 @@ def build_tables(prefix: str) -> Tables:
         mysql_charset="utf8mb4",
     )
     results = _results_table(prefix, metadata)
-    return Tables(metadata, records, suspended, meta, unique, results)
+    return Tables(
+        metadata, records, suspended, meta, unique, results, _sweeps_table(prefix, metadata)
+    )
+
+
+def _sweeps_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
+    """The newest recovery pass reports (a table made when a store opens, at any version)."""
+    return sa.Table(
+        f"{prefix}sweeps",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("at", sa.Double, nullable=False),
+        sa.Column("report", sa.Text, nullable=False),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
 
 
 def _results_table(prefix: str, metadata: sa.MetaData) -> sa.Table:

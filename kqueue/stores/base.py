@@ -29,6 +29,8 @@ Rules every implementation follows:
   history lives and dies with the record (recovery re-enqueues a record, so it keeps it).
 - ``put_result`` keeps a job's outcome (:class:`StoredResult`) under its key, apart from the
   record, until its ``expires_at``; ``get_result`` never returns an expired one.
+- ``record_sweep`` keeps a recovery pass's report (JSON text), the newest :data:`SWEEPS_KEPT`;
+  ``recent_sweeps`` reads them newest first (what every sweeper sharing the store did).
 - Driver errors become :class:`~kqueue.errors.StoreError` (or a child) with the cause chained;
   credentials never appear in messages or reprs.
 """
@@ -174,6 +176,9 @@ class RecordStatus(NamedTuple):
     state: RecordState
     ref: BrokerRef | None
 
+
+SWEEPS_KEPT = 20
+"""How many recovery pass reports a store keeps (the newest)."""
 
 RefSwap = tuple[str, "BrokerRef | None", "BrokerRef | None"]
 """One compare-and-set of :meth:`Store.swap_references`: (key, expected, new)."""
@@ -356,6 +361,13 @@ class Store(Protocol):
         blocks an add, but it takes room until deleted (a recovery pass calls this).
         """
 
+    def record_sweep(self, report: str, *, at: float) -> None:
+        """Keep one recovery pass's report (JSON text) beside the records, the newest
+        :data:`SWEEPS_KEPT` of them, so that operators see what every sweeper did."""
+
+    def recent_sweeps(self, limit: int = SWEEPS_KEPT) -> list[tuple[float, str]]:
+        """The newest kept sweep reports, newest first: (when, report)."""
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Remember that a job type is suspended (or no longer), across broker restarts."""
 
@@ -471,6 +483,13 @@ class StoreBase:
     def get_result(self, key: str, *, now: float) -> StoredResult | None:
         """The fallback keeps no results: None."""
         return None
+
+    def record_sweep(self, report: str, *, at: float) -> None:
+        """The fallback keeps no sweep reports."""
+
+    def recent_sweeps(self, limit: int = 20) -> list[tuple[float, str]]:
+        """The fallback keeps no sweep reports: []."""
+        return []
 
     def put(self, record: JobRecord) -> None:
         """Write a new record; :class:`~kqueue.errors.StoreError` if the key exists."""

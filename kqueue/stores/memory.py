@@ -7,6 +7,7 @@ are checked against the same contract suite and must behave exactly like this on
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import heapq
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from kqueue.errors import StoreError
 from kqueue.stores.base import (
     MAX_FAILURES,
+    SWEEPS_KEPT,
     AttemptFailure,
     JobRecord,
     RecordState,
@@ -56,6 +58,7 @@ class MemoryStore(StoreBase):
         self._by_type: dict[str, _SortedKeys] = {}
         self._by_server: dict[str | None, _SortedKeys] = {}
         self._suspended: set[str] = set()
+        self._sweeps: collections.deque[tuple[float, str]] = collections.deque(maxlen=SWEEPS_KEPT)
         self._unique: dict[str, tuple[str, UniqueClaim]] = {}  # unique key -> (record key, claim)
         self._failures: dict[str, tuple[AttemptFailure, ...]] = {}
         self._results: dict[str, StoredResult] = {}
@@ -312,6 +315,18 @@ class MemoryStore(StoreBase):
             self._check_open()
             return set(self._suspended)
 
+    def record_sweep(self, report: str, *, at: float) -> None:
+        """Keep a recovery pass's report (the newest SWEEPS_KEPT)."""
+        with self._lock:
+            self._check_open()
+            self._sweeps.appendleft((at, report))
+
+    def recent_sweeps(self, limit: int = SWEEPS_KEPT) -> list[tuple[float, str]]:
+        """The newest kept sweep reports, newest first."""
+        with self._lock:
+            self._check_open()
+            return list(self._sweeps)[: max(0, limit)]
+
     def close(self) -> None:
         """Forget every record; the store may not be used afterwards."""
         with self._lock:
@@ -321,6 +336,7 @@ class MemoryStore(StoreBase):
             self._by_type.clear()
             self._by_server.clear()
             self._unique.clear()
+            self._sweeps.clear()
             self._failures.clear()
             self._results.clear()
             self._expiries.clear()

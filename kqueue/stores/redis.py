@@ -4,7 +4,8 @@ Layout under a key prefix (default ``kq:``): ``<prefix>r:<key>`` is the record h
 raw bytes), ``<prefix>idx`` and ``<prefix>t:<job_type>`` are sorted sets of keys with score 0
 (ZRANGEBYLEX pages through them in key order), ``<prefix>s:<server id>`` and ``<prefix>u``
 index records by the server their reference names (or none), ``<prefix>servers`` is the set
-of those server ids, ``<prefix>suspended`` is a set of job types.
+of those server ids, ``<prefix>suspended`` is a set of job types, ``<prefix>sweeps`` a list of
+the newest recovery pass reports.
 Every write that touches a record and its indexes runs as one Lua script, so it is atomic; no
 command scans the keyspace. Durability is Redis's own (AOF with ``appendfsync`` as configured).
 Several logical stores may share one Redis database through different prefixes; Redis Cluster
@@ -14,6 +15,7 @@ is not supported (scripts address keys of several hash slots).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import weakref
@@ -31,6 +33,7 @@ from kqueue.stores import _redis_scripts as scripts
 from kqueue.stores._common import one_new_server, one_server_pair
 from kqueue.stores.base import (
     MAX_FAILURES,
+    SWEEPS_KEPT,
     AttemptFailure,
     BrokerRef,
     JobRecord,
@@ -252,6 +255,7 @@ class RedisStore(StoreBase):
         self.max_record_bytes = max_record_bytes
         self._index = f"{prefix}idx"
         self._suspended_key = f"{prefix}suspended"
+        self._sweeps_key = f"{prefix}sweeps"
         try:
             # No automatic retries: a retried put whose first reply was lost would report a
             # duplicate; the queue decides what to retry.
@@ -834,6 +838,23 @@ class RedisStore(StoreBase):
         with self._translate("suspended"):
             members = cast("set[bytes]", self._conn().smembers(self._suspended_key))
         return {member.decode() for member in members}
+
+    def record_sweep(self, report: str, *, at: float) -> None:
+        """Keep a recovery pass's report at the head of a capped Redis list."""
+        entry = json.dumps([at, report])
+        with self._translate("record_sweep"):
+            pipe = self._conn().pipeline(transaction=True)
+            pipe.lpush(self._sweeps_key, entry)
+            pipe.ltrim(self._sweeps_key, 0, SWEEPS_KEPT - 1)
+            pipe.execute()
+
+    def recent_sweeps(self, limit: int = SWEEPS_KEPT) -> list[tuple[float, str]]:
+        """The newest kept sweep reports, newest first."""
+        if limit <= 0:
+            return []
+        with self._translate("recent_sweeps"):
+            entries = cast("list[bytes]", self._conn().lrange(self._sweeps_key, 0, limit - 1))
+        return [(float(at), str(report)) for at, report in map(json.loads, entries)]
 
     def close(self) -> None:
         """Close the connection pool; the store may not be used afterwards."""

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
 from kqueue.stores._common import one_new_server
 from kqueue.stores.base import (
+    SWEEPS_KEPT,
     AttemptFailure,
     BrokerRef,
     JobRecord,
@@ -577,6 +578,24 @@ class SQLStore(StoreBase):
         table = self._tables.suspended
         with self._transaction("suspended") as conn:
             return set(conn.execute(sa.select(table.c.job_type)).scalars())
+
+    def record_sweep(self, report: str, *, at: float) -> None:
+        """Keep a recovery pass's report; reports past the newest SWEEPS_KEPT go."""
+        table = self._tables.sweeps
+        with self._transaction("record_sweep") as conn:
+            conn.execute(sa.insert(table).values(at=at, report=report))
+            oldest_kept = conn.execute(
+                sa.select(table.c.id).order_by(table.c.id.desc()).offset(SWEEPS_KEPT - 1).limit(1)
+            ).scalar()
+            if oldest_kept is not None:
+                conn.execute(sa.delete(table).where(table.c.id < oldest_kept))
+
+    def recent_sweeps(self, limit: int = SWEEPS_KEPT) -> list[tuple[float, str]]:
+        """The newest kept sweep reports, newest first."""
+        table = self._tables.sweeps
+        query = sa.select(table.c.at, table.c.report).order_by(table.c.id.desc())
+        with self._transaction("recent_sweeps") as conn:
+            return [(float(at), report) for at, report in conn.execute(query.limit(max(0, limit)))]
 
     def close(self) -> None:
         """Close every pooled connection; the store may not be used afterwards."""

@@ -4,6 +4,8 @@ say and nothing without their CSRF token, and payload markup is only ever text."
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 import greenstalk
@@ -67,6 +69,27 @@ def test_a_recovery_pass_from_the_dashboard_puts_lost_jobs_back(
     assert "recovery+pass" in answer.headers["location"]
     with greenstalk.Client(beanstalkd.address, encoding=None) as fresh:
         assert fresh.stats_tube("kq-email")["current-jobs-ready"] == 2
+
+
+def test_the_overview_lists_the_passes_every_sweeper_reported(
+    store_queue: KQueue,
+    make_queue: Callable[..., KQueue],
+    web: Web,
+    beanstalkd: BeanstalkdProcess,
+) -> None:
+    assert "no sweeper has reported yet" in web.get("/").text
+    store_queue.add_jobs("email", [{"n": 1}, {"n": 2}])
+    beanstalkd.kill()
+    beanstalkd.start()  # empty: both jobs lost
+    elsewhere = make_queue(bulk_store=store_queue.store)  # another process's sweeper, say
+    assert elsewhere.sweep().requeued == 2
+    store_queue.sweep()
+    page = web.get("/")
+    section = page.text[page.text.index('id="sweeps"') :]
+    rows = section[: section.index("</table>")].count("<tr>") - 1  # less the header
+    assert rows == 2
+    assert "recovery pass: scanned 2" in section and f":{os.getpid()}<" in section
+    assert [entry["requeued"] for entry in store_queue.admin.recent_sweeps()] == [0, 2]
 
 
 def test_live_fragment_holds_the_same_table(store_queue: KQueue, web: Web) -> None:
