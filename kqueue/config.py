@@ -21,6 +21,8 @@ from kqueue.serialization import Codec, JsonCodec
 
 Duration = float | timedelta
 
+DEFAULT_PORT = 11300
+
 
 def as_seconds(name: str, value: object, *, positive: bool = False) -> float:
     """A duration (float seconds or timedelta) as float seconds; ConfigurationError if bad."""
@@ -33,12 +35,56 @@ def as_seconds(name: str, value: object, *, positive: bool = False) -> float:
     return float(value)
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``host`` or ``[v6]:port`` into a pair; ConfigurationError if bad."""
+    if not isinstance(text, str):
+        raise ConfigurationError(f"beanstalkd address {text!r} is not a 'host:port' str")
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else str(DEFAULT_PORT)
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    elif ":" not in text:
+        host, port = text, str(DEFAULT_PORT)
+    else:
+        host, port = "", ""
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"beanstalkd address {text!r} is not host:port")
+    return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port`` (``[v6]:port`` for an IPv6 host), as :func:`parse_address` reads it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_servers(value: object) -> tuple[str, ...]:
+    """A list of beanstalkd addresses (or one comma-separated str) as normalized
+    ``host:port`` strs; ConfigurationError if one is bad, or one is there twice."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if not isinstance(value, list | tuple):
+        raise ConfigurationError("servers must be a list of 'host:port' strs")
+    servers: list[str] = []
+    for text in value:
+        address = format_address(*parse_address(text))
+        if address in servers:
+            raise ConfigurationError(f"beanstalkd server {address} is listed twice")
+        servers.append(address)
+    return tuple(servers)
+
+
 @dataclass(frozen=True)
 class QueueConfig:
     """The settings of a :class:`~kqueue.KQueue` (the arguments of the same names).
 
     - ``host``, ``port``: the beanstalkd server; ``connect``: a function that opens the socket
       instead (a unix socket, an in-process fakebeanstalk), host and port then only name it;
+    - ``servers``: several beanstalkd servers bonded into one queue (``"host:port"`` strs, or
+      one comma-separated str); empty: the one server ``host:port``. With servers, host and
+      port must be left at their defaults or name the first server, and ``connect`` is not
+      allowed (it opens one socket). :attr:`addresses` is the list either way;
     - ``tube_prefix``: job type ``t`` lives in tube ``tube_prefix + t``;
     - ``codec``: encodes payloads (JSON by default; bytes always travel raw);
     - ``retry``: the default :class:`~kqueue.retry.RetryPolicy` of handlers;
@@ -76,6 +122,7 @@ class QueueConfig:
     heartbeat: float = 30.0
     count_lost_attempts: bool = True
     connect: SocketFactory | None = field(default=None, compare=False)
+    servers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -93,6 +140,7 @@ class QueueConfig:
         if self.connect is not None and not callable(self.connect):
             raise ConfigurationError("connect must be a function returning a connected socket")
         self._set_seconds()
+        self._set_servers()
         check_u32("window", self.window, minimum=1)
         check_u32("inline_copy_max", self.inline_copy_max)
 
@@ -115,6 +163,38 @@ class QueueConfig:
             raise ConfigurationError("reconnect_delay: the first pause exceeds the longest")
         set_(self, "reconnect_delay", pair)
 
+    def _set_servers(self) -> None:
+        if not self.servers:
+            object.__setattr__(self, "servers", ())
+            return
+        servers = parse_servers(self.servers)
+        if not servers:
+            raise ConfigurationError("servers: give at least one 'host:port'")
+        object.__setattr__(self, "servers", servers)
+        first = parse_address(servers[0])
+        if (self.host, self.port) not in (first, ("127.0.0.1", DEFAULT_PORT)):
+            raise ConfigurationError(
+                f"host and port ({format_address(self.host, self.port)}) disagree with "
+                f"servers (the first is {servers[0]}): give one or the other"
+            )
+        if self.connect is not None and len(servers) > 1:
+            raise ConfigurationError(
+                "connect= opens the socket of one server; with several servers give only "
+                "their addresses"
+            )
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """Every beanstalkd server of the queue as (host, port), in the configured order."""
+        if not self.servers:
+            return ((self.host, self.port),)
+        return tuple(parse_address(server) for server in self.servers)
+
+    @property
+    def bonded(self) -> bool:
+        """True when the queue spans more than one beanstalkd server."""
+        return len(self.servers) > 1
+
     @classmethod
     def from_arguments(cls, **settings: Any) -> QueueConfig:
         """A config from :class:`~kqueue.KQueue`'s arguments: ``codec`` and ``retry`` None
@@ -127,14 +207,16 @@ class QueueConfig:
 
     @property
     def address(self) -> str:
-        """``host:port`` of the beanstalkd server, for messages."""
-        return f"{self.host}:{self.port}"
+        """``host:port`` of the beanstalkd server (of each, comma-separated), for messages."""
+        return ",".join(format_address(host, port) for host, port in self.addresses)
 
-    def new_connection(self) -> BeanstalkConnection:
-        """A new (not yet connected) beanstalkd connection with these settings."""
+    def new_connection(self, address: tuple[str, int] | None = None) -> BeanstalkConnection:
+        """A new (not yet connected) beanstalkd connection with these settings, to the
+        server at ``address`` (None: the first server)."""
+        host, port = self.addresses[0] if address is None else address
         return BeanstalkConnection(
-            self.host,
-            self.port,
+            host,
+            port,
             connect_timeout=self.connect_timeout,
             command_timeout=self.command_timeout,
             socket_factory=self.connect,

@@ -49,6 +49,8 @@ class KQueue:
             queue.add_job("email", {"to": "a@example.com"})
             queue.run_jobs(count_limit=100, time_limit_ms=200)
 
+    ``servers=["h1:11300", "h2:11300"]`` bonds several beanstalkd servers into one queue
+    (instead of ``host`` and ``port``; see docs/guide.md, "Several beanstalkd servers").
     ``bulk_store`` is a :class:`~kqueue.stores.base.Store` or a store URL. Without one,
     payloads travel inline in beanstalkd and nothing else holds them. The other settings are
     those of :class:`~kqueue.config.QueueConfig` (read back as :attr:`config`).
@@ -71,6 +73,7 @@ class KQueue:
         *,
         host: str = "127.0.0.1",
         port: int = 11300,
+        servers: Sequence[str] = (),
         bulk_store: Store | str | None = None,
         tube_prefix: str = jobmod.DEFAULT_TUBE_PREFIX,
         codec: Codec | None = None,
@@ -161,13 +164,13 @@ class KQueue:
 
     @property
     def host(self) -> str:
-        """The beanstalkd host (``config.host``)."""
-        return self.config.host
+        """The (first) beanstalkd server's host (of ``config.addresses``)."""
+        return self.config.addresses[0][0]
 
     @property
     def port(self) -> int:
-        """The beanstalkd port (``config.port``)."""
-        return self.config.port
+        """The (first) beanstalkd server's port (of ``config.addresses``)."""
+        return self.config.addresses[0][1]
 
     @property
     def tube_prefix(self) -> str:

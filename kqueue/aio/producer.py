@@ -42,9 +42,10 @@ logger = logging.getLogger("kqueue")
 
 def new_async_connection(config: QueueConfig) -> AsyncBeanstalkConnection:
     """A new (not yet connected) asyncio beanstalkd connection with these settings."""
+    host, port = config.addresses[0]
     return AsyncBeanstalkConnection(
-        config.host,
-        config.port,
+        host,
+        port,
         connect_timeout=config.connect_timeout,
         command_timeout=config.command_timeout,
         socket_factory=config.connect,

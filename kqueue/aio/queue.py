@@ -27,7 +27,7 @@ from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.aio_connection import AsyncBeanstalkConnection
 from kqueue.beanstalk.wire import JobStats
 from kqueue.config import QueueConfig
-from kqueue.errors import JobNotFoundError
+from kqueue.errors import ConfigurationError, JobNotFoundError
 from kqueue.health import BrokerHealth
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware.base import Middleware
@@ -89,6 +89,12 @@ class AsyncKQueue:
         return cls.from_queue(queue)
 
     def _wrap(self, queue: KQueue) -> None:
+        if queue.config.bonded:
+            raise ConfigurationError(
+                "the asyncio queue talks to one beanstalkd server for now; "
+                f"{len(queue.config.servers)} were given ({queue.config.address}): use "
+                "KQueue (or kqueue worker) for a queue over several servers"
+            )
         self.queue = queue
         self.config = queue.config
         self.store = queue.store
@@ -112,13 +118,13 @@ class AsyncKQueue:
 
     @property
     def host(self) -> str:
-        """The beanstalkd host (``config.host``)."""
-        return self.config.host
+        """The beanstalkd host (of ``config.addresses``)."""
+        return self.config.addresses[0][0]
 
     @property
     def port(self) -> int:
-        """The beanstalkd port (``config.port``)."""
-        return self.config.port
+        """The beanstalkd port (of ``config.addresses``)."""
+        return self.config.addresses[0][1]
 
     @property
     def tube_prefix(self) -> str:

@@ -82,7 +82,11 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, app: bool) -> None
             help="the application's KQueue (or give it first: kqueue CMD MODULE:ATTR ...); "
             "env KQUEUE_APP",
         )
-    group.add_argument("--beanstalkd", metavar="HOST:PORT", help="env KQUEUE_BEANSTALKD")
+    group.add_argument(
+        "--beanstalkd",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="env KQUEUE_BEANSTALKD; several, comma-separated: one queue over all of them",
+    )
     group.add_argument(
         "--store",
         metavar="URL",

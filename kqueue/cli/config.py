@@ -5,7 +5,8 @@ This is the only place kqueue reads environment variables:
 
 - ``KQUEUE_APP``: the application's queue, ``MODULE:ATTRIBUTE`` (as the first argument of a
   command, or ``--app``); every command then runs with its brokers, store, prefixes and codecs;
-- ``KQUEUE_BEANSTALKD``: ``host:port`` of beanstalkd (default ``127.0.0.1:11300``);
+- ``KQUEUE_BEANSTALKD``: ``host:port`` of beanstalkd (default ``127.0.0.1:11300``), or
+  several comma-separated (``h1:11300,h2:11300``): one queue bonded over those servers;
 - ``KQUEUE_STORE``: bulk store URL (``redis://...``, ``postgresql+psycopg://...``,
   ``sqlite:///path``); none by default. ``?prefix=`` in it is the store's key prefix;
 - ``KQUEUE_STORE_PREFIX``: the same key prefix (Redis keys, SQL table names), when the URL
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kqueue.aio import AsyncKQueue
+from kqueue.config import parse_address, parse_servers
 from kqueue.errors import ConfigurationError
 from kqueue.job import DEFAULT_TUBE_PREFIX
 from kqueue.queue import KQueue
@@ -37,22 +39,6 @@ DEFAULT_BEANSTALKD = "127.0.0.1:11300"
 APP_TARGET = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 """``module.path:attribute``. Job type names and record keys never hold a colon, so a
 command's first argument of this shape can only be an application target."""
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port``, ``host`` or ``[v6]:port`` into a pair; ConfigurationError if bad."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else "11300"
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    elif ":" not in text:
-        host, port = text, "11300"
-    else:
-        host, port = "", ""
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigurationError(f"beanstalkd address {text!r} is not host:port")
-    return host, int(port)
 
 
 @dataclass(frozen=True)
@@ -70,13 +56,19 @@ class Settings:
     beanstalkd_given: bool = False
     app: str | None = None
     prefix_given: bool = False
+    servers: tuple[str, ...] = ()
+    """Every server when several were given (else empty: ``host:port`` alone)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
         """Merge flags over environment variables over defaults."""
         flag = getattr(args, "beanstalkd", None)
         address = flag or environ.get("KQUEUE_BEANSTALKD") or DEFAULT_BEANSTALKD
-        host, port = parse_address(address)
+        servers = parse_servers(address)
+        if not servers:
+            raise ConfigurationError(f"beanstalkd address {address!r} names no server")
+        host, port = parse_address(servers[0])
+        several = servers if len(servers) > 1 else ()
         store = getattr(args, "store", None) or environ.get("KQUEUE_STORE") or None
         store_prefix = getattr(args, "store_prefix", None) or environ.get("KQUEUE_STORE_PREFIX")
         if store_prefix:
@@ -89,7 +81,10 @@ class Settings:
         prefix = getattr(args, "prefix", None) or environ.get("KQUEUE_PREFIX")
         given = bool(flag or environ.get("KQUEUE_BEANSTALKD"))
         app = getattr(args, "app", None) or environ.get("KQUEUE_APP") or None
-        return cls(host, port, store, prefix or DEFAULT_TUBE_PREFIX, given, app, prefix is not None)
+        return cls(
+            host, port, store, prefix or DEFAULT_TUBE_PREFIX, given, app, prefix is not None,
+            several,
+        )  # fmt: skip
 
     def open_queue(self, **kwargs: Any) -> KQueue:
         """The application's queue (rebound to the settings given here), or a plain KQueue
@@ -99,6 +94,7 @@ class Settings:
         return KQueue(
             host=self.host,
             port=self.port,
+            servers=self.servers,
             bulk_store=self.store_url,
             tube_prefix=self.prefix,
             **kwargs,
@@ -138,7 +134,9 @@ def rebind(queue: KQueue, settings: Settings) -> KQueue:
         return queue
     config = queue.config
     if settings.beanstalkd_given:
-        config = dataclasses.replace(config, host=settings.host, port=settings.port)
+        config = dataclasses.replace(
+            config, host=settings.host, port=settings.port, servers=settings.servers
+        )
     if settings.prefix_given:
         config = dataclasses.replace(config, tube_prefix=settings.prefix)
     return queue.with_config(config, bulk_store=settings.store_url)

@@ -10,7 +10,7 @@ import greenstalk
 import pytest
 
 from kqueue import KQueue, RetryPolicy
-from kqueue.cli.config import parse_address
+from kqueue.config import parse_address
 from kqueue.errors import ConfigurationError
 from tests.cli.conftest import Result
 from tests.servers import BeanstalkdProcess
