@@ -197,11 +197,14 @@ class Outcomes(NamedTuple):
 
 def sort_outcomes(
     records: Sequence[JobRecord],
-    pending: Sequence[Pending[int]],
-    server_id: str,
+    pending: Sequence[Pending[int] | None],
+    server_id: str | Sequence[str],
     failure: KQueueError | None,
 ) -> Outcomes:
-    """The ids of the jobs beanstalkd took (and their references), the keys of the rest."""
+    """The ids of the jobs beanstalkd took (and their references), the keys of the rest.
+
+    ``server_id``: the server that took them all, or one per job (jobs spread over several
+    servers); "" where it is not known (no reference is saved for that job)."""
     ids: list[int] = []
     swaps: list[RefSwap] = []
     failed: list[str] = []
@@ -209,8 +212,9 @@ def sort_outcomes(
         slot = pending[index] if index < len(pending) else None
         if slot is not None and slot.done and slot.error is None:
             ids.append(slot.result())
-            if server_id:
-                swaps.append((record.key, None, BrokerRef(server_id, ids[-1])))
+            server_id_here = server_id if isinstance(server_id, str) else server_id[index]
+            if server_id_here:
+                swaps.append((record.key, None, BrokerRef(server_id_here, ids[-1])))
         else:
             ids.append(NOT_SCHEDULED)
             failed.append(record.key)

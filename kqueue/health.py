@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 
-from kqueue.config import QueueConfig
+from kqueue.config import QueueConfig, format_address
 from kqueue.errors import BrokerConnectionError, BrokerError, BrokerTimeoutError
 
 logger = logging.getLogger("kqueue")
@@ -19,11 +19,21 @@ PROBE_INTERVAL = 1.0
 
 
 class BrokerHealth:
-    """Whether the broker of ``config`` is believed up; thread-safe."""
+    """Whether a broker of ``config`` (the one at ``address``; None: the first) is believed
+    up; thread-safe."""
 
-    def __init__(self, config: QueueConfig, *, probe_interval: float = PROBE_INTERVAL) -> None:
+    def __init__(
+        self,
+        config: QueueConfig,
+        *,
+        probe_interval: float = PROBE_INTERVAL,
+        address: tuple[str, int] | None = None,
+    ) -> None:
         self.config = config
         self.probe_interval = probe_interval
+        self._address = config.addresses[0] if address is None else address
+        self.address = format_address(*self._address)
+        """``host:port`` of the broker watched, for messages."""
         self._down: BrokerError | None = None
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -42,7 +52,7 @@ class BrokerHealth:
             if self._down is not None:
                 return
             self._down = BrokerConnectionError(
-                f"beanstalkd at {self.config.address} marked down ({error}); probing it every "
+                f"beanstalkd at {self.address} marked down ({error}); probing it every "
                 f"{self.probe_interval:g} s"
             )
             self._closed.clear()
@@ -59,7 +69,7 @@ class BrokerHealth:
 
     def _probe(self) -> None:
         while not self._closed.wait(self.probe_interval):
-            conn = self.config.new_connection()
+            conn = self.config.new_connection(self._address)
             try:
                 conn.stats()
             except BrokerError:
@@ -67,7 +77,7 @@ class BrokerHealth:
             finally:
                 conn.close()
             self._down = None
-            logger.warning("beanstalkd at %s answers again", self.config.address)
+            logger.warning("beanstalkd at %s answers again", self.address)
             return
 
     def wait_until_up(self, timeout: float) -> bool:

@@ -18,11 +18,11 @@ the id of the job holding it instead of being added (see :class:`UniqueFor`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pending, Pipeline
 from kqueue.config import QueueConfig
 from kqueue.enqueue import (
@@ -47,10 +47,10 @@ from kqueue.errors import (
     StoreOutcomeUnknownError,
     ValidationError,
 )
-from kqueue.health import BrokerHealth
 from kqueue.keys import new_keys
 from kqueue.middleware.base import Middleware
 from kqueue.serialization import CodecRegistry, record_body
+from kqueue.servers import BeanstalkServer, ServerSet
 from kqueue.stores.base import JobRecord, RefSwap, Store, UniqueClaim
 from kqueue.unique import UniqueFor, UniqueKeys, UniqueLifetime, unique_claim, unique_keys_of
 
@@ -80,24 +80,25 @@ class Producer:
         self.store = store
         self.codecs = codecs
         self.events = events
-        self._conn = config.new_connection()
-        self._lock = threading.Lock()
+        self.servers = ServerSet(config)
+        """The beanstalkd servers, each with the producer's connection to it and its health."""
+        self.health = self.servers.first.health
+        """The first server's health (the only one's, when the queue is not bonded)."""
         self._warned_inline = False
-        self.health = BrokerHealth(config)
 
     def connect(self) -> None:
-        """Connect now (an unreachable beanstalkd fails here, with its address)."""
-        self._conn.connect()
+        """Connect now (an unreachable beanstalkd fails here, with its address; of several,
+        only when none can be reached)."""
+        self.servers.connect()
 
     def close(self) -> None:
-        """Close the connection (and stop probing a broker marked down)."""
-        self.health.close()
-        self._conn.close()
+        """Close the connections (and stop probing brokers marked down)."""
+        self.servers.close()
 
     @property
     def connected(self) -> bool:
-        """True while the producer's connection is open."""
-        return self._conn.connected
+        """True while a connection of the producer is open."""
+        return self.servers.connected
 
     def options(self, job_type: str, priority: int, delay: float, ttr: int) -> JobOptions:
         """The checked options of an add; ValidationError before anything is written."""
@@ -196,21 +197,47 @@ class Producer:
         bodies = inline_bodies(options, encoded, keys)
         self._warn_inline()
         ids: list[int] = []
-        with self._lock:
-            if self.health.down is not None:
-                raise self.health.down  # nothing holds an inline job but beanstalkd
-            self._check_sizes(bodies)
-            for start in range(0, len(bodies), BATCH_SIZE):
-                pending, error = self._put_burst(options, bodies[start : start + BATCH_SIZE])
-                if error is not None:
-                    self.health.failed(error)
-                    raise error
-                ids += [slot.result() for slot in pending]
+        for start in range(0, len(bodies), BATCH_SIZE):
+            ids += self._put_inline(options, bodies, start)
         self.events.after_enqueue(options.job_type, len(ids), 0)
         return ids
 
-    def _check_sizes(self, bodies: list[bytes]) -> None:
-        check_sizes(bodies, self._conn.server_stats().get("max-job-size"))
+    def _put_inline(self, options: JobOptions, every: list[bytes], start: int) -> list[int]:
+        """One burst of inline bodies (``every[start:]``, up to a batch) on the server whose
+        turn it is; the puts it did not take go to the next server up. Raises when no
+        server takes them (nothing holds an inline job but beanstalkd). Every body of the
+        call is size-checked against a server before its first put there."""
+        bodies = every[start : start + BATCH_SIZE]
+        ids = [NOT_SCHEDULED] * len(bodies)
+        left = list(range(len(bodies)))
+        failure: KQueueError | None = None
+        for server in self.servers.rotation():
+            if server.health.down is not None:
+                failure = failure or server.health.down
+                continue
+            with server.lock:
+                try:
+                    limit = server.conn.server_stats().get("max-job-size")
+                except BrokerError as exc:
+                    server.health.failed(exc)
+                    failure = exc
+                    continue
+                check_sizes(every, limit)
+                pending, error = self._put_burst(server.conn, options, [bodies[i] for i in left])
+            if error is not None:
+                server.health.failed(error)
+                failure = error
+            still: list[int] = []
+            for index, slot in zip(left, pending, strict=True):
+                if slot.done and slot.error is None:
+                    ids[index] = slot.result()
+                else:
+                    still.append(index)
+                    failure = failure or slot.error
+            left = still
+            if not left:
+                return ids
+        raise failure or BrokerError("no beanstalkd server took the jobs")
 
     def _warn_inline(self) -> None:
         if not self._warned_inline:
@@ -263,35 +290,64 @@ class Producer:
             _write_ahead(store, records)
         copy_max = self.config.inline_copy_max
         bodies = [record_body(record, copy_max=copy_max) for record in records]
-        with self._lock:
-            if self.health.down is not None:  # one timeout per outage, not one per add
-                return self._settle(store, options, records, [], "", self.health.down)
-            pending, failure = self._put_burst(options, bodies)
+        pending: list[Pending[int] | None] = [None] * len(records)
+        server_ids = [""] * len(records)
+        left = list(range(len(records)))
+        failure: KQueueError | None = None
+        for server in self.servers.rotation():
+            if server.health.down is not None:  # one timeout per outage, not one per add
+                failure = failure or server.health.down
+                continue
+            sent = [records[i] for i in left]
+            got, server_id, error = self._put_on(server, options, sent, [bodies[i] for i in left])
+            still: list[int] = []
+            for index, slot in zip(left, got, strict=True):
+                pending[index], server_ids[index] = slot, server_id
+                if not (slot.done and slot.error is None):
+                    still.append(index)
+            left, failure = still, error or failure
+            if not left:
+                break
+        return self._settle(store, options, records, pending, server_ids, failure)
+
+    def _put_on(
+        self,
+        server: BeanstalkServer,
+        options: JobOptions,
+        records: list[JobRecord],
+        bodies: list[bytes],
+    ) -> tuple[list[Pending[int]], str, BrokerError | None]:
+        """The puts of ``records`` on one server: each one's outcome, the server's id (""
+        if it could not be read) and the error that broke the burst (the server is then
+        marked down when it is unreachable)."""
+        conn = server.conn
+        with server.lock:
+            pending, failure = self._put_burst(conn, options, bodies)
             if failure is None:
-                failure = self._put_plain_references(options, records, pending)
+                failure = self._put_plain_references(conn, options, records, pending)
             server_id = ""
             if failure is None:
                 # The id of the connection that carried the puts: read when it connected
                 # (never asked of whatever answers now), so a server that died right after
                 # the replies cannot lend a successor's id to jobs it never held.
                 try:
-                    server_id = self._conn.server_id()
+                    server_id = conn.server_id()
                 except BrokerError as exc:
                     failure = exc
             if failure is not None:
-                self.health.failed(failure)
-        return self._settle(store, options, records, pending, server_id, failure)
+                server.health.failed(failure)
+        return pending, server_id, failure
 
     def _put_burst(
-        self, options: JobOptions, bodies: Sequence[bytes]
+        self, conn: BeanstalkConnection, options: JobOptions, bodies: Sequence[bytes]
     ) -> tuple[list[Pending[int]], BrokerError | None]:
         """One pipelined burst: ``use`` when needed, then a put for every body.
 
         Each Pending says whether its put went through; the error is the connection's, when
         it broke part way (the puts it answered before keep their ids).
         """
-        pipe = Pipeline(self._conn)
-        if self._conn.used != options.tube:
+        pipe = Pipeline(conn)
+        if conn.used != options.tube:
             pipe.use(options.tube)
         pending = [
             pipe.put(body, priority=options.priority, delay=options.delay, ttr=options.ttr)
@@ -304,7 +360,11 @@ class Producer:
         return pending, None
 
     def _put_plain_references(
-        self, options: JobOptions, records: list[JobRecord], pending: list[Pending[int]]
+        self,
+        conn: BeanstalkConnection,
+        options: JobOptions,
+        records: list[JobRecord],
+        pending: list[Pending[int]],
     ) -> BrokerError | None:
         """Jobs whose inline copy is over the server's max job size go again as plain
         references (the records are durable already, so the jobs stay)."""
@@ -313,7 +373,7 @@ class Producer:
         if not too_big:
             return None
         plain = [record_body(records[index]) for index in too_big]
-        again, error = self._put_burst(options, plain)
+        again, error = self._put_burst(conn, options, plain)
         for index, slot in zip(too_big, again, strict=True):
             pending[index] = slot
         return error
@@ -323,12 +383,13 @@ class Producer:
         store: Store,
         options: JobOptions,
         records: list[JobRecord],
-        pending: list[Pending[int]],
-        server_id: str,
+        pending: Sequence[Pending[int] | None],
+        server_ids: Sequence[str],
         failure: KQueueError | None,
     ) -> list[int]:
-        """Record the ids of the jobs beanstalkd took; leave (or, strict, drop) the rest."""
-        ids, swaps, failed, failure = sort_outcomes(records, pending, server_id, failure)
+        """Record the ids of the jobs beanstalkd took (each on the server ``server_ids``
+        names); leave (or, strict, drop) the rest."""
+        ids, swaps, failed, failure = sort_outcomes(records, pending, server_ids, failure)
         self._save_references(store, swaps)
         if failed and self.config.strict:
             store.delete_many(failed)
