@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
+from typing import cast
 
 from kqueue.beanstalk import commands as beanstalk_commands
 from kqueue.beanstalk.commands import DeadlineSoon
-from kqueue.beanstalk.connection import Wakeup
+from kqueue.beanstalk.connection import BeanstalkConnection, Wakeup
 from kqueue.beanstalk.pipeline import Pipeline
 from kqueue.beanstalk.wire import ReservedJob
+from kqueue.bonded import BondedReserver, Part
 from kqueue.config import QueueConfig
 from kqueue.errors import BrokerError, ConfigurationError, StoreError, ValidationError
 from kqueue.job import tube_for
@@ -53,6 +55,7 @@ class Consumer:
         self._conn = config.new_connection()
         self._wakeup = Wakeup()
         self._window = ReserveWindow(config.window, target_seconds=config.window_target)
+        self._bonded = BondedReserver(config, self._window) if config.bonded else None
         self._stop_requested = False
         self._stop_event: threading.Event | None = None
         self._only: frozenset[str] | None = None
@@ -75,6 +78,8 @@ class Consumer:
         """Send the deletes of finished jobs, then close the connection."""
         self.runner.close()  # the deletes go out before their connection closes
         self._conn.close()
+        if self._bonded is not None:
+            self._bonded.close()
         self._wakeup.close()
 
     # -- the registry ----------------------------------------------------------------------
@@ -165,6 +170,8 @@ class Consumer:
             return self._loop(count_limit, deadline, drain=time_limit_ms == 0)
         finally:
             self.runner.drain()  # every finished job deleted when run_jobs returns
+            if self._bonded is not None:
+                self._bonded.abandon_waits()  # no job held for a worker no longer waiting
 
     def _loop(self, count_limit: int, deadline: float | None, *, drain: bool) -> int:
         ran = 0
@@ -199,6 +206,8 @@ class Consumer:
         """Hand the window back (closing the connection releases it), then pause."""
         self.runner.drain()
         self._conn.close()
+        if self._bonded is not None:
+            self._bonded.close()  # which server failed mid-window is unknown: all go back
         if isinstance(exc, BrokerError):
             # Lost, timed out, or an answer that makes no sense: start again on a fresh one.
             logger.warning("worker: beanstalkd failed: %s; retrying in %.2f s", exc, backoff)
@@ -206,7 +215,7 @@ class Consumer:
             logger.error("store failed while running a job: %s", exc)
         self._pause(backoff, deadline)
 
-    def _reserve(self, wait: float | None, room: int | None) -> list[ReservedJob]:
+    def _reserve(self, wait: float | None, room: int | None) -> list[ReservedJob] | list[Part]:
         # Clear wake-ups before looking at the flags they announce, so none is lost.
         self._wakeup.clear()
         if self._stopping():
@@ -215,22 +224,34 @@ class Consumer:
         if not wanted:
             self._pause(wait, None)
             return []
-        self._sync_watches(wanted)
         if wait is None:  # wait forever, but hear from the server every heartbeat
             wait = self.config.heartbeat
+        if self._bonded is not None:
+            return self._bonded.reserve(
+                wanted,
+                _sync_watches,
+                wait,
+                wakeup=self._wakeup.fd,
+                room=room,
+                before_wait=self.runner.drain,
+            )
+        _sync_watches(self._conn, wanted)
         return self._window.reserve(
             self._conn, wait, wakeup=self._wakeup.fd, room=room, before_wait=self.runner.drain
         )
 
-    def _run_window(self, reserved: list[ReservedJob]) -> int:
+    def _run_window(self, reserved: list[ReservedJob] | list[Part]) -> int:
         started = time.monotonic()
-        ran = self.runner.run_window(
-            self._conn,
-            reserved,
-            reserved_at=started,
-            should_stop=self._stopping,
-        )
-        self._window.observe(len(reserved), time.monotonic() - started)
+        if self._bonded is None:
+            window = cast(list[ReservedJob], reserved)
+            ran = self.runner.run_window(
+                self._conn, window, reserved_at=started, should_stop=self._stopping
+            )
+        else:
+            parts = cast(list[Part], reserved)
+            ran = self.runner.run_parts(parts, reserved_at=started, should_stop=self._stopping)
+        jobs = len(reserved) if self._bonded is None else sum(len(p[1]) for p in reserved)
+        self._window.observe(jobs, time.monotonic() - started)
         return ran
 
     def _pause(self, seconds: float | None, deadline: float | None) -> None:
@@ -240,22 +261,22 @@ class Consumer:
         if seconds is None or seconds > 0:
             select.select([self._wakeup.fd], [], [], seconds)
 
-    def _sync_watches(self, wanted: list[str]) -> None:
-        """Watch ``wanted`` and nothing else: one pipelined burst, however many job types
-        (watches first: beanstalkd never lets a connection ignore its last tube)."""
-        conn = self._conn
-        watched = conn.watched
-        if conn.connected and watched == wanted:
-            return
-        have, keep = set(watched), set(wanted)
-        pipe = Pipeline(conn)
-        for tube in wanted:
-            if tube not in have:
-                pipe.add(beanstalk_commands.watch(tube))
-        for tube in watched:
-            if tube not in keep:
-                pipe.add(beanstalk_commands.ignore(tube))
-        pipe.execute()
+
+def _sync_watches(conn: BeanstalkConnection, wanted: list[str]) -> None:
+    """Make ``conn`` watch ``wanted`` and nothing else: one pipelined burst, however many
+    job types (watches first: beanstalkd never lets a connection ignore its last tube)."""
+    watched = conn.watched
+    if conn.connected and watched == wanted:
+        return
+    have, keep = set(watched), set(wanted)
+    pipe = Pipeline(conn)
+    for tube in wanted:
+        if tube not in have:
+            pipe.add(beanstalk_commands.watch(tube))
+    for tube in watched:
+        if tube not in keep:
+            pipe.add(beanstalk_commands.ignore(tube))
+    pipe.execute()
 
 
 def _remaining(deadline: float | None, *, drain: bool) -> float | None:

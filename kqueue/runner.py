@@ -102,13 +102,16 @@ class JobRunner:
         self.tube_prefix = tube_prefix
         self.events = events
         self.acks = AckFlusher(store)
+        self._inspectors: dict[str, BeanstalkConnection] = {}
+        if inspector is not None:
+            self._inspectors[inspector.address] = inspector
         self._release_at_start: dict[str, str] = {}  # record key -> unique key, this window
 
     def close(self) -> None:
         """Send the pending deletes, stop the flusher's thread, close the inspector."""
         self.acks.close()
-        if self.inspector is not None:
-            self.inspector.close()
+        for inspector in self._inspectors.values():
+            inspector.close()
 
     def drain(self) -> None:
         """Wait until the deletes of every finished job went out (before a blocking reserve,
@@ -130,15 +133,40 @@ class JobRunner:
         deletes may still be going out on return: the caller calls :meth:`drain` before a
         reserve that may block.
         """
-        jobs = self._prepare_window(conn, window)
+        return self._run_jobs(self._prepare_window(conn, window), reserved_at, should_stop)
+
+    def run_parts(
+        self,
+        parts: Sequence[tuple[BeanstalkConnection, Sequence[ReservedJob]]],
+        *,
+        reserved_at: float,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """:meth:`run_window` for a window reserved on several servers (each part on its
+        own connection): every part prepared (one store read each), then all its jobs run
+        most urgent first (a stable sort: each server's own order among equals)."""
+        jobs = [
+            job
+            for conn, window in parts
+            for job in self._prepare_window(conn, window)
+            if job is not None
+        ]
+        jobs.sort(key=lambda job: job.priority)
+        return self._run_jobs(list(jobs), reserved_at, should_stop)
+
+    def _run_jobs(
+        self, jobs: Sequence[Job | None], reserved_at: float, should_stop: Callable[[], bool]
+    ) -> int:
         ran = 0
         for index, job in enumerate(jobs):
             if job is None:
                 continue
             late = time.monotonic() - reserved_at > job.ttr / 2
             if late or (ran and should_stop()):
-                self._hand_back(conn, jobs[index:])
+                self._hand_back(jobs[index:])
                 break
+            conn = job.connection
+            assert conn is not None  # every job of a window was reserved on one
             spec = self.handlers.get(job.job_type)
             if spec is None:
                 self._no_handler(conn, job)
@@ -187,12 +215,20 @@ class JobRunner:
     def _inspector_for(
         self, conn: BeanstalkConnection, server_id: str
     ) -> BeanstalkConnection | None:
-        """The connection for the counters (None: they are not read): the inspector while it
-        talks to the server that holds the window (after a broker restart it is opened
-        again)."""
-        inspector = self.inspector
-        if inspector is None:
+        """The connection for the counters (None: they are not read): the inspector of the
+        server that holds the window (one per server address; after a broker restart it is
+        opened again)."""
+        if self.inspector is None:
             return None
+        inspector = self._inspectors.get(conn.address)
+        if inspector is None:
+            inspector = self._inspectors[conn.address] = BeanstalkConnection(
+                conn.host,
+                conn.port,
+                connect_timeout=conn.connect_timeout,
+                command_timeout=conn.command_timeout,
+                socket_factory=conn.socket_factory,
+            )
         if inspector.connected and inspector.server_id() != server_id:
             inspector.close()  # another server process: its job ids are not these jobs'
         return inspector
@@ -269,13 +305,18 @@ class JobRunner:
         naming another tube's type was buried before, as unreadable)."""
         conn.release(job.id, priority=job.priority, delay=0)
 
-    def _hand_back(self, conn: BeanstalkConnection, jobs: Sequence[Job | None]) -> None:
-        pipe = Pipeline(conn)
+    def _hand_back(self, jobs: Sequence[Job | None]) -> None:
+        """Release untouched jobs, each on the connection that reserved it."""
+        by_conn: dict[BeanstalkConnection, Pipeline] = {}
         for job in jobs:
-            if job is not None:
+            if job is not None and job.connection is not None:
+                pipe = by_conn.get(job.connection)
+                if pipe is None:
+                    pipe = by_conn[job.connection] = Pipeline(job.connection)
                 pipe.release(job.id, priority=job.priority, delay=0)
                 self.events.on_dropped(job.id, job.key, "handed_back")
-        pipe.execute()
+        for pipe in by_conn.values():
+            pipe.execute()
 
     # -- the handler and its outcome -------------------------------------------------------
 

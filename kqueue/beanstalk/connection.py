@@ -141,6 +141,7 @@ class BeanstalkConnection:
         self._pollers: dict[int | None, select.poll] = {}
         self._last_reply = 0.0
         self._proven = False
+        self._reserving = False  # a reserve sent by send_reserve, its reply not yet read
 
     @property
     def address(self) -> str:
@@ -205,8 +206,13 @@ class BeanstalkConnection:
                     self._buf.clear()
                     self._pos = 0
                     self._pollers.clear()
+                    self._reserving = False
 
     def _ensure_open(self) -> socket.socket:
+        if self._reserving:
+            # Another command must not read the pending reserve's reply as its own: the
+            # reserve is abandoned, and closing hands any job it took back to the server.
+            self.close()
         sock = self._sock
         if (
             sock is not None
@@ -575,6 +581,39 @@ class BeanstalkConnection:
     def server_id(self) -> str:
         """The random ``id`` of the server process behind this connection."""
         return self.server_stats()["id"]
+
+    # -- a reserve left outstanding (a worker waiting on several servers at once) ---------
+
+    def send_reserve(self, timeout: int) -> None:
+        """Send ``reserve-with-timeout`` and return at once; :meth:`reserved_reply` reads
+        the reply later. Any other command sent meanwhile abandons the reserve (closing the
+        connection, which hands a job it took back to the server)."""
+        with self._lock:
+            self._send(b"reserve-with-timeout %d\r\n" % timeout)
+            self._reserving = True
+
+    @property
+    def reserving(self) -> bool:
+        """True while a reserve sent by :meth:`send_reserve` has not been answered."""
+        return self._reserving
+
+    def fileno(self) -> int | None:
+        """The socket's descriptor (to wait on several connections at once), or None."""
+        sock = self._sock
+        return None if sock is None else sock.fileno()
+
+    def reserved_reply(self) -> tuple[bool, ReservedJob | None]:
+        """Without blocking: (True, the job or None when it timed out) once the reply to
+        :meth:`send_reserve` is in, (False, None) while it is not. Raises the connection's
+        error, or :class:`DeadlineSoon`."""
+        with self._lock:
+            if not self._reserving:
+                return True, None
+            reply = self._read_reply(time.monotonic())
+            if reply is None:
+                return False, None
+            self._reserving = False
+            return True, self.convert(cmd.RESERVE, reply)
 
     def reserve(self, timeout: float | None, *, wakeup: int | None = None) -> ReservedJob | None:
         """Wait up to ``timeout`` seconds (None: forever) for a job of a watched tube.
