@@ -13,23 +13,32 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from kqueue.beanstalk import commands as beanstalk_commands
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pipeline
 from kqueue.beanstalk.wire import JobStats, ReservedJob, ServerStats, TubeStats
 from kqueue.config import QueueConfig
-from kqueue.errors import ConfigurationError, JobNotFoundError, KQueueError, ValidationError
+from kqueue.errors import (
+    BrokerError,
+    ConfigurationError,
+    JobNotFoundError,
+    KQueueError,
+    ValidationError,
+)
 from kqueue.job import SUSPEND_SECONDS, tube_for
 from kqueue.middleware.base import Middleware
 from kqueue.purge import purge_tube
 from kqueue.results import worker_name
 from kqueue.serialization import decode_body
+from kqueue.servers import ServerConnections, address_of, connected, peek_in, sum_stats
 from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
 from kqueue.sweeper import Sweep, SweepReport, is_claim
 
 logger = logging.getLogger("kqueue")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class QueueStats:
     stored: dict[str, int] | None
     counters: dict[str, int]
     store: dict[str, StoredCounts] | None = None
+    servers: dict[str, ServerStats | str] | None = None
+    """Of a bonded queue: each server's stats by address (or why it did not answer);
+    ``server`` and ``job_types`` then hold their sums (see :func:`kqueue.servers.sum_stats`)."""
 
     @property
     def all_job_types(self) -> list[str]:
@@ -90,15 +102,19 @@ class Admin:
         self.counters = counters
         self.events = events
         self.tube_prefix = config.tube_prefix
-        self._conn = config.new_connection()
+        self._servers = ServerConnections(config)
+        self._conns = self._servers.conns
+        self._conn = self._conns[0]
         self._claims_after: str | None = None  # where the next pass frees unique keys from
+        self._sweeps = 0
 
     def close(self) -> None:
-        """Close the admin connection (a suspension outlives it: see :meth:`suspend`)."""
-        self._conn.close()
+        """Close the admin connections (a suspension outlives them: see :meth:`suspend`)."""
+        for conn in self._conns:
+            conn.close()
 
-    def _connection(self) -> BeanstalkConnection:
-        return self.config.new_connection()
+    def _connection(self, address: tuple[str, int] | None = None) -> BeanstalkConnection:
+        return self.config.new_connection(address)
 
     # -- administration --------------------------------------------------------------------
 
@@ -111,8 +127,12 @@ class Admin:
         tube = tube_for(job_type, self.tube_prefix)
         if self.store is not None:
             self.store.set_suspended(job_type, True)
-        self._conn.watch(tube)
-        self._conn.pause_tube(tube, SUSPEND_SECONDS)
+
+        def pause(conn: BeanstalkConnection) -> None:
+            conn.watch(tube)
+            conn.pause_tube(tube, SUSPEND_SECONDS)
+
+        self._servers.each(pause)  # a server down meanwhile gets it from the next recovery pass
         logger.debug("job type %s suspended", job_type, extra={"job_type": job_type})
 
     def resume(self, job_type: str) -> None:
@@ -120,8 +140,12 @@ class Admin:
         tube = tube_for(job_type, self.tube_prefix)
         if self.store is not None:
             self.store.set_suspended(job_type, False)
-        self._conn.pause_tube(tube, 0)
-        self._conn.ignore(tube)
+
+        def unpause(conn: BeanstalkConnection) -> None:
+            conn.pause_tube(tube, 0)
+            conn.ignore(tube)
+
+        self._servers.each(unpause)
         logger.debug("job type %s resumed", job_type, extra={"job_type": job_type})
 
     def purge_jobs(
@@ -140,25 +164,22 @@ class Admin:
         """
         tube = tube_for(job_type, self.tube_prefix)
         matcher = None if pattern is None else self._payload_matcher(pattern)
-        conn = self._connection()
-        result = purge_tube(conn, tube, matcher, progress)
-        keys = [
-            body.key
-            for body in map(decode_body, result.deleted_bodies)
-            if body is not None and body.stored
-        ]
+        results = self._servers.each(
+            lambda conn: purge_tube(self._connection(address_of(conn)), tube, matcher, progress)
+        )
+        bodies = [body for result in results for body in result.deleted_bodies]
+        left_reserved = sum(result.left_reserved for result in results)
+        keys = [body.key for body in map(decode_body, bodies) if body is not None and body.stored]
         lost = 0
         if self.store is not None:
             if keys:
                 self.store.delete_many(keys)
             lost = self._purge_lost_records(job_type, pattern)
-        if result.left_reserved:
+        if left_reserved:
             logger.warning(
-                "purge of %s left %d job(s) alone: reserved by workers",
-                job_type,
-                result.left_reserved,
+                "purge of %s left %d job(s) alone: reserved by workers", job_type, left_reserved
             )
-        deleted = len(result.deleted_bodies) + lost
+        deleted = len(bodies) + lost
         # The count is the return value; the log line is for tracing (the CLI prints it).
         logger.debug("purged %d job(s) of type %s", deleted, job_type, extra={"job_type": job_type})
         return deleted
@@ -170,18 +191,15 @@ class Admin:
         put), so that the sweeper cannot bring a purged job back."""
         assert self.store is not None
         matches = None if pattern is None else self._record_matcher(pattern)
-        conn = self._connection()
-        checker = Sweep(self.store, conn, tube_prefix=self.tube_prefix, grace=0)
+        live = self._servers.live()
+        (conn, server_id), others = live[0], live[1:]
+        checker = Sweep(self.store, conn, tube_prefix=self.tube_prefix, grace=0, others=others)
         doomed: list[str] = []
-        try:
-            server_id = conn.stats()["id"]
-            for record in iter_records(self.store, job_type=job_type):
-                if matches is not None and not matches(record.payload):
-                    continue
-                if not checker.holds(record, server_id):
-                    doomed.append(record.key)
-        finally:
-            conn.close()
+        for record in iter_records(self.store, job_type=job_type):
+            if matches is not None and not matches(record.payload):
+                continue
+            if not checker.holds(record, server_id):
+                doomed.append(record.key)
         return self.store.delete_many(doomed) if doomed else 0
 
     def _payload_matcher(self, pattern: str | bytes | re.Pattern[Any]) -> Callable[[bytes], bool]:
@@ -225,8 +243,29 @@ class Admin:
         its state is ``enqueued`` again (so recovery would restore it ready, not buried).
         ``progress`` is called once per job kicked.
         """
+        kicked = 0
+        for conn in self._conns:
+            if count is not None and kicked >= count:
+                break
+            left = None if count is None else count - kicked
+            if len(self._conns) == 1:
+                return self._kick_on(address_of(conn), job_type, left, progress)
+            try:
+                kicked += self._kick_on(address_of(conn), job_type, left, progress)
+            except BrokerError as exc:
+                logger.warning("kick: beanstalkd at %s left out: %s", conn.address, exc)
+        return kicked
+
+    def _kick_on(
+        self,
+        address: tuple[str, int],
+        job_type: str,
+        count: int | None,
+        progress: Callable[[], None] | None,
+    ) -> int:
+        """:meth:`kick_buried` on one server."""
         tube = tube_for(job_type, self.tube_prefix)
-        conn = self._connection()
+        conn = self._connection(address)
         kicked = 0
         seen: set[int] = set()
         try:
@@ -254,20 +293,25 @@ class Admin:
 
     def kick_job(self, job_id: int) -> bool:
         """Send one buried job (by beanstalkd id) back to ready with a fresh retry budget, as
-        :meth:`kick_buried` does; False if beanstalkd holds no buried job of that id."""
-        stats = self._conn.stats_job(job_id)
-        found = self._conn.peek(job_id)
-        # kick-job also moves a delayed job: only a buried one is kicked here.
-        if stats is None or stats.get("state") != "buried" or found is None:
-            return False
-        if not self._conn.kick_job(job_id):
-            return False
+        :meth:`kick_buried` does; False if beanstalkd holds no buried job of that id (of a
+        bonded queue: the first server holding a buried job of that id)."""
+        for conn in self._servers.holding(job_id):
+            stats = conn.stats_job(job_id)
+            found = conn.peek(job_id)
+            # kick-job also moves a delayed job: only a buried one is kicked here.
+            if stats is None or stats.get("state") != "buried" or found is None:
+                continue
+            if conn.kick_job(job_id):
+                self._fresh_budget(found)
+                return True
+        return False
+
+    def _fresh_budget(self, found: ReservedJob) -> None:
         body = decode_body(found.body)
         if body is not None and body.mode != "i" and self.store is not None:
             self.store.record_attempt(
                 body.key, attempts=0, last_error=None, state="enqueued", now=time.time()
             )
-        return True
 
     def sweep(
         self,
@@ -287,8 +331,12 @@ class Admin:
         """
         if self.store is None:
             raise ConfigurationError("recovery needs a bulk store: KQueue(bulk_store=...)")
-        conn = self._connection()
+        conns = self._servers.each(lambda admin: connected(self._connection(address_of(admin))))
         try:
+            # Of a bonded queue: jobs put back go to the servers in turn, a pass at a time.
+            first = self._sweeps % len(conns)
+            self._sweeps += 1
+            conn, *others = conns[first:] + conns[:first]
             report = Sweep(
                 self.store,
                 conn,
@@ -296,9 +344,12 @@ class Admin:
                 grace=self.config.recovery_grace if grace is None else grace,
                 events=self.events,
                 verify=verify,
+                others=[(other, other.server_id()) for other in others],
+                wait_for=self._servers.down_for_now(conns),
             ).run(progress)
         finally:
-            conn.close()
+            for conn in conns:
+                conn.close()
         self._free_unique_keys(self.store, report)
         level = logging.WARNING if report.errors else logging.INFO
         logger.log(level, "%s", sweep_summary(report), extra=_sweep_fields(report))
@@ -343,19 +394,21 @@ class Admin:
 
     def stats(self) -> QueueStats:
         """Server stats; per job type beanstalkd's counts (tubes under this queue's prefix)
-        and, with a store, the store's (:class:`StoredCounts`)."""
-        conn = self._conn
+        and, with a store, the store's (:class:`StoredCounts`). Of a bonded queue, the sums
+        over the servers that answer, and each server's own in ``servers``."""
         job_types: dict[str, TubeStats] = {}
-        for tube in conn.list_tubes():
-            if tube.startswith(self.tube_prefix) and len(tube) > len(self.tube_prefix):
-                tube_stats = conn.stats_tube(tube)
-                if tube_stats is not None:
-                    job_types[tube[len(self.tube_prefix) :]] = tube_stats
+        for job_type in self.job_types():
+            tube_stats = self._tube_stats_each(job_type)
+            if tube_stats:
+                job_types[job_type] = cast(TubeStats, sum_stats(tube_stats))
         stored = store = None
         if self.store is not None:
             store = self.store_counts(job_types)
             stored = {job_type: counts.records for job_type, counts in store.items()}
-        return QueueStats(conn.stats(), job_types, stored, dict(self.counters), store)
+        servers = self._servers.stats() if len(self._conns) > 1 else None
+        return QueueStats(
+            self.server_stats(), job_types, stored, dict(self.counters), store, servers
+        )
 
     def store_counts(self, tubes: dict[str, TubeStats] | None = None) -> dict[str, StoredCounts]:
         """Per job type the store or beanstalkd knows: its :class:`StoredCounts` ({} without a
@@ -373,8 +426,9 @@ class Admin:
         if tubes is None:
             tubes = {t: self.tube_stats(t) for t in self.job_types()}
         tally: dict[str, Counter[str]] = {job_type: Counter() for job_type in tubes}
-        for page in _suspect_pages(self.store, self._conn.server_id()):
-            held = self._held_keys(page)
+        live = dict(self._servers.live())
+        for page in _suspect_pages(self.store, set(live.values())):
+            held = self._held_keys(page, live)
             for record in page:
                 counts = tally.setdefault(record.job_type, Counter())
                 if record.key in held:
@@ -396,27 +450,31 @@ class Admin:
         """The job types beanstalkd has a tube for under this queue's prefix (one command;
         a type only the store still holds is found by :meth:`store_counts`)."""
         prefix = self.tube_prefix
-        tubes = self._conn.list_tubes()
-        return [t[len(prefix) :] for t in tubes if t.startswith(prefix) and t != prefix]
+        tubes = {tube for listed in self._servers.each(lambda c: c.list_tubes()) for tube in listed}
+        return [t[len(prefix) :] for t in sorted(tubes) if t.startswith(prefix) and t != prefix]
 
-    def _held_keys(self, records: list[JobRecord]) -> set[str]:
-        """The keys among ``records`` whose job beanstalkd holds where its reference says
-        (in any state): one pipelined burst of peeks."""
+    def _held_keys(
+        self, records: list[JobRecord], live: dict[BeanstalkConnection, str]
+    ) -> set[str]:
+        """The keys among ``records`` whose job a live server holds under the id its
+        reference says (in any state): one pipelined burst of peeks per server."""
         referenced = [r for r in records if r.ref is not None and not is_claim(r.ref)]
-        pipe = Pipeline(self._conn)
-        peeks = [pipe.add(beanstalk_commands.peek(r.ref.job_id)) for r in referenced if r.ref]
-        pipe.execute()
         held: set[str] = set()
-        for record, pending in zip(referenced, peeks, strict=True):
-            found = pending.result() if pending.error is None else None
-            body = decode_body(found.body) if found is not None else None
-            if body is not None and body.key == record.key:
-                held.add(record.key)
+        for conn in live:
+            pipe = Pipeline(conn)
+            peeks = [pipe.add(beanstalk_commands.peek(r.ref.job_id)) for r in referenced if r.ref]
+            pipe.execute()
+            for record, pending in zip(referenced, peeks, strict=True):
+                found = pending.result() if pending.error is None else None
+                body = decode_body(found.body) if found is not None else None
+                if body is not None and body.key == record.key:
+                    held.add(record.key)
         return held
 
     def job_stats(self, job_id: int) -> JobStats:
-        """beanstalkd's stats-job for a job id; JobNotFoundError if it is gone."""
-        stats = self._conn.stats_job(job_id)
+        """beanstalkd's stats-job for a job id (of a bonded queue: on the first server that
+        holds that id); JobNotFoundError if it is gone."""
+        stats = next((conn.stats_job(job_id) for conn in self._servers.holding(job_id)), None)
         if stats is None:
             raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.config.address}")
         return stats
@@ -425,50 +483,78 @@ class Admin:
         """beanstalkd's state of the job a reference names (``ready``, ``delayed``,
         ``reserved``, ``buried``), or None: the server answering is another (it restarted,
         or was replaced) or no longer holds the job."""
-        if self._conn.server_id() != ref.server_id:
+        conn = next((conn for conn, sid in self._servers.live() if sid == ref.server_id), None)
+        if conn is None:
             return None
-        stats = self._conn.stats_job(ref.job_id)
+        stats = conn.stats_job(ref.job_id)
         return None if stats is None else stats.get("state")
 
     def server_stats(self) -> ServerStats:
-        """beanstalkd's stats of the server this queue talks to."""
-        return self._conn.stats()
+        """beanstalkd's stats of the server this queue talks to (of a bonded queue: summed
+        over those that answer, see :func:`kqueue.servers.sum_stats`)."""
+        if len(self._conns) == 1:
+            return self._conn.stats()
+        return cast(ServerStats, sum_stats(self._servers.each(lambda conn: conn.stats())))
 
     def tube_stats(self, job_type: str) -> TubeStats:
-        """beanstalkd's stats-tube of a job type ({} if its tube does not exist)."""
-        return self._conn.stats_tube(tube_for(job_type, self.tube_prefix)) or {}
+        """beanstalkd's stats-tube of a job type ({} if its tube does not exist; of a bonded
+        queue: summed over the servers)."""
+        each = self._tube_stats_each(job_type)
+        if len(each) == 1:
+            return each[0]
+        return cast(TubeStats, sum_stats(each))
+
+    def _tube_stats_each(self, job_type: str) -> list[TubeStats]:
+        tube = tube_for(job_type, self.tube_prefix)
+        return [stats for stats in self._servers.each(lambda conn: conn.stats_tube(tube)) if stats]
 
     def peek_job(self, job_id: int) -> ReservedJob | None:
-        """A job by beanstalkd id in any state, or None."""
-        return self._conn.peek(job_id)
+        """A job by beanstalkd id in any state, or None (of a bonded queue: on the first
+        server holding that id; :meth:`locate` says which servers hold it)."""
+        return next((found for _, found in self.locate(job_id)), None)
+
+    def locate(self, job_id: int) -> list[tuple[str, ReservedJob]]:
+        """Every server (address) that holds a job of this id, with the job: ids are each
+        server's own, so on a bonded queue several may."""
+        return self._servers.locate(job_id)
 
     def peek_next(self, job_type: str, state: str) -> ReservedJob | None:
         """The next ``ready`` or ``delayed`` job, or the oldest ``buried`` one, of a type."""
-        peeks = {
-            "ready": self._conn.peek_ready,
-            "delayed": self._conn.peek_delayed,
-            "buried": self._conn.peek_buried,
+        peeks: dict[str, Callable[[BeanstalkConnection], ReservedJob | None]] = {
+            "ready": BeanstalkConnection.peek_ready,
+            "delayed": BeanstalkConnection.peek_delayed,
+            "buried": BeanstalkConnection.peek_buried,
         }
         if state not in peeks:
             raise ValidationError(f"state must be one of {sorted(peeks)}, not {state!r}")
-        self._conn.use(tube_for(job_type, self.tube_prefix))
-        return peeks[state]()
+        tube = tube_for(job_type, self.tube_prefix)
+        for conn in self._conns:  # of a bonded queue: the first server that has one
+            found = self._servers.each_one(conn, lambda c: peek_in(c, tube, peeks[state]))
+            if found is not None:
+                return found
+        return None
 
     def delete_job(self, job_id: int) -> bool:
-        """Delete a job by beanstalkd id, and its record; False if beanstalkd had not got it."""
-        found = self._conn.peek(job_id)
-        if found is None:
-            return False
-        body = decode_body(found.body)
-        if body is not None and body.stored and self.store is not None:
-            self.store.delete(body.key)
-        return self._conn.delete(job_id)
+        """Delete a job by beanstalkd id, and its record; False if beanstalkd had not got it
+        (of a bonded queue: the job of that id on the first server holding one)."""
+        for conn in self._servers.holding(job_id):
+            found = conn.peek(job_id)
+            if found is None:
+                continue
+            body = decode_body(found.body)
+            if body is not None and body.stored and self.store is not None:
+                self.store.delete(body.key)
+            return conn.delete(job_id)
+        return False
 
 
-def _suspect_pages(store: Store, server_id: str, page_size: int = 500) -> Iterator[list[JobRecord]]:
+def _suspect_pages(
+    store: Store, server_ids: set[str], page_size: int = 500
+) -> Iterator[list[JobRecord]]:
     """The records a sweeper would look at, a page at a time: without a reference, naming a
-    server other than ``server_id`` (gone, or renamed by a binlog restart), or claimed."""
-    for server in [None, *sorted(store.referenced_servers() - {server_id})]:
+    server other than those of ``server_ids`` (gone, or renamed by a binlog restart), or
+    claimed."""
+    for server in [None, *sorted(store.referenced_servers() - server_ids)]:
         after: str | None = None
         while True:
             page = store.scan_referencing(server, after=after, limit=page_size)

@@ -85,6 +85,8 @@ class QueueConfig:
       one comma-separated str); empty: the one server ``host:port``. With servers, host and
       port must be left at their defaults or name the first server, and ``connect`` is not
       allowed (it opens one socket). :attr:`addresses` is the list either way;
+    - ``server_down_grace``: of several servers, the seconds one may stay unreachable before
+      recovery puts its jobs back onto the others (a server back sooner still holds them);
     - ``tube_prefix``: job type ``t`` lives in tube ``tube_prefix + t``;
     - ``codec``: encodes payloads (JSON by default; bytes always travel raw);
     - ``retry``: the default :class:`~kqueue.retry.RetryPolicy` of handlers;
@@ -123,6 +125,7 @@ class QueueConfig:
     count_lost_attempts: bool = True
     connect: SocketFactory | None = field(default=None, compare=False)
     servers: tuple[str, ...] = ()
+    server_down_grace: float = 60.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -154,6 +157,7 @@ class QueueConfig:
             float(math.ceil(as_seconds("heartbeat", self.heartbeat, positive=True))),
         )
         set_(self, "recovery_grace", as_seconds("recovery_grace", self.recovery_grace))
+        set_(self, "server_down_grace", as_seconds("server_down_grace", self.server_down_grace))
         try:
             first, longest = self.reconnect_delay
         except (TypeError, ValueError):

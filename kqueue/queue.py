@@ -74,6 +74,7 @@ class KQueue:
         host: str = "127.0.0.1",
         port: int = 11300,
         servers: Sequence[str] = (),
+        server_down_grace: float | timedelta = 60.0,
         bulk_store: Store | str | None = None,
         tube_prefix: str = jobmod.DEFAULT_TUBE_PREFIX,
         codec: Codec | None = None,

@@ -20,14 +20,23 @@ skip it at no cost, and the jobs it was being given go to the next server in the
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
+from kqueue.beanstalk.connection import BeanstalkConnection
+from kqueue.beanstalk.wire import ReservedJob, ServerStats
 from kqueue.config import QueueConfig, format_address
 from kqueue.errors import BrokerError
 from kqueue.health import BrokerHealth
 
-__all__ = ["BeanstalkServer", "ServerSet"]
+__all__ = ["BeanstalkServer", "ServerConnections", "ServerSet", "sum_stats"]
+
+logger = logging.getLogger("kqueue")
+
+T = TypeVar("T")
 
 
 class BeanstalkServer:
@@ -112,3 +121,131 @@ class ServerSet:
     def connected(self) -> bool:
         """True while a connection to some server is open."""
         return any(server.conn.connected for server in self.members)
+
+
+MAX_NOT_SUM = frozenset({"pause", "pause-time-left", "uptime", "max-job-size", "pid"})
+"""Stats fields that make no sense summed over servers: the largest is shown."""
+
+
+def sum_stats(each: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stats of several servers (``stats`` or ``stats-tube`` replies) as one: counts summed,
+    :data:`MAX_NOT_SUM` fields at their largest, text fields comma-joined where they differ."""
+    summed: dict[str, Any] = {}
+    for stats in each:
+        for name, value in stats.items():
+            if name not in summed:
+                summed[name] = value
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                if str(value) not in str(summed[name]).split(","):
+                    summed[name] = f"{summed[name]},{value}"
+            elif name in MAX_NOT_SUM:
+                summed[name] = max(summed[name], value)
+            else:
+                summed[name] += value
+    return summed
+
+
+class ServerConnections:
+    """One connection to every server of ``config`` (the admin's), and what it learns of
+    them: which server id answered at which address, and since when one stays silent."""
+
+    def __init__(self, config: QueueConfig) -> None:
+        self.config = config
+        self.conns = [config.new_connection(address) for address in config.addresses]
+        self._seen: dict[str, str] = {}  # address -> the server id it last answered with
+        self._down_since: dict[str, float] = {}  # address -> when a pass first missed it
+
+    def each(self, do: Callable[[BeanstalkConnection], T]) -> list[T]:
+        """``do`` on every server's connection; what each returned. Of a bonded queue, a
+        server that fails is logged and left out, unless every one fails (then its error is
+        raised, as a single server's is)."""
+        if len(self.conns) == 1:
+            return [do(self.conns[0])]
+        done: list[T] = []
+        errors: list[BrokerError] = []
+        for conn in self.conns:
+            try:
+                done.append(do(conn))
+            except BrokerError as exc:
+                logger.warning("beanstalkd at %s left out: %s", conn.address, exc)
+                errors.append(exc)
+        if errors and not done:
+            raise errors[0]
+        return done
+
+    def each_one(
+        self, conn: BeanstalkConnection, do: Callable[[BeanstalkConnection], T]
+    ) -> T | None:
+        """``do`` on one server; of a bonded queue a failing server gives None (logged)."""
+        if len(self.conns) == 1:
+            return do(conn)
+        try:
+            return do(conn)
+        except BrokerError as exc:
+            logger.warning("beanstalkd at %s left out: %s", conn.address, exc)
+            return None
+
+    def live(self) -> list[tuple[BeanstalkConnection, str]]:
+        """Every server that answers now, with its id (at least one, or the error)."""
+        return self.each(lambda conn: (conn, conn.server_id()))
+
+    def stats(self) -> dict[str, ServerStats | str]:
+        """Each server's stats by address, or the error of one that did not answer."""
+        each: dict[str, ServerStats | str] = {}
+        for conn in self.conns:
+            try:
+                each[conn.address] = conn.stats()
+            except BrokerError as exc:
+                each[conn.address] = str(exc)
+        return each
+
+    def locate(self, job_id: int) -> list[tuple[str, ReservedJob]]:
+        """Every server (address) that holds a job of this id, with the job: ids are each
+        server's own, so on a bonded queue several may."""
+        found = self.each(lambda conn: (conn.address, conn.peek(job_id)))
+        return [(address, job) for address, job in found if job is not None]
+
+    def holding(self, job_id: int) -> list[BeanstalkConnection]:
+        """The connections of the servers holding a job of this id."""
+        held = {address for address, _ in self.locate(job_id)}
+        return [conn for conn in self.conns if conn.address in held]
+
+    def down_for_now(self, live: Sequence[BeanstalkConnection]) -> set[str]:
+        """The last ids of the servers that do not answer now but did, less than
+        ``server_down_grace`` seconds ago: their jobs are left to them this pass (a server
+        that comes back with its binlog still holds them). The id of a server never seen
+        answering here cannot be told from that of a server gone for good."""
+        now = time.monotonic()
+        up = {conn.address for conn in live}
+        for conn in live:
+            self._seen[conn.address] = conn.server_id()
+            self._down_since.pop(conn.address, None)
+        waiting: set[str] = set()
+        for address, server_id in self._seen.items():
+            if address in up:
+                continue
+            since = self._down_since.setdefault(address, now)
+            if now - since < self.config.server_down_grace:
+                waiting.add(server_id)
+        return waiting
+
+
+def peek_in(
+    conn: BeanstalkConnection,
+    tube: str,
+    peek: Callable[[BeanstalkConnection], ReservedJob | None],
+) -> ReservedJob | None:
+    """``peek`` (ready, delayed or buried) in ``tube``."""
+    conn.use(tube)
+    return peek(conn)
+
+
+def address_of(conn: BeanstalkConnection) -> tuple[str, int]:
+    """(host, port) of a connection's server."""
+    return (conn.host, conn.port)
+
+
+def connected(conn: BeanstalkConnection) -> BeanstalkConnection:
+    """``conn``, connected (or its error raised)."""
+    conn.connect()
+    return conn

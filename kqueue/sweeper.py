@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -109,10 +109,18 @@ class Sweep:
         page_size: int = 1000,
         events: Middleware | None = None,
         verify: bool = False,
+        others: Sequence[tuple[BeanstalkConnection, str]] = (),
+        wait_for: Collection[str] = (),
     ) -> None:
         self.store = store
         self.events = events or Middleware()
         self.conn = conn
+        self.others = list(others)
+        """The other live servers of a bonded queue: (connection, server id). Their jobs
+        are trusted like those of ``conn``; jobs of servers gone are looked for on every
+        live one, and put back on ``conn``."""
+        self.wait_for = frozenset(wait_for)
+        """Ids of servers down for now (not yet for long): their jobs are left alone."""
         self.tube_prefix = tube_prefix
         self.grace = grace
         self.claim_lease = claim_lease
@@ -127,16 +135,19 @@ class Sweep:
         report = SweepReport(
             server_id=self.conn.stats()["id"], grace=self.grace, verified=self.verify
         )
-        self._reapply_suspensions(report)
+        live = self._live(report)
+        for conn in live:
+            self._reapply_suspensions(conn, report)
         servers = self.store.referenced_servers()
+        ids = set(live.values())
         report.servers_gone = sum(
-            1
-            for server in servers
-            if server != report.server_id and not server.startswith(CLAIM_PREFIX)
+            1 for server in servers if server not in ids and not server.startswith(CLAIM_PREFIX)
         )
         for server in [*sorted(servers), None]:
-            if server == report.server_id and not self.verify:
+            if server in ids and not self.verify:
                 continue  # trusted: this server did not restart (see the module docstring)
+            if server in self.wait_for:
+                continue  # a bonded server down for now: its jobs may come back with it
             for page in self._pages(server):
                 report.scanned += len(page)
                 if progress is not None:
@@ -167,13 +178,17 @@ class Sweep:
         except KQueueError as exc:
             report.errors.append(f"{len(page)} records from key {page[0].key}: {exc}")
 
-    def _reapply_suspensions(self, report: SweepReport) -> None:
+    def _live(self, report: SweepReport) -> dict[BeanstalkConnection, str]:
+        """Every live server's connection and id, the sweeping one first."""
+        return {self.conn: report.server_id, **dict(self.others)}
+
+    def _reapply_suspensions(self, conn: BeanstalkConnection, report: SweepReport) -> None:
         for job_type in sorted(self.store.suspended()):
             tube = self.tube_prefix + job_type
-            self.conn.watch(tube)  # keeps the tube, and so its pause, alive
-            stats = self.conn.stats_tube(tube) or {}
+            conn.watch(tube)  # keeps the tube, and so its pause, alive
+            stats = conn.stats_tube(tube) or {}
             if stats.get("pause", 0) == 0:
-                self.conn.pause_tube(tube, SUSPEND_SECONDS)
+                conn.pause_tube(tube, SUSPEND_SECONDS)
                 report.suspensions_reapplied += 1
 
     # -- which records are lost ------------------------------------------------------------
@@ -201,52 +216,72 @@ class Sweep:
         return lost + self._not_held(referenced, report)
 
     def _not_held(self, records: list[JobRecord], report: SweepReport) -> list[JobRecord]:
-        """The records whose job beanstalkd does not hold: one pipelined burst of peeks.
-        Jobs found under a new server id (a binlog restart) get their references renamed."""
-        if not records:
-            return []
-        pipe = Pipeline(self.conn)
-        peeks = [pipe.add(cmd.peek(record.ref.job_id)) for record in records if record.ref]
-        pipe.execute()
+        """The records whose job beanstalkd does not hold: one pipelined burst of peeks per
+        server (a record naming a live server is looked for there, one naming a server gone
+        on every live one). Jobs found under a new server id (a binlog restart) get their
+        references renamed."""
+        live = self._live(report)
+        ids = set(live.values())
         renames: list[RefSwap] = []
-        lost: list[JobRecord] = []
-        for record, pending in zip(records, peeks, strict=True):
-            assert record.ref is not None
-            if self._found(record, pending.result(), report):
-                if record.ref.server_id != report.server_id:
-                    moved = BrokerRef(report.server_id, record.ref.job_id)
-                    renames.append((record.key, record.ref, moved))
-            else:
-                lost.append(record)
+        remaining = records
+        for conn, server_id in live.items():
+            here = [
+                record
+                for record in remaining
+                if record.ref is not None
+                and (record.ref.server_id == server_id or record.ref.server_id not in ids)
+            ]
+            if not here:
+                continue
+            pipe = Pipeline(conn)
+            peeks = [pipe.add(cmd.peek(record.ref.job_id)) for record in here if record.ref]
+            pipe.execute()
+            found: set[str] = set()
+            for record, pending in zip(here, peeks, strict=True):
+                assert record.ref is not None
+                if self._found(conn, record, pending.result(), report):
+                    found.add(record.key)
+                    if record.ref.server_id != server_id:
+                        moved = BrokerRef(server_id, record.ref.job_id)
+                        renames.append((record.key, record.ref, moved))
+            remaining = [record for record in remaining if record.key not in found]
         if renames:
             report.references_updated += self.store.swap_references(renames, now=time.time())
-        return lost
+        return remaining
 
-    def _found(self, record: JobRecord, found: ReservedJob | None, report: SweepReport) -> bool:
-        """True if the peeked job is this record's (counted live). A job of ours under the
-        same id whose record is gone (an id reused after a restart) is dropped."""
+    def _found(
+        self,
+        conn: BeanstalkConnection,
+        record: JobRecord,
+        found: ReservedJob | None,
+        report: SweepReport,
+    ) -> bool:
+        """True if the job peeked on ``conn`` is this record's (counted live). A job of ours
+        under the same id whose record is gone (an id reused after a restart) is dropped."""
         if found is None:
             return False
         body = decode_body(found.body)
         if body is not None and body.key == record.key:
             report.live += 1
             return True
-        stale = body is not None and body.stored and self._is_stale(found.id, body.key)
-        if stale and self.conn.delete(found.id):
+        stale = body is not None and body.stored and self._is_stale(conn, found.id, body.key)
+        if stale and conn.delete(found.id):
             report.stale_dropped += 1
         return False
 
     def holds(self, record: JobRecord, server_id: str) -> bool:
-        """True if beanstalkd holds this record's job now (in any state)."""
+        """True if beanstalkd holds this record's job now (in any state; on any live
+        server of a bonded queue)."""
         ref = record.ref
         if ref is None or is_claim(ref):
             return False
-        return self._found(record, self.conn.peek(ref.job_id), SweepReport(server_id=server_id))
+        report = SweepReport(server_id=server_id)
+        return not self._not_held([record], report)
 
-    def _is_stale(self, job_id: int, key: str) -> bool:
+    def _is_stale(self, conn: BeanstalkConnection, job_id: int, key: str) -> bool:
         """True for a job in one of this queue's tubes whose record is gone. Another
         application's job (another prefix, another store) is never touched."""
-        stats = self.conn.stats_job(job_id) or {}
+        stats = conn.stats_job(job_id) or {}
         ours = str(stats.get("tube", "")).startswith(self.tube_prefix)
         return ours and self.store.get(key) is None
 
