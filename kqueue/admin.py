@@ -471,10 +471,12 @@ class Admin:
                     held.add(record.key)
         return held
 
-    def job_stats(self, job_id: int) -> JobStats:
-        """beanstalkd's stats-job for a job id (of a bonded queue: on the first server that
-        holds that id); JobNotFoundError if it is gone."""
-        stats = next((conn.stats_job(job_id) for conn in self._servers.holding(job_id)), None)
+    def job_stats(self, job_id: int, *, server: str | None = None) -> JobStats:
+        """beanstalkd's stats-job for a job id (of a bonded queue: on the server at address
+        ``server``, or the first that holds that id); JobNotFoundError if it is gone."""
+        conns = self._servers.holding(job_id)
+        conns = [conn for conn in conns if server in (None, conn.address)]
+        stats = next((conn.stats_job(job_id) for conn in conns), None)
         if stats is None:
             raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.config.address}")
         return stats
@@ -512,6 +514,13 @@ class Admin:
         """A job by beanstalkd id in any state, or None (of a bonded queue: on the first
         server holding that id; :meth:`locate` says which servers hold it)."""
         return next((found for _, found in self.locate(job_id)), None)
+
+    def peek_ref(self, ref: BrokerRef) -> tuple[str, ReservedJob] | None:
+        """The job a reference names, with the address of its server; None if no live
+        server has that id or holds that job."""
+        conn = next((conn for conn, sid in self._servers.live() if sid == ref.server_id), None)
+        found = None if conn is None else conn.peek(ref.job_id)
+        return None if conn is None or found is None else (conn.address, found)
 
     def locate(self, job_id: int) -> list[tuple[str, ReservedJob]]:
         """Every server (address) that holds a job of this id, with the job: ids are each

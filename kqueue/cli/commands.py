@@ -156,8 +156,10 @@ def _key_of(queue: KQueue, job_id: int, job_type: str, since: str) -> str | None
     """The record key of a job just put: read back from beanstalkd, or, for a job that did
     not reach it, the newest unscheduled record of its type created ``since``."""
     if job_id != NOT_SCHEDULED:
-        job = queue.admin.peek_job(job_id)
-        body = decode_body(job.body) if job is not None else None
+        located = queue.admin.locate(job_id)
+        if len(located) != 1:  # several servers hold that id: which one took it is unknown
+            return None
+        body = decode_body(located[0][1].body)
         return body.key if body is not None else None
     if queue.store is None:
         return None

@@ -48,22 +48,27 @@ class FoundJob:
     job: ReservedJob | None
     record: JobRecord | None
     key: str | None
+    server: str | None = None
+    """The address of the beanstalkd server holding ``job``."""
+    also_on: tuple[str, ...] = ()
+    """Other servers holding a job of the same id (ids are each server's own)."""
 
 
 def find_job(queue: KQueue, target: str) -> FoundJob:
     """The job named by a record key (32 hex digits) or a beanstalkd id (fewer digits: ids
     are below 2**64); JobNotFoundError if none."""
     if target.isdigit() and not KEY_SHAPE.fullmatch(target):
-        job = queue.admin.peek_job(int(target))
-        if job is None:
+        located = queue.admin.locate(int(target))
+        if not located:
             raise JobNotFoundError(f"no job {target} in beanstalkd at {queue.config.address}")
+        (server, job), others = located[0], tuple(address for address, _ in located[1:])
         body = decode_body(job.body)
         if body is None:
-            return FoundJob(job, None, None)
+            return FoundJob(job, None, None, server, others)
         record = None
         if body.stored and queue.store is not None:
             record = queue.store.get(body.key)
-        return FoundJob(job, record, body.key)
+        return FoundJob(job, record, body.key, server, others)
     if not KEY_SHAPE.fullmatch(target):
         raise ValidationError(f"{target!r} is neither a job id (digits) nor a record key")
     if queue.store is None:
@@ -71,16 +76,20 @@ def find_job(queue: KQueue, target: str) -> FoundJob:
     record = queue.store.get(target)
     if record is None:
         raise JobNotFoundError(f"no record {target} in {queue.store!r} (done, or purged?)")
-    return FoundJob(_job_of(queue, record), record, target)
+    holder, held = _job_of(queue, record)
+    return FoundJob(held, record, target, holder)
 
 
-def _job_of(queue: KQueue, record: JobRecord) -> ReservedJob | None:
-    """beanstalkd's job for a record, if it holds it where the reference says."""
+def _job_of(queue: KQueue, record: JobRecord) -> tuple[str | None, ReservedJob | None]:
+    """beanstalkd's job for a record (and its server's address), if it holds it where the
+    reference says."""
     if record.ref is None or is_claim(record.ref):
-        return None
-    job = queue.admin.peek_job(record.ref.job_id)
-    body = decode_body(job.body) if job is not None else None
-    return job if body is not None and body.key == record.key else None
+        return None, None
+    found = queue.admin.peek_ref(record.ref)
+    body = decode_body(found[1].body) if found is not None else None
+    if found is None or body is None or body.key != record.key:
+        return None, None
+    return found
 
 
 def describe_job(queue: KQueue, found: FoundJob) -> dict[str, Any]:
@@ -88,7 +97,11 @@ def describe_job(queue: KQueue, found: FoundJob) -> dict[str, Any]:
     key), state, type, payload, attempts and last error."""
     info: dict[str, Any] = {"id": None, "key": found.key, "state": None}
     if found.job is not None:
-        info.update(_broker_side(queue, found.job))
+        info.update(_broker_side(queue, found.job, found.server))
+        if queue.config.bonded:
+            info["server"] = found.server
+        if found.also_on:
+            info["same_id_also_on"] = list(found.also_on)
     stored = info.pop("stored", False)
     record = found.record
     if record is None:
@@ -109,9 +122,9 @@ def describe_job(queue: KQueue, found: FoundJob) -> dict[str, Any]:
     return info
 
 
-def _broker_side(queue: KQueue, job: ReservedJob) -> dict[str, Any]:
+def _broker_side(queue: KQueue, job: ReservedJob, server: str | None) -> dict[str, Any]:
     try:
-        stats = queue.admin.job_stats(job.id)
+        stats = queue.admin.job_stats(job.id, server=server)
     except JobNotFoundError:
         stats = {}
     info: dict[str, Any] = {"id": job.id, "state": stats.get("state"), "tube": stats.get("tube")}
