@@ -333,20 +333,7 @@ class Admin:
             raise ConfigurationError("recovery needs a bulk store: KQueue(bulk_store=...)")
         conns = self._servers.each(lambda admin: connected(self._connection(address_of(admin))))
         try:
-            # Of a bonded queue: jobs put back go to the servers in turn, a pass at a time.
-            first = self._sweeps % len(conns)
-            self._sweeps += 1
-            conn, *others = conns[first:] + conns[:first]
-            report = Sweep(
-                self.store,
-                conn,
-                tube_prefix=self.tube_prefix,
-                grace=self.config.recovery_grace if grace is None else grace,
-                events=self.events,
-                verify=verify,
-                others=[(other, other.server_id()) for other in others],
-                wait_for=self._servers.down_for_now(conns),
-            ).run(progress)
+            report = self._sweep(self.store, conns, grace, verify).run(progress)
         finally:
             for conn in conns:
                 conn.close()
@@ -355,6 +342,25 @@ class Admin:
         logger.log(level, "%s", sweep_summary(report), extra=_sweep_fields(report))
         self._keep_report(self.store, report)
         return report
+
+    def _sweep(
+        self, store: Store, conns: list[BeanstalkConnection], grace: float | None, verify: bool
+    ) -> Sweep:
+        """A pass over the servers answering on ``conns``: of a bonded queue, the jobs put
+        back go to the servers in turn, a pass at a time."""
+        first = self._sweeps % len(conns)
+        self._sweeps += 1
+        conn, *others = conns[first:] + conns[:first]
+        return Sweep(
+            store,
+            conn,
+            tube_prefix=self.tube_prefix,
+            grace=self.config.recovery_grace if grace is None else grace,
+            events=self.events,
+            verify=verify,
+            others=[(other, other.server_id()) for other in others],
+            wait_for=self._servers.down_for_now(conns),
+        )
 
     def _keep_report(self, store: Store, report: SweepReport) -> None:
         """Leave the pass's report in the store for operators (the dashboard, any process);

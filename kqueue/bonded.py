@@ -60,8 +60,11 @@ class Lane:
 
     def failed(self, exc: BrokerError, longest: float) -> None:
         self.conn.close()  # its reserved jobs go back to ready on that server
-        logger.warning(
-            "worker: beanstalkd at %s failed: %s; retrying it in %.2f s",
+        # Said once per outage (the first failure after it worked), then quietly retried.
+        level = logging.WARNING if self.pause == self.first_pause else logging.DEBUG
+        logger.log(
+            level,
+            "worker: beanstalkd at %s failed: %s; retrying it from %.2f s on",
             self.conn.address,
             exc,
             self.pause,
@@ -185,14 +188,10 @@ class BondedReserver:
 
     # -- waiting on every server at once ---------------------------------------------------
 
-    def _wait(
-        self,
-        wanted: list[str],
-        sync_watches: Callable[[BeanstalkConnection, list[str]], None],
-        wait: float,
-        wakeup: int,
-    ) -> list[Part]:
-        deadline = time.monotonic() + wait
+    def _leave_reserves(
+        self, wanted: list[str], sync_watches: Callable[[BeanstalkConnection, list[str]], None]
+    ) -> None:
+        """A reserve outstanding on every idle lane (the heartbeat its timeout)."""
         heartbeat = max(1, math.ceil(self.config.heartbeat))
         for lane in self._rotation():
             if lane.conn.reserving or not lane.usable(time.monotonic()):
@@ -205,6 +204,16 @@ class BondedReserver:
                 continue
             lane.answer_by = time.monotonic() + heartbeat + self.config.command_timeout
             lane.worked()
+
+    def _wait(
+        self,
+        wanted: list[str],
+        sync_watches: Callable[[BeanstalkConnection, list[str]], None],
+        wait: float,
+        wakeup: int,
+    ) -> list[Part]:
+        deadline = time.monotonic() + wait
+        self._leave_reserves(wanted, sync_watches)
         while True:
             waiting = {fd: lane for lane in self.lanes if (fd := lane.conn.fileno()) is not None
                        and lane.conn.reserving}  # fmt: skip

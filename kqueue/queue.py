@@ -184,8 +184,13 @@ class KQueue:
         return self.consumer.handlers
 
     def new_connection(self) -> BeanstalkConnection:
-        """A new beanstalkd connection with this queue's settings (the caller closes it)."""
+        """A new beanstalkd connection with this queue's settings (the caller closes it; of
+        several servers, to the first)."""
         return self.config.new_connection()
+
+    def new_connections(self) -> list[BeanstalkConnection]:
+        """A new connection to each beanstalkd server of the queue (the caller closes them)."""
+        return [self.config.new_connection(address) for address in self.config.addresses]
 
     def add_middleware(self, middleware: Middleware) -> None:
         """Add one more middleware (after those given to the constructor)."""

@@ -407,21 +407,23 @@ def _delay(record: JobRecord, now: float) -> int:
 
 class Sweepable(Protocol):
     """What a :class:`RecoverySweeper` needs (a KQueue has it): ``sweep`` for a pass, and
-    ``new_connection`` for the connection on which it watches the broker's server id."""
+    ``new_connections`` for the connections (one per server) on which it watches the
+    brokers' server ids."""
 
     def sweep(self, *, grace: float | None = None, verify: bool = False) -> SweepReport: ...
 
-    def new_connection(self) -> BeanstalkConnection: ...
+    def new_connections(self) -> list[BeanstalkConnection]: ...
 
 
 class RecoverySweeper:
     """Runs recovery passes on a background thread: every ``interval`` seconds, and at once
     when the broker restarted.
 
-    Between passes it asks beanstalkd for its server id every ``check_interval`` seconds (one
-    ``stats`` round trip): a new id means the broker restarted (empty, or from its binlog) or
-    was replaced, and a pass runs then and there instead of at the end of the interval; the
-    jobs the broker lost are put back by that pass whatever their age (see :class:`Sweep`).
+    Between passes it asks each beanstalkd server for its id every ``check_interval``
+    seconds (one ``stats`` round trip each): a new id means the broker restarted (empty, or
+    from its binlog) or was replaced, and a pass runs then and there instead of at the end of
+    the interval; the jobs the broker lost are put back by that pass whatever their age (see
+    :class:`Sweep`).
     With ``verify_interval`` (seconds), a pass at least that long after the last verifying one
     also checks the jobs of the answering server (``verify=True``), for deployments where
     something besides kqueue may delete jobs. Use as a context manager, or call :meth:`start`
@@ -451,7 +453,7 @@ class RecoverySweeper:
         self.totals: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._unreachable = False
+        self._unreachable: set[str] = set()  # addresses said not to answer
 
     def start(self) -> RecoverySweeper:
         """Start the background thread."""
@@ -474,38 +476,43 @@ class RecoverySweeper:
         self.stop()
 
     def _loop(self) -> None:
-        conn = self.queue.new_connection()
-        known: str | None = None  # the server id of the last pass
+        conns = self.queue.new_connections()
+        known: dict[str, str] = {}  # address -> the server id of the last pass
         due = 0.0  # the first pass runs at once
         try:
             while not self._stop.is_set():
-                server = self._server_id(conn)
-                restarted = server is not None and known is not None and server != known
-                if restarted:
-                    self.restarts_seen += 1
-                    logger.warning(
-                        "beanstalkd at %s restarted (server id %s, was %s): recovery pass now",
-                        conn.address,
-                        server,
-                        known,
-                    )
-                if server is not None and (restarted or time.monotonic() >= due):
-                    known = self._pass() or known
+                ids = {conn.address: self._server_id(conn) for conn in conns}
+                restarted = False
+                for address, server in ids.items():
+                    if server is not None and known.get(address, server) != server:
+                        restarted = True
+                        self.restarts_seen += 1
+                        logger.warning(
+                            "beanstalkd at %s restarted (server id %s, was %s): recovery pass now",
+                            address,
+                            server,
+                            known[address],
+                        )
+                answering = {a: server for a, server in ids.items() if server is not None}
+                if answering and (restarted or time.monotonic() >= due):
+                    if self._pass() is not None:
+                        known.update(answering)
                     due = time.monotonic() + self.interval
                 self._stop.wait(max(0.0, min(self.check_interval, due - time.monotonic())))
         finally:
-            conn.close()
+            for conn in conns:
+                conn.close()
 
     def _server_id(self, conn: BeanstalkConnection) -> str | None:
         """The broker's server id now, or None while it does not answer (said once)."""
         try:
             server: str = conn.stats()["id"]
         except BrokerError as exc:
-            if not self._unreachable:
+            if conn.address not in self._unreachable:
                 logger.warning("recovery waits for beanstalkd: %s", exc)
-            self._unreachable = True
+            self._unreachable.add(conn.address)
             return None
-        self._unreachable = False
+        self._unreachable.discard(conn.address)
         return server
 
     def _pass(self) -> str | None:
