@@ -22,6 +22,7 @@ from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware import AutoTouch, Counters, Middleware, MiddlewareChain, Retries
 from kqueue.producer import NOT_SCHEDULED, Producer
 from kqueue.results import JobStatus, job_status, require_store, wait_for_result, worker_name
+from kqueue.retire import DrainReport, drain_server
 from kqueue.retry import RetryPolicy
 from kqueue.runner import Handler, HandlerSpec
 from kqueue.schedule import MissedTicks, Schedule
@@ -487,6 +488,12 @@ class KQueue:
     def kick_buried(self, job_type: str, count: int | None = None) -> int:
         """Send buried jobs of a type back to ready with a fresh budget; how many."""
         return self.admin.kick_buried(job_type, count)
+
+    def drain_server(self, address: str) -> DrainReport:
+        """Move every job of the beanstalkd server at ``address`` (``host:port``, one of
+        ``servers``) to the others through its record, so that it can be retired; see
+        :mod:`kqueue.retire`. Take it out of the producers' ``servers`` first."""
+        return drain_server(self.config, self.store, address)
 
     def sweep(
         self,

@@ -287,6 +287,11 @@ class Sweep:
 
     # -- putting them back -----------------------------------------------------------------
 
+    def move(self, records: list[JobRecord], report: SweepReport) -> None:
+        """Put ``records`` on this pass's server as recovery does (claim, put, swap), whatever
+        their references name now: how a drained server's jobs go to the others."""
+        self._put_back(records, report)
+
     def _put_back(self, records: list[JobRecord], report: SweepReport) -> None:
         """Claim ``records`` in one store call, put the claimed ones in one pipelined burst,
         record their new references in one store call."""

@@ -32,6 +32,7 @@ examples:
   kqueue buried myapp.jobs:queue email.send     dead letters with their last errors
   kqueue kick myapp.jobs:queue email.send       retry every buried job of the type
   kqueue peek myapp.jobs:queue KEY-OR-ID        one job by record key or beanstalkd id
+  kqueue drain-server myapp.jobs:queue H:P      move a server's jobs to the others (retire it)
   kqueue show myapp.jobs:queue KEY              status, failed attempts and result of a job
   kqueue purge myapp.jobs:queue email.send --match '"to":"spam@'
                                                 delete matching waiting jobs (asks first;
@@ -184,6 +185,13 @@ def _admin_parsers(command: _CommandMaker) -> None:
     sweep = command("sweep", operations.cmd_sweep, "one recovery pass")
     sweep.add_argument("--grace", type=float, help="skip records younger than this (s)")
     sweep.add_argument("--json", action="store_true")
+    drain = command(
+        "drain-server",
+        operations.cmd_drain_server,
+        "move one server's jobs to the queue's other servers (to retire it)",
+    )
+    drain.add_argument("address", help="HOST:PORT, one of the queue's servers")
+    drain.add_argument("--json", action="store_true")
     sweeper = command("sweeper", operations.cmd_sweeper, "recovery passes until stopped")
     sweeper.add_argument("--interval", type=POSITIVE_FLOAT, default=30.0)
     sweeper.add_argument("--grace", type=float)

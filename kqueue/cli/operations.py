@@ -118,6 +118,23 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if report.errors else EXIT_OK
 
 
+def cmd_drain_server(args: argparse.Namespace, settings: Settings) -> int:
+    """Move every job of one server to the others through their records (to retire it)."""
+    with settings.open_queue() as queue:
+        report = queue.drain_server(args.address)
+    if args.json:
+        print_json(vars(report))
+    else:
+        print(
+            f"drained {report.server}: {report.moved} job(s) moved to the other servers, "
+            f"{report.running} running there (left to their workers), {report.unmoved} "
+            "without a record left"
+        )
+    for error in report.errors:
+        print("error:", error, file=sys.stderr)
+    return 1 if report.errors else EXIT_OK
+
+
 def cmd_sweeper(args: argparse.Namespace, settings: Settings) -> int:
     """Recovery passes every --interval seconds until SIGINT/SIGTERM."""
     import signal
