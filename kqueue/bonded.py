@@ -111,20 +111,23 @@ class BondedReserver:
     ) -> list[Part]:
         """Reserve a window over every server; wait up to ``wait`` seconds (0: never) for
         one job when none is ready. ``sync_watches`` makes a lane watch ``wanted``."""
-        parts = self._answered()
+        parts = self._answered(room)
         if not parts:
             parts = self._ready_window(wanted, sync_watches, room)
         if parts or wait <= 0:
             return parts
         before_wait()
-        return self._wait(wanted, sync_watches, wait, wakeup)
+        return self._wait(wanted, sync_watches, wait, wakeup, room)
 
     # -- without waiting -------------------------------------------------------------------
 
-    def _answered(self) -> list[Part]:
-        """The jobs outstanding reserves returned meanwhile (read without blocking)."""
+    def _answered(self, room: int | None, lanes: list[Lane] | None = None) -> list[Part]:
+        """The jobs outstanding reserves (of ``lanes``: all) returned meanwhile, read without
+        blocking; at most ``room`` (the others stay unread for the next window)."""
         parts: list[Part] = []
-        for lane in self.lanes:
+        for lane in self.lanes if lanes is None else lanes:
+            if room is not None and len(parts) >= room:
+                break
             job = self._read(lane)
             if job is not None:
                 parts.append((lane.conn, [job]))
@@ -211,6 +214,7 @@ class BondedReserver:
         sync_watches: Callable[[BeanstalkConnection, list[str]], None],
         wait: float,
         wakeup: int,
+        room: int | None,
     ) -> list[Part]:
         deadline = time.monotonic() + wait
         self._leave_reserves(wanted, sync_watches)
@@ -228,8 +232,7 @@ class BondedReserver:
             for fd in waiting:
                 poller.register(fd, _POLL_IN)
             events = poller.poll(max(0, math.ceil((until - now) * 1000)))
-            ready = [waiting[fd] for fd, _ in events if fd in waiting]
-            parts = [(lane.conn, [job]) for lane in ready if (job := self._read(lane))]
+            parts = self._answered(room, [waiting[fd] for fd, _ in events if fd in waiting])
             if parts or any(fd == wakeup for fd, _ in events) or time.monotonic() >= deadline:
                 return parts
             now = time.monotonic()

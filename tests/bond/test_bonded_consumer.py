@@ -140,3 +140,24 @@ def test_windows_are_dealt_over_servers_by_turns() -> None:
     assert deal(10, [1, 2, 3]) == [1, 2, 3]
     assert deal(1, [4, 4]) == [1, 0]
     assert deal(0, [4]) == [0]
+
+
+def test_a_count_limit_holds_when_several_servers_answer_at_once(
+    trio: list[BeanstalkdProcess], make_bonded: Callable[..., KQueue]
+) -> None:
+    worker = make_bonded(heartbeat=5)
+    seen: list[int] = []
+    worker.add_handler("mail", lambda job: seen.append(job.data))
+    ran: list[int] = []
+    runner = threading.Thread(target=lambda: ran.append(worker.run_jobs(1, 10000)))
+    runner.start()
+    time.sleep(0.3)  # waiting on every server
+    for index in range(3):
+        with _single(trio[index]) as one:
+            one.add_job("mail", index)
+    runner.join(10)
+    assert ran == [1] and len(seen) == 1
+    other = make_bonded()
+    other.add_handler("mail", lambda job: seen.append(job.data))
+    assert other.run_jobs(count_limit=2, time_limit_ms=3000) == 2  # none held or lost
+    assert sorted(seen) == [0, 1, 2]
