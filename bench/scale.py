@@ -18,7 +18,8 @@ types, 2,000 jobs spread evenly over the types (one add_job each, types in turn)
 ``run_jobs`` until none is ready: the add and run rates, and their ratios to the rates at the
 smallest count of types (best of three rounds each), with the CPU time beanstalkd itself
 spent per job (from /proc) beside the worker process's own: which part of the cost is the
-server's.
+server's. Then beanstalkd alone at the same counts of tubes (:mod:`bench.tube_floor`, raw
+pipelined commands, ``--floor-jobs`` jobs): the floor no client goes below.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from bench.tube_floor import floor_row, print_floor, server_cpu
 from kqueue import KQueue
 from tests.servers import BeanstalkdProcess, running_beanstalkd
 
@@ -159,14 +161,6 @@ def print_recovery(rows: list[RecoveryRow]) -> None:
         )
 
 
-def server_cpu(server: BeanstalkdProcess) -> float:
-    """CPU seconds beanstalkd has used so far (user + system, from /proc)."""
-    assert server.process is not None
-    with open(f"/proc/{server.process.pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
-
-
 TypesRow = tuple[float, float, float, float, float, float]
 """add rate, run rate, then CPU us per job: kqueue's add, kqueue's run, beanstalkd's add,
 beanstalkd's run."""
@@ -214,6 +208,7 @@ def main() -> None:
     parser.add_argument("--types", type=int, nargs="*", default=[10, 100, 1000])
     parser.add_argument("--type-jobs", type=int, default=2000)
     parser.add_argument("--type-rounds", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--floor-jobs", type=int, default=20_000, help="0: no raw floor")
     args = parser.parse_args()
     type_rows = []
     for types in args.types:
@@ -224,6 +219,8 @@ def main() -> None:
         type_rows.append((types, (add[0], run[1], add[2], run[3], add[4], run[5])))
     if type_rows:
         print_job_types(type_rows)
+    if args.types and args.floor_jobs:
+        print_floor([floor_row(types, args.floor_jobs) for types in args.types])
     rows = [
         best_of([recovery_row(records) for _ in range(3 if records <= 100_000 else 1)])
         for records in args.records
