@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.commands import Call, Command, DeadlineSoon, UnexpectedReply, result_of
@@ -189,7 +189,7 @@ class BeanstalkConnection:
 
     def _restore_tubes(self) -> None:
         """The used and watched tubes again, in one pipelined burst however many there are."""
-        calls = [cmd.use(self._used)] if self._used != "default" else []
+        calls: list[Call[Any]] = [cmd.use(self._used)] if self._used != "default" else []
         calls += [cmd.watch(tube) for tube in self._watched if tube != "default"]
         if "default" not in self._watched:
             calls.append(cmd.ignore("default"))
