@@ -93,7 +93,9 @@ def floor_row(tubes: int, jobs: int) -> FloorRow:
         raw.burst([b"watch " + name + b"\r\n" for name in names] + [b"ignore default\r\n"])
         reserve_rate, reserve_cpu = _reserve_all(raw, server, jobs)
         # Every tube holds a job again; this connection watches the first tube only.
-        raw.burst([b"use " + name + b"\r\nput 0 0 60 2\r\nhi\r\n" for name in names])
+        raw.burst(
+            [c for name in names for c in (b"use " + name + b"\r\n", b"put 0 0 60 2\r\nhi\r\n")]
+        )
         raw.burst([b"use t0\r\n"] + [b"put 0 0 60 2\r\nhi\r\n"] * jobs)
         raw.burst([b"ignore " + name + b"\r\n" for name in names[1:]])
         _, one_watched_cpu = _reserve_all(raw, server, jobs)
