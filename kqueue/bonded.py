@@ -35,7 +35,7 @@ from kqueue.beanstalk.pipeline import Pipeline, reserve_ready
 from kqueue.beanstalk.wire import ReservedJob
 from kqueue.config import QueueConfig
 from kqueue.errors import BrokerError, BrokerTimeoutError
-from kqueue.window import ReserveWindow
+from kqueue.window import PER_TUBE_COUNTS, ReserveWindow
 
 logger = logging.getLogger("kqueue")
 
@@ -242,7 +242,10 @@ class BondedReserver:
 
 
 def ready_count(conn: BeanstalkConnection) -> int:
-    """How many jobs are ready in the tubes ``conn`` watches (one pipelined burst)."""
+    """How many jobs are ready in the tubes ``conn`` watches (one pipelined burst), or on
+    the whole server when it watches more than a few (as :class:`ReserveWindow` counts)."""
+    if conn.watch_count > PER_TUBE_COUNTS:
+        return conn.stats()["current-jobs-ready"]
     pipe = Pipeline(conn)
     counts = [pipe.ready_count(tube) for tube in conn.watched]
     pipe.execute()
