@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from kqueue.stores import MemoryStore, Store
 
-STORE_KINDS = ["memory", "redis", "sqlite", "sqlite-memory", "postgres", "mysql"]
+STORE_KINDS = [
+    "memory",
+    "redis",
+    "redis-sentinel",
+    "redis-cluster",
+    "sqlite",
+    "sqlite-memory",
+    "postgres",
+    "mysql",
+]
 
 
 def open_test_store(kind: str, request: pytest.FixtureRequest) -> Store:
@@ -20,6 +30,13 @@ def open_test_store(kind: str, request: pytest.FixtureRequest) -> Store:
 
         url = request.getfixturevalue("redis_url")
         return RedisStore(url, prefix=request.getfixturevalue("redis_prefix"))
+    if kind in ("redis-sentinel", "redis-cluster"):
+        from kqueue.stores.redis import RedisStore
+
+        # A topology of this test run's own: a unique prefix keeps tests apart, and the
+        # topology's files go when the run ends.
+        topology = request.getfixturevalue(kind.replace("-", "_"))
+        return RedisStore(topology.url(), prefix=f"kqtest:{uuid.uuid4().hex[:12]}:")
     from kqueue.stores.sql import SQLStore
 
     if kind == "sqlite-memory":
