@@ -76,13 +76,15 @@ class RedisProcess:
         self.config = self.dir / ("sentinel.conf" if sentinel else "redis.conf")
         base = [f"port {self.port}", f"bind {HOST}", f"dir {self.dir}", "daemonize no"]
         if not sentinel:
-            base += ['save ""', "appendonly no"]
+            # No persistence; a replica's full sync starts at once (the default waits 5 s).
+            base += ['save ""', "appendonly no", "repl-diskless-sync-delay 0"]
         self.config.write_text("\n".join(base + lines) + "\n")
         self.sentinel = sentinel
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         command = [self.binary, str(self.config)] + (["--sentinel"] if self.sentinel else [])
+        command += extra
         log = (self.dir / "log").open("ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -195,6 +197,14 @@ class SentinelSet:
         new = self.by_port(self.master_port())
         assert new is not None
         return new
+
+    def rejoin(self, old: RedisProcess, timeout: float = 30.0) -> None:
+        """Start a killed server again (empty) as the new master's replica, as an operator
+        would (the Sentinels would convert it too, but only at their next INFO, up to 10 s
+        later), and wait until it is in sync."""
+        old.start("--replicaof", HOST, str(self.master_port()))
+        if not wait_for(self.ready, timeout=timeout, interval=0.1):
+            raise TimeoutError(f"the old master did not rejoin as a replica within {timeout} s")
 
     def stop(self) -> None:
         for process in (*self.sentinels, *self.servers):

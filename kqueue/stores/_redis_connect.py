@@ -151,6 +151,24 @@ def replica_wait(replicas: int, timeout: float) -> ReplicaWait | None:
     return ReplicaWait(replicas, max(1, round(timeout * 1000))) if replicas else None
 
 
+def store_options(
+    url: str, prefix: str, replicas: int | None, replica_timeout: float
+) -> tuple[str, str, ReplicaWait | None]:
+    """The URL without kqueue's wait parameters, the key prefix (a hash tag on a cluster),
+    and the replication wait (the ``replicas`` keyword over the URL's)."""
+    url, wait = split_wait(url)
+    if replicas is not None:
+        wait = replica_wait(replicas, replica_timeout)
+    if ha_scheme(url) == CLUSTER_SCHEME:
+        prefix = cluster_prefix(prefix)
+        if wait is not None:
+            raise ConfigurationError(
+                "replicas= is for redis:// and redis+sentinel:// stores: a Redis Cluster "
+                "answers WAIT per node, which a cluster client does not address"
+            )
+    return url, prefix, wait
+
+
 def _common(parsed: HaUrl, connect_timeout: float, socket_timeout: float | None) -> dict[str, Any]:
     return {
         "username": parsed.username,

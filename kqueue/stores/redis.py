@@ -259,22 +259,12 @@ class RedisStore(StoreBase):
         replica_timeout: float = 1.0,
     ) -> None:
         _check_url(url)
-        redis = self._redis = _import_redis()
-        url, wait = connect.split_wait(url)
-        if replicas is not None:
-            wait = connect.replica_wait(replicas, replica_timeout)
+        self._redis = _import_redis()
+        url, prefix, self._wait = connect.store_options(url, prefix, replicas, replica_timeout)
         self._url = url
         self._ha = connect.ha_scheme(url)
         self._timeouts = (connect_timeout, socket_timeout)
         self._where = redact_url(url)
-        if self._ha == connect.CLUSTER_SCHEME:
-            prefix = connect.cluster_prefix(prefix)
-            if wait is not None:
-                raise ConfigurationError(
-                    "replicas= is for redis:// and redis+sentinel:// stores: a Redis Cluster "
-                    "answers WAIT per node, which a cluster client does not address"
-                )
-        self._wait = wait
         self._prefix = prefix
         self.max_record_bytes = max_record_bytes
         self._index = f"{prefix}idx"
@@ -282,15 +272,7 @@ class RedisStore(StoreBase):
         self._sweeps_key = f"{prefix}sweeps"
         self._client_lock = threading.Lock()
         self._client_made: redis_module.Redis | None = None
-        try:
-            if self._ha == connect.CLUSTER_SCHEME:
-                connect.parse_ha_url(url)  # checked now; the cluster client is made lazily
-                scripts_client: Any = redis.Redis()  # (never connects: script digests only)
-            else:
-                self._client_made = scripts_client = self._make_client()
-        except (ValueError, redis.RedisError) as exc:
-            message = scrub(str(exc), url)
-            raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {message}") from exc
+        scripts_client = self._first_client()
         self._local = threading.local()
         self._closed = False
         self._ref_indexed = False
@@ -300,6 +282,20 @@ class RedisStore(StoreBase):
         self._held: weakref.WeakSet[redis_module.Redis] = weakref.WeakSet()
         self._held_lock = threading.Lock()
         self._register_scripts(scripts_client)
+
+    def _first_client(self) -> Any:
+        """Make the client now (a cluster's later: it connects at once); the client that
+        registers the scripts (a cluster store's never connects: script digests only)."""
+        redis = self._redis
+        try:
+            if self._ha == connect.CLUSTER_SCHEME:
+                connect.parse_ha_url(self._url)  # checked now; the client is made lazily
+                return redis.Redis()
+            self._client_made = self._make_client()
+            return self._client_made
+        except (ValueError, redis.RedisError) as exc:
+            message = scrub(str(exc), self._url)
+            raise ConfigurationError(f"invalid Redis URL {self._where!r}: {message}") from exc
 
     def _make_client(self) -> Any:
         """The redis-py client of the URL: one server, a Sentinel master, or a cluster."""
@@ -452,6 +448,8 @@ class RedisStore(StoreBase):
                 stale = True
             if stale:
                 conn.disconnect()  # the next command connects afresh
+                if self.sentinel:  # through the Sentinels: redis-py's send would reuse
+                    conn.connect()  # the address the connection last had (an old master)
         return client
 
     def _run(
