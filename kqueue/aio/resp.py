@@ -1,5 +1,5 @@
-"""A lean asyncio Redis connection for the store's script calls: RESP2 written here, replies
-cut by hiredis on the loop's own callback.
+"""A lean asyncio Redis connection for the store's script calls: commands packed and replies
+cut by hiredis, on the loop's own callback.
 
 redis-py's asyncio connection costs about twice the CPU of its sync one per command (a
 packing pass per argument, a ``wait_for`` task per write, a stream reader per reply:
@@ -20,19 +20,7 @@ import collections
 import socket
 from typing import Any
 
-__all__ = ["LeanRedisConnection", "lean_connection", "pack_command"]
-
-
-def pack_command(args: tuple[Any, ...]) -> bytes:
-    """One RESP2 command: an array of bulk strings (str as UTF-8, numbers by ``repr``)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int | float):
-            arg = repr(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(parts)
+__all__ = ["LeanRedisConnection", "lean_connection"]
 
 
 def _errors() -> Any:
@@ -81,6 +69,9 @@ class LeanRedisConnection:
     client_name, socket_connect_timeout, socket_timeout)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
+        import hiredis
+
+        self._pack = hiredis.pack_command
         self.settings = settings
         self.command_timeout: float | None = settings.get("socket_timeout")
         self._transport: asyncio.Transport | None = None
@@ -94,7 +85,7 @@ class LeanRedisConnection:
         """Send one command; its reply (an error reply raised as redis-py's error)."""
         if self._transport is None:
             await self._connect()
-        reply = await self._send(pack_command(args))
+        reply = await self._send(self._pack(args))
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -160,7 +151,7 @@ class LeanRedisConnection:
             await self._checked(("SELECT", settings["db"]))
 
     async def _checked(self, args: tuple[Any, ...]) -> Any:
-        reply = await self._send(pack_command(args))
+        reply = await self._send(self._pack(args))
         if isinstance(reply, Exception):
             raise reply
         return reply

@@ -150,14 +150,17 @@ class AsyncRedisStore:
     async def _execute(self, call: ScriptCall | None, empty: Any = None) -> Any:
         if call is None:
             return empty
-        with self.sync.translate(call.action):
-            if not self._lean_checked:
-                self._client = self.sync.async_client()
-                self._lean, self._lean_checked = lean_connection(self._client), True
+        if not self._lean_checked:
+            self._client = self.sync.async_client()
+            self._lean, self._lean_checked = lean_connection(self._client), True
+        try:
             if self._lean is not None:
                 reply = await self._lean_evalsha(self._lean, call)
             else:
                 reply = await self._evalsha(call)
+        except Exception as exc:
+            with self.sync.translate(call.action):  # (entered only on the error path)
+                raise exc
         return call.decode(reply)
 
     async def _lean_evalsha(self, conn: LeanRedisConnection, call: ScriptCall) -> Any:

@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from kqueue.aio.resp import LeanRedisConnection, lean_connection, pack_command
+from kqueue.aio.resp import LeanRedisConnection, lean_connection
 from kqueue.aio.stores import AsyncRedisStore
 from kqueue.errors import StoreConnectionError
 from kqueue.stores.redis import RedisStore, ScriptCall
@@ -24,14 +24,6 @@ def _lean(url: str, **settings: object) -> LeanRedisConnection:
     conn = lean_connection(redis.asyncio.Redis.from_url(url, **settings))  # type: ignore[arg-type]
     assert conn is not None
     return conn
-
-
-async def test_commands_are_packed_as_resp_bulk_strings() -> None:
-    packed = pack_command(("EVALSHA", "ab", 1, "k", b"\x00v", 2.5))
-    assert (
-        packed
-        == b"*6\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$1\r\nk\r\n$2\r\n\x00v\r\n$3\r\n2.5\r\n"
-    )
 
 
 async def test_concurrent_calls_share_one_socket_and_get_their_own_replies(
