@@ -194,19 +194,20 @@ class Producer:
         puts (its write's reply is read first). Strict adds take no write ahead of a batch
         that may fail and raise."""
         added: list[tuple[str, int]] = []
-        if not encoded:
-            return added
         overlap = not self.config.strict
-        starts = range(0, len(encoded), BATCH_SIZE)
-        records = new_records(options, encoded[:BATCH_SIZE], keys[:BATCH_SIZE])
-        written = _start_write(store, records)
-        for start in starts:
-            written()  # durable before anything reaches beanstalkd
-            upcoming: list[JobRecord] = []
-            if overlap and start + BATCH_SIZE < len(encoded):
-                ahead = slice(start + BATCH_SIZE, start + 2 * BATCH_SIZE)
-                upcoming = new_records(options, encoded[ahead], keys[ahead])
-                written = _start_write(store, upcoming)
+
+        def batch(start: int) -> tuple[list[JobRecord], Callable[[], None]]:
+            """The records of the batch at ``start``, their write begun."""
+            part = slice(start, start + BATCH_SIZE)
+            records = new_records(options, encoded[part], keys[part])
+            return records, _start_write(store, records)
+
+        upcoming, written = batch(0) if encoded else ([], _written)
+        for start in range(0, len(encoded), BATCH_SIZE):
+            records, wait = upcoming, written
+            wait()  # durable before anything reaches beanstalkd
+            more = start + BATCH_SIZE < len(encoded)
+            upcoming, written = batch(start + BATCH_SIZE) if more and overlap else ([], _written)
             try:
                 ids = self._add_stored(store, options, records, written=True)
             except BaseException:
@@ -214,11 +215,8 @@ class Producer:
                     _withdraw(store, written, upcoming)
                 raise
             added += zip(keys[start : start + BATCH_SIZE], ids, strict=True)
-            if not overlap and start + BATCH_SIZE < len(encoded):
-                ahead = slice(start + BATCH_SIZE, start + 2 * BATCH_SIZE)
-                upcoming = new_records(options, encoded[ahead], keys[ahead])
-                written = _start_write(store, upcoming)
-            records = upcoming
+            if more and not overlap:
+                upcoming, written = batch(start + BATCH_SIZE)
         return added
 
     # -- without a store -------------------------------------------------------------------

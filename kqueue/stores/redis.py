@@ -212,7 +212,8 @@ def _import_redis() -> Any:
 
 
 _UNLIMITED = 2**31
-"""The size of a Redis connection pool whose URL sets no ``max_connections``."""
+"""The size of a store's pool whose URL sets no ``max_connections`` (a limit in the URL wins):
+redis-py 8 caps its default pool at 100 connections (2**31 before)."""
 
 
 def _nothing() -> None:
@@ -267,8 +268,6 @@ class RedisStore(StoreBase):
         try:
             # No automatic retries: a retried put whose first reply was lost would report a
             # duplicate; the queue decides what to retry.
-            # A pool without a limit unless the URL sets one (redis-py 8 caps its default
-            # pool at 100 connections, 2**31 before): a limit in the URL wins.
             self._client: redis_module.Redis = redis.Redis.from_url(
                 url,
                 socket_connect_timeout=connect_timeout,
@@ -497,13 +496,13 @@ class RedisStore(StoreBase):
         call = self.put_many_call(records)
         if call is None:
             return _nothing
-        conn: Any = self._conn("side").connection
-        if conn is None:  # nothing held (see _conn): written now
-            self.execute(call)
-            return _nothing
-        if getattr(self._local, "side_unread", False):
-            conn.disconnect()
         with self._translate(call.action):
+            conn: Any = self._conn("side").connection
+            if conn is None:  # nothing held (see _conn): written now
+                call.decode(self._run(call.script, keys=call.keys, args=call.args))
+                return _nothing
+            if getattr(self._local, "side_unread", False):
+                conn.disconnect()
             self._send_script(conn, call.script, call.keys, call.args)
         self._local.side_unread = True
 
