@@ -255,6 +255,7 @@ async def _sync_watches(conn: AsyncBeanstalkConnection, wanted: list[str]) -> No
     watched = conn.watched
     if watched == wanted:
         return
-    calls: list[Call[Any]] = [cmd.watch(tube) for tube in wanted if tube not in watched]
-    calls += [cmd.ignore(tube) for tube in watched if tube not in wanted]
+    have, keep = set(watched), set(wanted)  # a thousand job types: no list scans per tube
+    calls: list[Call[Any]] = [cmd.watch(tube) for tube in wanted if tube not in have]
+    calls += [cmd.ignore(tube) for tube in watched if tube not in keep]
     await conn.pipeline(calls)
