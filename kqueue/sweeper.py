@@ -8,15 +8,19 @@ for it) and looks only at the records that can be wrong:
   and comparing the key in the body (a beanstalkd restarted without a binlog reuses ids from
   1). Found: the reference is renamed to the new server id. Not found: put again;
 - records without a reference older than the grace period (accepted while beanstalkd was down,
-  or their producer died between the two writes): put;
-- claims of another sweeper whose lease ran out (it died mid-put): put.
+  or their producer died between the two writes), read from the store's index by time
+  (``scan_unscheduled``), so that the records producers are still putting cost nothing: put;
+- claims of another sweeper whose lease ran out (it died mid-put): put. A claim names its
+  lease's end in its server id, so the claims still running cost nothing either.
 
 Records referencing the server that answers now are trusted without a look: a beanstalkd that
-did not restart loses a job only to a ``delete`` (see docs/reliability.md). ``verify=True``
-checks them too, in pipelined bursts. Puts go out as ``add_jobs`` sends them: claims in one
-store call, puts in one pipelined burst, new references in one store call, a page at a time;
-the claim is a compare-and-set, so several sweepers never put the same job twice. Buried
-records are restored buried.
+did not restart loses a job only to a ``delete`` (see docs/reliability.md). So a pass over an
+unchanged broker costs what is wrong, not what is waiting. ``verify=True`` checks every
+record: those of the answering server (in pipelined bursts of peeks), every record without a
+reference (young ones counted) and every claim. Puts go out as ``add_jobs`` sends them:
+claims in one store call, puts in one pipelined burst, new references in one store call, a
+page at a time; the claim is a compare-and-set, so several sweepers never put the same job
+twice. Buried records are restored buried.
 """
 
 from __future__ import annotations
@@ -35,20 +39,34 @@ from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pending, Pipeline
 from kqueue.beanstalk.wire import ReservedJob
+from kqueue.claims import CLAIM_PREFIX, claim_expired, claim_running, is_claim, new_claim
 from kqueue.errors import BrokerConnectionError, BrokerError, KQueueError
 from kqueue.job import SUSPEND_SECONDS
 from kqueue.middleware.base import Middleware
 from kqueue.serialization import decode_body, record_body
-from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, Store
+from kqueue.stores.base import (
+    BrokerRef,
+    JobRecord,
+    RefSwap,
+    Store,
+    UnscheduledCursor,
+    unscheduled_cursor,
+)
+
+__all__ = [
+    "CLAIM_PREFIX",
+    "RecoverySweeper",
+    "Sweep",
+    "SweepReport",
+    "Sweepable",
+    "is_claim",
+]
 
 logger = logging.getLogger("kqueue")
 
 BURY_HOLD = 24 * 3600
 """A recovered dead letter is put delayed by this much, then buried at once: no worker can
 take it in between (and should the sweeper die right then, it runs once, a day later)."""
-
-CLAIM_PREFIX = "claim:"
-"""Server ids starting with this mark a record claimed by a sweeper that is re-enqueueing it."""
 
 
 @dataclass
@@ -59,7 +77,8 @@ class SweepReport:
     beanstalkd: accepted while it was down, or their producer died), ``live`` the jobs looked
     at and found where their reference says, ``references_updated`` those found under a new
     server id (a binlog restart), ``claimed_elsewhere`` records another sweeper is handling,
-    ``young`` records without a reference left to their producer for the grace period.
+    ``young`` records without a reference left to their producer for the grace period (counted
+    by a verifying pass only: the others never read them).
     ``scanned`` counts the records looked at: those of other servers, without a reference or
     claimed (all of them with ``verified``). ``servers_gone`` is how many server ids the
     store's references name besides the one answering: above 0, the broker restarted or was
@@ -84,15 +103,6 @@ class SweepReport:
     servers_gone: int = 0
     verified: bool = False
     unique_keys_freed: int = 0
-
-
-def is_claim(ref: BrokerRef | None) -> bool:
-    """True for the placeholder reference a sweeper sets while it re-enqueues a record."""
-    return ref is not None and ref.server_id.startswith(CLAIM_PREFIX)
-
-
-def _claim_expired(ref: BrokerRef, now: float) -> bool:
-    return ref.job_id < now
 
 
 class Sweep:
@@ -135,8 +145,8 @@ class Sweep:
             if server != report.server_id and not server.startswith(CLAIM_PREFIX)
         )
         for server in [*sorted(servers), None]:
-            if server == report.server_id and not self.verify:
-                continue  # trusted: this server did not restart (see the module docstring)
+            if not self.verify and self._skipped(server, report.server_id):
+                continue
             for page in self._pages(server):
                 report.scanned += len(page)
                 if progress is not None:
@@ -147,8 +157,18 @@ class Sweep:
         self.events.after_sweep(report)
         return report
 
+    def _skipped(self, server: str | None, answering: str) -> bool:
+        """Whether a pass that does not verify leaves the records of ``server`` unread: the
+        answering server's (it did not restart: see the module docstring) and running
+        claims' (their sweeper is putting them)."""
+        return server is not None and (server == answering or claim_running(server, time.time()))
+
     def _pages(self, server: str | None) -> Iterator[list[JobRecord]]:
-        """The records referencing ``server``, a page at a time (memory stays bounded)."""
+        """The records referencing ``server``, a page at a time (memory stays bounded);
+        without ``verify``, of the records without a reference only those past the grace."""
+        if server is None and not self.verify:
+            yield from self._unscheduled_pages(time.time() - self.grace)
+            return
         after: str | None = None
         while True:
             page = self.store.scan_referencing(server, after=after, limit=self.page_size)
@@ -157,6 +177,18 @@ class Sweep:
             if len(page) < self.page_size:
                 return
             after = page[-1].key
+
+    def _unscheduled_pages(self, before: float) -> Iterator[list[JobRecord]]:
+        """The records without a reference written before ``before``, a page at a time, from
+        the store's index by time."""
+        after: UnscheduledCursor | None = None
+        while True:
+            page = self.store.scan_unscheduled(before=before, after=after, limit=self.page_size)
+            if page:
+                yield page
+            if len(page) < self.page_size:
+                return
+            after = unscheduled_cursor(page[-1])
 
     def _check_page(self, page: list[JobRecord], report: SweepReport) -> None:
         try:
@@ -192,7 +224,7 @@ class Sweep:
                 else:
                     lost.append(record)
             elif is_claim(ref):
-                if _claim_expired(ref, now):
+                if claim_expired(ref, now):
                     lost.append(record)
                 else:
                     report.claimed_elsewhere += 1
@@ -280,7 +312,7 @@ class Sweep:
     ) -> tuple[BrokerRef, list[JobRecord]]:
         """Claim the records (compare-and-set to a claim of this pass); the ones won."""
         now = time.time()
-        claim = BrokerRef(f"{CLAIM_PREFIX}{self.token}", int(now + self.claim_lease))
+        claim = new_claim(self.token, int(now + self.claim_lease))
         if not records:
             return claim, []
         won = self.store.swap_references([(r.key, r.ref, claim) for r in records], now=now)

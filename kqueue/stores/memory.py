@@ -24,8 +24,10 @@ from kqueue.stores.base import (
     StoreBase,
     StoredResult,
     UniqueClaim,
+    UnscheduledCursor,
     check_claims,
     unique_key_held,
+    unscheduled_cursor,
 )
 
 
@@ -299,6 +301,22 @@ class MemoryStore(StoreBase):
             if index is None or limit <= 0:
                 return []
             return [self._records[key] for key in index.page(after, limit)]
+
+    def scan_unscheduled(
+        self, *, before: float, after: UnscheduledCursor | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records without a reference written before ``before``, in ``(updated_at, key)``
+        order: the reference filters the records without a reference (its index by server)."""
+        with self._lock:
+            self._check_open()
+            index = self._by_server.get(None)
+            if index is None or limit <= 0:
+                return []
+            due = (self._records[key] for key in index.keys)
+            due = (r for r in due if r.updated_at < before)
+            if after is not None:
+                due = (r for r in due if unscheduled_cursor(r) > after)
+            return heapq.nsmallest(limit, due, key=unscheduled_cursor)
 
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer)."""

@@ -30,6 +30,7 @@ from kqueue.stores.base import (
     StoreBase,
     StoredResult,
     UniqueClaim,
+    UnscheduledCursor,
     check_claims,
 )
 from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
@@ -557,6 +558,17 @@ class SQLStore(StoreBase):
         with self._transaction("scan_referencing") as conn:
             rows = conn.execute(query.order_by(table.c.key).limit(limit))
             return [_sql_schema.row_record(row) for row in rows]
+
+    def scan_unscheduled(
+        self, *, before: float, after: UnscheduledCursor | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records without a reference written before ``before``, in ``(updated_at, key)``
+        order, read through the ``(ref_server, updated_at, key)`` index."""
+        if limit <= 0:
+            return []
+        query = _sql_schema.unscheduled_query(self._tables.records, before, after, limit)
+        with self._transaction("scan_unscheduled") as conn:
+            return [_sql_schema.row_record(row) for row in conn.execute(query)]
 
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer)."""
