@@ -77,8 +77,8 @@ class SweepReport:
     beanstalkd: accepted while it was down, or their producer died), ``live`` the jobs looked
     at and found where their reference says, ``references_updated`` those found under a new
     server id (a binlog restart), ``claimed_elsewhere`` records another sweeper is handling,
-    ``young`` records without a reference left to their producer for the grace period (counted
-    by a verifying pass only: the others never read them).
+    ``young`` records without a reference left to their producer for the grace period (a
+    pass that does not verify counts them in the store's index without reading them).
     ``scanned`` counts the records looked at: those of other servers, without a reference or
     claimed (all of them with ``verified``). ``servers_gone`` is how many server ids the
     store's references name besides the one answering: above 0, the broker restarted or was
@@ -144,15 +144,18 @@ class Sweep:
             for server in servers
             if server != report.server_id and not server.startswith(CLAIM_PREFIX)
         )
+        before = time.time() - self.grace  # records without a reference: only older ones
         for server in [*sorted(servers), None]:
             if not self.verify and self._skipped(server, report.server_id):
                 continue
-            for page in self._pages(server):
+            for page in self._pages(server, before):
                 report.scanned += len(page)
                 if progress is not None:
                     for _ in page:
                         progress()
                 self._check_page(page, report)
+        if not self.verify:  # the young were not read: counted in the store's index
+            report.young += self.store.count_unscheduled(since=before)
         report.seconds = time.monotonic() - started
         self.events.after_sweep(report)
         return report
@@ -163,11 +166,12 @@ class Sweep:
         claims' (their sweeper is putting them)."""
         return server is not None and (server == answering or claim_running(server, time.time()))
 
-    def _pages(self, server: str | None) -> Iterator[list[JobRecord]]:
+    def _pages(self, server: str | None, before: float) -> Iterator[list[JobRecord]]:
         """The records referencing ``server``, a page at a time (memory stays bounded);
-        without ``verify``, of the records without a reference only those past the grace."""
+        without ``verify``, of the records without a reference only those written before
+        ``before`` (past the grace)."""
         if server is None and not self.verify:
-            yield from self._unscheduled_pages(time.time() - self.grace)
+            yield from self._unscheduled_pages(before)
             return
         after: str | None = None
         while True:
@@ -234,7 +238,9 @@ class Sweep:
 
     def _not_held(self, records: list[JobRecord], report: SweepReport) -> list[JobRecord]:
         """The records whose job beanstalkd does not hold: one pipelined burst of peeks.
-        Jobs found under a new server id (a binlog restart) get their references renamed."""
+        Jobs found under a new server id (a binlog restart) get their references renamed;
+        jobs of ours found under the ids of others (ids reused after a restart) whose
+        record is gone are dropped."""
         if not records:
             return []
         pipe = Pipeline(self.conn)
@@ -242,45 +248,61 @@ class Sweep:
         pipe.execute()
         renames: list[RefSwap] = []
         lost: list[JobRecord] = []
+        others: list[ReservedJob] = []
         for record, pending in zip(records, peeks, strict=True):
             assert record.ref is not None
-            if self._found(record, pending.result(), report):
+            found = pending.result()
+            if _is_its_job(record, found):
+                report.live += 1
                 if record.ref.server_id != report.server_id:
                     moved = BrokerRef(report.server_id, record.ref.job_id)
                     renames.append((record.key, record.ref, moved))
             else:
                 lost.append(record)
+                if found is not None:
+                    others.append(found)
+        report.stale_dropped += self._drop_stale(others)
         if renames:
             report.references_updated += self.store.swap_references(renames, now=time.time())
         return lost
-
-    def _found(self, record: JobRecord, found: ReservedJob | None, report: SweepReport) -> bool:
-        """True if the peeked job is this record's (counted live). A job of ours under the
-        same id whose record is gone (an id reused after a restart) is dropped."""
-        if found is None:
-            return False
-        body = decode_body(found.body)
-        if body is not None and body.key == record.key:
-            report.live += 1
-            return True
-        stale = body is not None and body.stored and self._is_stale(found.id, body.key)
-        if stale and self.conn.delete(found.id):
-            report.stale_dropped += 1
-        return False
 
     def holds(self, record: JobRecord, server_id: str) -> bool:
         """True if beanstalkd holds this record's job now (in any state)."""
         ref = record.ref
         if ref is None or is_claim(ref):
             return False
-        return self._found(record, self.conn.peek(ref.job_id), SweepReport(server_id=server_id))
+        found = self.conn.peek(ref.job_id)
+        if _is_its_job(record, found):
+            return True
+        self._drop_stale([] if found is None else [found])
+        return False
 
-    def _is_stale(self, job_id: int, key: str) -> bool:
-        """True for a job in one of this queue's tubes whose record is gone. Another
-        application's job (another prefix, another store) is never touched."""
-        stats = self.conn.stats_job(job_id) or {}
-        ours = str(stats.get("tube", "")).startswith(self.tube_prefix)
-        return ours and self.store.get(key) is None
+    def _drop_stale(self, jobs: list[ReservedJob]) -> int:
+        """Delete those of ``jobs`` (each found under the id of a record it is not the job
+        of) that are in one of this queue's tubes and whose record is gone: one store call,
+        one pipelined burst of stats-job and one of deletes, however many there are. Another
+        application's job (another prefix, another store) is never touched. How many went."""
+        keys: dict[int, str] = {}
+        for job in jobs:
+            body = decode_body(job.body)
+            if body is not None and body.stored:
+                keys[job.id] = body.key
+        present = self.store.get_status_many(sorted(set(keys.values()))) if keys else {}
+        orphans = [job_id for job_id, key in keys.items() if key not in present]
+        if not orphans:
+            return 0
+        pipe = Pipeline(self.conn)
+        stats = [pipe.add(cmd.stats_job(job_id)) for job_id in orphans]
+        pipe.execute()
+        ours = [
+            job_id
+            for job_id, pending in zip(orphans, stats, strict=True)
+            if str((pending.result() or {}).get("tube", "")).startswith(self.tube_prefix)
+        ]
+        pipe = Pipeline(self.conn)
+        deleted = [pipe.delete(job_id) for job_id in ours]
+        pipe.execute()
+        return sum(1 for pending in deleted if pending.result())
 
     # -- putting them back -----------------------------------------------------------------
 
@@ -373,6 +395,14 @@ class Sweep:
             state="buried",
             now=time.time(),
         )
+
+
+def _is_its_job(record: JobRecord, found: ReservedJob | None) -> bool:
+    """True if the job peeked under a record's job id is that record's (its body names it)."""
+    if found is None:
+        return False
+    body = decode_body(found.body)
+    return body is not None and body.key == record.key
 
 
 def _log_recovered(record: JobRecord, job_id: int) -> None:

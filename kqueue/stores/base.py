@@ -351,6 +351,11 @@ class Store(Protocol):
         the previous page's last record), read from an index by time: the cost follows how
         many such records there are, not how many records are younger or scheduled."""
 
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """How many records have no reference (of them, with ``since``, those whose
+        ``updated_at`` is ``since`` or later), counted in the index by time without reading
+        them: what a recovery pass reports as left to their producers."""
+
     def put_unique(
         self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
     ) -> list[str | None]:
@@ -464,6 +469,17 @@ class StoreBase:
             if len(page) < 500:
                 return due
             page_after = page[-1].key
+
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """Records without a reference (written ``since`` or later). This fallback reads
+        every record without a reference."""
+        count, after = 0, None
+        while True:
+            page = self.scan_referencing(None, after=after, limit=500)
+            count += sum(1 for r in page if since is None or r.updated_at >= since)
+            if len(page) < 500:
+                return count
+            after = page[-1].key
 
     def put_unique(
         self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float

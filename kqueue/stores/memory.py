@@ -318,6 +318,16 @@ class MemoryStore(StoreBase):
                 due = (r for r in due if unscheduled_cursor(r) > after)
             return heapq.nsmallest(limit, due, key=unscheduled_cursor)
 
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """Records without a reference (written ``since`` or later)."""
+        with self._lock:
+            self._check_open()
+            index = self._by_server.get(None)
+            keys = [] if index is None else index.keys
+            if since is None:
+                return len(keys)
+            return sum(1 for key in keys if self._records[key].updated_at >= since)
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer)."""
         with self._lock:

@@ -831,6 +831,14 @@ class RedisStore(StoreBase):
             for raw_key, values in zip(reply[::2], reply[1::2], strict=True)
         ]
 
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """Records without a reference (written ``since`` or later): one ZCOUNT of the index
+        by time."""
+        self._ensure_ref_index()
+        lower = "-inf" if since is None else repr(float(since))
+        with self._translate("count_unscheduled"):
+            return int(self._conn().zcount(self._prefix + "ut", lower, "+inf"))
+
     def _ensure_ref_index(self) -> None:
         """Index by server and by time, once per store, the records written before those
         indexes existed (an older kqueue); every write since keeps them."""

@@ -570,6 +570,16 @@ class SQLStore(StoreBase):
         with self._transaction("scan_unscheduled") as conn:
             return [_sql_schema.row_record(row) for row in conn.execute(query)]
 
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """Records without a reference (written ``since`` or later), counted through the
+        ``(ref_server, updated_at, key)`` index."""
+        table = self._tables.records
+        query = sa.select(sa.func.count()).select_from(table).where(table.c.ref_server.is_(None))
+        if since is not None:
+            query = query.where(table.c.updated_at >= since)
+        with self._transaction("count_unscheduled") as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer)."""
         table = self._tables.suspended

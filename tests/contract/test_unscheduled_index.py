@@ -106,3 +106,15 @@ def test_records_leaving_the_index_between_pages_disturb_no_page(store: Store) -
         after = unscheduled_cursor(page[-1])
     assert [r.key for r in seen] == [r.key for r in records]
     assert _keys(store, before=1000.0) == []
+
+
+def test_count_unscheduled_counts_the_records_without_a_reference_by_time(store: Store) -> None:
+    assert store.count_unscheduled() == 0
+    store.put_many([make_record(f"k{i}", updated_at=10.0 + i) for i in range(5)])
+    store.put(make_record("scheduled", updated_at=50.0, ref=BrokerRef("s1", 1)))
+    assert store.count_unscheduled() == 5
+    assert store.count_unscheduled(since=12.0) == 3  # at or after
+    assert store.count_unscheduled(since=100.0) == 0
+    store.swap_reference("k4", None, CLAIM, now=60.0)
+    store.delete("k3")
+    assert (store.count_unscheduled(), store.count_unscheduled(since=12.0)) == (3, 1)
