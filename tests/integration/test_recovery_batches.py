@@ -4,15 +4,18 @@ sweepers still at work and records a producer is still putting cost it nothing).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 
 import greenstalk
+import pytest
 
 from kqueue import NOT_SCHEDULED, KQueue
 from kqueue.claims import new_claim
+from kqueue.serialization import record_body
 from kqueue.stores import BrokerRef, Store
 from kqueue.sweeper import Sweep, SweepReport
 from tests.servers import BeanstalkdProcess
@@ -79,3 +82,28 @@ def test_a_pass_reads_no_running_claim_and_puts_back_the_expired_ones(
     queue.add_handler("claims", lambda job: seen.append(job.data))
     queue.run_jobs(time_limit_ms=0)
     assert sorted(seen) == ["expired", "older kqueue"]  # type: ignore[type-var]
+
+
+def test_jobs_under_reused_ids_are_checked_in_one_batch_and_only_our_orphans_dropped(
+    make_queue: Callable[..., KQueue], store: Store, beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    queue.add_jobs("ids", ["a", "b", "c"])  # ids 1, 2, 3
+    beanstalkd.restart(binlog_dir=False)
+    orphan = dataclasses.replace(store.scan(limit=1)[0], key="f" * 32)  # a record key of ours, gone
+    with greenstalk.Client(beanstalkd.address, encoding=None) as client:
+        client.use("kq-ids")
+        assert client.put(record_body(orphan)) == 1  # ours, its record gone: dropped
+        client.use("other-app")
+        assert client.put(b"another application's job") == 2  # never touched
+    assert queue.add_job("ids", "d") == 3  # ours, its record here: kept
+    report = queue.sweep(grace=0)
+    assert (report.requeued, report.stale_dropped, report.live) == (3, 1, 0)
+    with greenstalk.Client(beanstalkd.address) as client:
+        assert client.peek(2).body == "another application's job"
+        with pytest.raises(greenstalk.NotFoundError):
+            client.peek(1)
+    seen: list[object] = []
+    queue.add_handler("ids", lambda job: seen.append(job.data))
+    queue.run_jobs(time_limit_ms=0)
+    assert sorted(seen) == ["a", "b", "c", "d"]  # type: ignore[type-var]
