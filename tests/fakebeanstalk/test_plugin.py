@@ -7,6 +7,13 @@ import pytest
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def _inner_runs_configure_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    """The throwaway runs load pytest-asyncio too (a test extra); without its loop-scope
+    setting each run warns that the default will change."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
+
 def test_fixture_gives_a_started_server_per_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
