@@ -41,6 +41,7 @@ from kqueue.beanstalk.pipeline import Pending, Pipeline
 from kqueue.beanstalk.wire import ReservedJob
 from kqueue.claims import CLAIM_PREFIX, claim_expired, claim_running, is_claim, new_claim
 from kqueue.errors import BrokerConnectionError, BrokerError, KQueueError
+from kqueue.idset import JobIdSet
 from kqueue.job import SUSPEND_SECONDS
 from kqueue.middleware.base import Middleware
 from kqueue.serialization import decode_body, record_body
@@ -129,6 +130,7 @@ class Sweep:
         self.page_size = page_size
         self.verify = verify
         self.token = uuid.uuid4().hex[:12]
+        self._put_ids = JobIdSet()  # the ids this pass put (on the server it runs against)
 
     def run(self, progress: Callable[[], None] | None = None) -> SweepReport:
         """Look at every record that may be wrong once; never raises for one bad record or
@@ -241,13 +243,13 @@ class Sweep:
         Jobs found under a new server id (a binlog restart) get their references renamed;
         jobs of ours found under the ids of others (ids reused after a restart) whose
         record is gone are dropped."""
+        lost, records = self._taken_by_this_pass(records, report.server_id)
         if not records:
-            return []
+            return lost
         pipe = Pipeline(self.conn)
         peeks = [pipe.add(cmd.peek(record.ref.job_id)) for record in records if record.ref]
         pipe.execute()
         renames: list[RefSwap] = []
-        lost: list[JobRecord] = []
         others: list[ReservedJob] = []
         for record, pending in zip(records, peeks, strict=True):
             assert record.ref is not None
@@ -265,6 +267,21 @@ class Sweep:
         if renames:
             report.references_updated += self.store.swap_references(renames, now=time.time())
         return lost
+
+    def _taken_by_this_pass(
+        self, records: list[JobRecord], answering: str
+    ) -> tuple[list[JobRecord], list[JobRecord]]:
+        """(lost, to peek): a record of a gone server whose job id this pass has put since
+        (ids reused after an empty restart) is lost without a peek: the job under that id is
+        the one this pass put for another record, never this record's (a server gives each id
+        once, and a binlog restores jobs under ids it will not give again)."""
+        lost: list[JobRecord] = []
+        to_peek: list[JobRecord] = []
+        for record in records:
+            ref = record.ref
+            taken = ref is not None and ref.server_id != answering and ref.job_id in self._put_ids
+            (lost if taken else to_peek).append(record)
+        return lost, to_peek
 
     def holds(self, record: JobRecord, server_id: str) -> bool:
         """True if beanstalkd holds this record's job now (in any state)."""
@@ -325,6 +342,7 @@ class Sweep:
         swaps = [(r.key, claim, BrokerRef(report.server_id, job_id)) for r, job_id in done]
         self.store.swap_references(swaps, now=time.time())
         for record, job_id in done:
+            self._put_ids.add(job_id)
             self._recovered(record, job_id, report)
         if failure is not None:
             raise failure

@@ -280,8 +280,8 @@ class SQLStore(StoreBase):
 
     @staticmethod
     def _retrying(action: Callable[[], _T]) -> _T:
-        """Run a transaction of the unique table again when the database chose it as a
-        deadlock victim (MySQL/MariaDB's gap and shared locks, PostgreSQL's lock order)."""
+        """Run a transaction again when the database chose it as a deadlock victim
+        (MySQL/MariaDB's gap and shared locks, PostgreSQL's lock order)."""
         for attempt in range(_DEADLOCK_RETRIES):
             try:
                 return action()
@@ -450,12 +450,18 @@ class SQLStore(StoreBase):
             if expected is not None:
                 row.update(old_server=expected.server_id, old_job=expected.job_id)
             groups[expected is not None].append(row)
-        swapped = 0
-        with self._transaction("swap_references") as conn:
-            for statement, rows in ((from_none, groups[0]), (from_ref, groups[1])):
-                if rows:
-                    swapped += conn.execute(statement.values(**changes), rows).rowcount
-        return swapped
+
+        def swap() -> int:
+            swapped = 0
+            with self._transaction("swap_references") as conn:
+                for statement, rows in ((from_none, groups[0]), (from_ref, groups[1])):
+                    if rows:
+                        swapped += conn.execute(statement.values(**changes), rows).rowcount
+            return swapped
+
+        # Sweepers claiming one page at once can deadlock on MariaDB's index locks: the
+        # victim's transaction rolled back whole, so its compare-and-sets run again.
+        return self._retrying(swap)
 
     def record_attempt(
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
