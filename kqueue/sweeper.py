@@ -35,16 +35,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pending, Pipeline
-from kqueue.beanstalk.wire import ReservedJob
 from kqueue.claims import CLAIM_PREFIX, claim_expired, claim_running, is_claim, new_claim
 from kqueue.errors import BrokerConnectionError, BrokerError, KQueueError
-from kqueue.idset import JobIdSet
+from kqueue.held import HeldCheck
 from kqueue.job import SUSPEND_SECONDS
 from kqueue.middleware.base import Middleware
-from kqueue.serialization import decode_body, record_body
+from kqueue.serialization import record_body
 from kqueue.stores.base import (
     BrokerRef,
     JobRecord,
@@ -130,7 +128,7 @@ class Sweep:
         self.page_size = page_size
         self.verify = verify
         self.token = uuid.uuid4().hex[:12]
-        self._put_ids = JobIdSet()  # the ids this pass put (on the server it runs against)
+        self.check = HeldCheck(conn, store, tube_prefix=tube_prefix)
 
     def run(self, progress: Callable[[], None] | None = None) -> SweepReport:
         """Look at every record that may be wrong once; never raises for one bad record or
@@ -239,87 +237,23 @@ class Sweep:
         return lost + self._not_held(referenced, report)
 
     def _not_held(self, records: list[JobRecord], report: SweepReport) -> list[JobRecord]:
-        """The records whose job beanstalkd does not hold: one pipelined burst of peeks.
-        Jobs found under a new server id (a binlog restart) get their references renamed;
-        jobs of ours found under the ids of others (ids reused after a restart) whose
-        record is gone are dropped."""
-        lost, records = self._taken_by_this_pass(records, report.server_id)
-        if not records:
-            return lost
-        pipe = Pipeline(self.conn)
-        peeks = [pipe.add(cmd.peek(record.ref.job_id)) for record in records if record.ref]
-        pipe.execute()
-        renames: list[RefSwap] = []
-        others: list[ReservedJob] = []
-        for record, pending in zip(records, peeks, strict=True):
-            assert record.ref is not None
-            found = pending.result()
-            if _is_its_job(record, found):
-                report.live += 1
-                if record.ref.server_id != report.server_id:
-                    moved = BrokerRef(report.server_id, record.ref.job_id)
-                    renames.append((record.key, record.ref, moved))
-            else:
-                lost.append(record)
-                if found is not None:
-                    others.append(found)
-        report.stale_dropped += self._drop_stale(others)
+        """The records whose job beanstalkd does not hold (see :mod:`kqueue.held`). Jobs
+        found under a new server id (a binlog restart) get their references renamed."""
+        lost, held, dropped = self.check.sort(records, report.server_id)
+        report.live += len(held)
+        report.stale_dropped += dropped
+        renames: list[RefSwap] = [
+            (r.key, r.ref, BrokerRef(report.server_id, r.ref.job_id))
+            for r in held
+            if r.ref is not None and r.ref.server_id != report.server_id
+        ]
         if renames:
             report.references_updated += self.store.swap_references(renames, now=time.time())
         return lost
 
-    def _taken_by_this_pass(
-        self, records: list[JobRecord], answering: str
-    ) -> tuple[list[JobRecord], list[JobRecord]]:
-        """(lost, to peek): a record of a gone server whose job id this pass has put since
-        (ids reused after an empty restart) is lost without a peek: the job under that id is
-        the one this pass put for another record, never this record's (a server gives each id
-        once, and a binlog restores jobs under ids it will not give again)."""
-        lost: list[JobRecord] = []
-        to_peek: list[JobRecord] = []
-        for record in records:
-            ref = record.ref
-            taken = ref is not None and ref.server_id != answering and ref.job_id in self._put_ids
-            (lost if taken else to_peek).append(record)
-        return lost, to_peek
-
     def holds(self, record: JobRecord, server_id: str) -> bool:
         """True if beanstalkd holds this record's job now (in any state)."""
-        ref = record.ref
-        if ref is None or is_claim(ref):
-            return False
-        found = self.conn.peek(ref.job_id)
-        if _is_its_job(record, found):
-            return True
-        self._drop_stale([] if found is None else [found])
-        return False
-
-    def _drop_stale(self, jobs: list[ReservedJob]) -> int:
-        """Delete those of ``jobs`` (each found under the id of a record it is not the job
-        of) that are in one of this queue's tubes and whose record is gone: one store call,
-        one pipelined burst of stats-job and one of deletes, however many there are. Another
-        application's job (another prefix, another store) is never touched. How many went."""
-        keys: dict[int, str] = {}
-        for job in jobs:
-            body = decode_body(job.body)
-            if body is not None and body.stored:
-                keys[job.id] = body.key
-        present = self.store.get_status_many(sorted(set(keys.values()))) if keys else {}
-        orphans = [job_id for job_id, key in keys.items() if key not in present]
-        if not orphans:
-            return 0
-        pipe = Pipeline(self.conn)
-        stats = [pipe.add(cmd.stats_job(job_id)) for job_id in orphans]
-        pipe.execute()
-        ours = [
-            job_id
-            for job_id, pending in zip(orphans, stats, strict=True)
-            if str((pending.result() or {}).get("tube", "")).startswith(self.tube_prefix)
-        ]
-        pipe = Pipeline(self.conn)
-        deleted = [pipe.delete(job_id) for job_id in ours]
-        pipe.execute()
-        return sum(1 for pending in deleted if pending.result())
+        return self.check.holds(record)
 
     # -- putting them back -----------------------------------------------------------------
 
@@ -342,7 +276,7 @@ class Sweep:
         swaps = [(r.key, claim, BrokerRef(report.server_id, job_id)) for r, job_id in done]
         self.store.swap_references(swaps, now=time.time())
         for record, job_id in done:
-            self._put_ids.add(job_id)
+            self.check.put_ids.add(job_id)
             self._recovered(record, job_id, report)
         if failure is not None:
             raise failure
@@ -413,14 +347,6 @@ class Sweep:
             state="buried",
             now=time.time(),
         )
-
-
-def _is_its_job(record: JobRecord, found: ReservedJob | None) -> bool:
-    """True if the job peeked under a record's job id is that record's (its body names it)."""
-    if found is None:
-        return False
-    body = decode_body(found.body)
-    return body is not None and body.key == record.key
 
 
 def _log_recovered(record: JobRecord, job_id: int) -> None:
@@ -497,6 +423,7 @@ class RecoverySweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unreachable = False
+        self._retry_delay = min(interval, 1.0)
 
     def start(self) -> RecoverySweeper:
         """Start the background thread."""
@@ -535,8 +462,11 @@ class RecoverySweeper:
                         known,
                     )
                 if server is not None and (restarted or time.monotonic() >= due):
-                    known = self._pass() or known
-                    due = time.monotonic() + self.interval
+                    ran = self._pass()
+                    known = ran or known
+                    # A failed pass (the broker went down as it began) is tried again soon,
+                    # not an interval later: the restart it missed may be noticed no more.
+                    due = time.monotonic() + (self.interval if ran else self._retry_delay)
                 self._stop.wait(max(0.0, min(self.check_interval, due - time.monotonic())))
         finally:
             conn.close()

@@ -440,16 +440,7 @@ class SQLStore(StoreBase):
             table.c.ref_server == sa.bindparam("old_server"),
             table.c.ref_job == sa.bindparam("old_job"),
         )
-        groups: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
-        for key, expected, new in swaps:
-            row: dict[str, Any] = {
-                "k": key,
-                "new_server": None if new is None else new.server_id,
-                "new_job": None if new is None else new.job_id,
-            }
-            if expected is not None:
-                row.update(old_server=expected.server_id, old_job=expected.job_id)
-            groups[expected is not None].append(row)
+        groups = _swap_rows(swaps)
 
         def swap() -> int:
             swapped = 0
@@ -651,3 +642,18 @@ def _sqlite_pragmas(busy_timeout: float) -> Any:
         cursor.close()
 
     return pragmas
+
+
+def _swap_rows(swaps: Sequence[RefSwap]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The bound rows of swap_references' two UPDATEs: swaps from no reference, and from one."""
+    groups: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    for key, expected, new in swaps:
+        row: dict[str, Any] = {
+            "k": key,
+            "new_server": None if new is None else new.server_id,
+            "new_job": None if new is None else new.job_id,
+        }
+        if expected is not None:
+            row.update(old_server=expected.server_id, old_job=expected.job_id)
+        groups[expected is not None].append(row)
+    return groups

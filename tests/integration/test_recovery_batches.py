@@ -13,8 +13,10 @@ from collections.abc import Callable
 import greenstalk
 import pytest
 
-from kqueue import NOT_SCHEDULED, KQueue
+from kqueue import NOT_SCHEDULED, KQueue, RecoverySweeper
+from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.claims import new_claim
+from kqueue.errors import BrokerConnectionError
 from kqueue.serialization import record_body
 from kqueue.stores import BrokerRef, Store
 from kqueue.sweeper import Sweep, SweepReport
@@ -107,3 +109,34 @@ def test_jobs_under_reused_ids_are_checked_in_one_batch_and_only_our_orphans_dro
     queue.add_handler("ids", lambda job: seen.append(job.data))
     queue.run_jobs(time_limit_ms=0)
     assert sorted(seen) == ["a", "b", "c", "d"]  # type: ignore[type-var]
+
+
+class FirstPassFails:
+    """A queue whose first recovery pass fails as a broker going down would make it fail."""
+
+    def __init__(self, queue: KQueue) -> None:
+        self.queue = queue
+        self.passes = 0
+
+    def sweep(self, *, grace: float | None = None, verify: bool = False) -> SweepReport:
+        self.passes += 1
+        if self.passes == 1:
+            raise BrokerConnectionError("beanstalkd went down as the pass began")
+        return self.queue.sweep(grace=grace, verify=verify)
+
+    def new_connection(self) -> BeanstalkConnection:
+        return self.queue.new_connection()
+
+
+def test_a_failed_pass_is_tried_again_soon_not_an_interval_later(
+    make_queue: Callable[..., KQueue], store: Store, beanstalkd: BeanstalkdProcess
+) -> None:
+    queue = make_queue()
+    queue.add_jobs("again", [1, 2])
+    beanstalkd.restart(binlog_dir=False)
+    flaky = FirstPassFails(queue)
+    with RecoverySweeper(flaky, interval=3600, check_interval=0.05) as sweeper:
+        deadline = time.monotonic() + 30
+        while sweeper.last_report is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert sweeper.last_report is not None and sweeper.last_report.requeued == 2

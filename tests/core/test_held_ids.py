@@ -1,8 +1,8 @@
-"""JobIdSet: the ids a recovery pass has put, as bits from the first one."""
+"""JobIdSet (kqueue.held): the ids a recovery pass has put, as bits from the first one."""
 
 from __future__ import annotations
 
-from kqueue.idset import MAX_SPAN, JobIdSet
+from kqueue.held import MAX_SPAN, JobIdSet
 
 
 def test_an_empty_set_holds_nothing() -> None:
