@@ -15,12 +15,14 @@ sweeper that held every record at once would grow with N. Printed
 as ratios to the add_jobs time of the same N (put back at half add_jobs' rate or better is a
 ratio of at most 2).
 
-Job types: one worker process without a store, a fresh beanstalkd for each count of job
-types, 2,000 jobs spread evenly over the types (one add_job each, types in turn), then
-``run_jobs`` until none is ready: the add and run rates, and their ratios to the rates at the
-smallest count of types (best of three rounds each), with the CPU time beanstalkd itself
+Job types (:mod:`bench.job_types`): one worker process without a store, a fresh beanstalkd
+for each round, 2,000 jobs spread evenly over the types (one add_job each, types in turn),
+then ``run_jobs`` until none is ready, then the same again with the worker's watches in place:
+the add and run rates, and their ratios to the rates at the smallest count of types (best of
+``--type-rounds`` rounds, interleaved over the counts), with the CPU time beanstalkd itself
 spent per job (from /proc) beside the worker process's own: which part of the cost is the
-server's.
+server's. Then beanstalkd alone at the same counts of tubes (:mod:`bench.tube_floor`, raw
+pipelined commands, ``--floor-jobs`` jobs): the floor no client goes below.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from bench.job_types import measure, print_job_types
+from bench.tube_floor import floor_row, print_floor
 from kqueue import KQueue
 from kqueue.stores import Store
 from kqueue.stores.base import new_record
@@ -179,71 +183,18 @@ def print_recovery(rows: list[RecoveryRow]) -> None:
         )
 
 
-def server_cpu(server: BeanstalkdProcess) -> float:
-    """CPU seconds beanstalkd has used so far (user + system, from /proc)."""
-    assert server.process is not None
-    with open(f"/proc/{server.process.pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
-
-
-TypesRow = tuple[float, float, float, float, float, float]
-"""add rate, run rate, then CPU us per job: kqueue's add, kqueue's run, beanstalkd's add,
-beanstalkd's run."""
-
-
-def job_types_row(types: int, jobs: int) -> TypesRow:
-    """The rates and CPU costs of one worker process with ``types`` job types, no store."""
-    names = [f"t{index}" for index in range(types)]
-    with running_beanstalkd() as server, KQueue(host=server.host, port=server.port) as queue:
-        for name in names:
-            queue.add_handler(name, lambda job: None)
-        cpu, own = server_cpu(server), time.process_time()
-        started = time.perf_counter()
-        for index in range(jobs):
-            queue.add_job(names[index % types], PAYLOAD)
-        add_rate = jobs / (time.perf_counter() - started)
-        add_own, own = (time.process_time() - own) * 1e6 / jobs, time.process_time()
-        add_cpu, cpu = (server_cpu(server) - cpu) * 1e6 / jobs, server_cpu(server)
-        started = time.perf_counter()
-        ran = queue.run_jobs(time_limit_ms=0)
-        run_rate = ran / (time.perf_counter() - started)
-        run_own = (time.process_time() - own) * 1e6 / jobs
-        run_cpu = (server_cpu(server) - cpu) * 1e6 / jobs
-        assert ran == jobs, ran
-    return add_rate, run_rate, add_own, run_own, add_cpu, run_cpu
-
-
-def print_job_types(rows: list[tuple[int, TypesRow]]) -> None:
-    print("\nJob types (one worker process, no store, jobs spread evenly, add then run):")
-    print(
-        f"{'types':>6} | {'add_job':>16} | {'run_jobs':>16} | CPU us per job, add / run: "
-        "kqueue's | beanstalkd's"
-    )
-    add0, run0 = rows[0][1][0], rows[0][1][1]
-    for types, (add, run, add_own, run_own, add_cpu, run_cpu) in rows:
-        print(
-            f"{types:>6} | {add:>7,.0f}/s {add / add0:.2f}x | {run:>7,.0f}/s {run / run0:.2f}x"
-            f" | {add_own:.0f} / {run_own:.0f} | {add_cpu:.0f} / {run_cpu:.0f}"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--types", type=int, nargs="*", default=[10, 100, 1000])
     parser.add_argument("--type-jobs", type=int, default=2000)
-    parser.add_argument("--type-rounds", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--type-rounds", type=int, default=5, help="best of this many runs")
+    parser.add_argument("--floor-jobs", type=int, default=20_000, help="0: no raw floor")
     args = parser.parse_args()
-    type_rows = []
-    for types in args.types:
-        # Best of a few rounds, add and run each (the machine's load moves single runs).
-        rounds = [job_types_row(types, args.type_jobs) for _ in range(args.type_rounds)]
-        add = max(rounds, key=lambda row: row[0])
-        run = max(rounds, key=lambda row: row[1])
-        type_rows.append((types, (add[0], run[1], add[2], run[3], add[4], run[5])))
-    if type_rows:
-        print_job_types(type_rows)
+    if args.types:
+        print_job_types(measure(args.types, args.type_jobs, args.type_rounds))
+    if args.types and args.floor_jobs:
+        print_floor([floor_row(types, args.floor_jobs) for types in args.types])
     rows = [
         best_of([recovery_row(records) for _ in range(3 if records <= 100_000 else 1)])
         for records in args.records

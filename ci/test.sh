@@ -33,6 +33,17 @@ if ! command -v beanstalkd >/dev/null 2>&1; then
 fi
 # The Debian package may start a system beanstalkd on 11300; the tests never use it.
 
+# redis-server and redis-cli: the Sentinel sets and Redis Clusters the tests start on free
+# ports (tests/redis_servers.py), whatever serves the shared Redis.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing redis-server with apt-get"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    log "redis-server missing and cannot install it: the Sentinel and Cluster tests will skip (fail with CI=true)"
+  fi
+fi
+
 # chromium: the real browser of the dashboard tests (-m browser), driven by Playwright through
 # its executable path; Debian's package, never a `playwright install` download.
 if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/lib/chromium/chromium ]; then

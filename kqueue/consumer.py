@@ -56,6 +56,11 @@ class Consumer:
         self._stop_requested = False
         self._stop_event: threading.Event | None = None
         self._only: frozenset[str] | None = None
+        # The tubes to watch, worked out again only when the handlers or job_types change
+        # (a version bumped by add/remove_handler, from any thread), not once per window.
+        self._handlers_version = 0
+        self._wanted: tuple[object, list[str]] = ((None, None), [])
+        self._synced: list[str] | None = None  # the list last watched on this connection
         self.runner = JobRunner(
             store=store,
             codecs=codecs,
@@ -105,6 +110,7 @@ class Consumer:
                 f"keep_result must be a positive number of seconds, not {keep_result!r}"
             )
         self._handlers[job_type] = HandlerSpec(handler, retry, auto_touch, keep_result)
+        self._handlers_version += 1
         if auto_touch and self._touch.job_types is not None:
             self._touch.job_types.add(job_type)
         self._wakeup.set()  # a waiting run_jobs picks up the new tube
@@ -113,14 +119,20 @@ class Consumer:
         """Stop running jobs of this type here; its jobs stay queued."""
         if self._handlers.pop(job_type, None) is None:
             raise ValidationError(f"job type {job_type!r} has no handler")
+        self._handlers_version += 1
         if self._touch.job_types is not None:
             self._touch.job_types.discard(job_type)
         self._wakeup.set()
 
-    def _watched_types(self) -> list[str]:
-        if self._only is None:
-            return list(self._handlers)
-        return [job_type for job_type in self._handlers if job_type in self._only]
+    def _wanted_tubes(self) -> list[str]:
+        """The tubes of the job types this run handles (kept until the handlers change)."""
+        key = (self._handlers_version, self._only)
+        cached_key, tubes = self._wanted
+        if cached_key != key:
+            only, prefix = self._only, self.config.tube_prefix
+            tubes = [prefix + t for t in list(self._handlers) if only is None or t in only]
+            self._wanted = (key, tubes)
+        return tubes
 
     def check_job_types(self, job_types: Collection[str]) -> frozenset[str]:
         """``job_types`` as a set, after checking each has a handler (ConfigurationError)."""
@@ -211,7 +223,7 @@ class Consumer:
         self._wakeup.clear()
         if self._stopping():
             return []
-        wanted = [self.config.tube_prefix + job_type for job_type in self._watched_types()]
+        wanted = self._wanted_tubes()
         if not wanted:
             self._pause(wait, None)
             return []
@@ -244,9 +256,13 @@ class Consumer:
         """Watch ``wanted`` and nothing else: one pipelined burst, however many job types
         (watches first: beanstalkd never lets a connection ignore its last tube)."""
         conn = self._conn
+        if conn.connected and self._synced is wanted and conn.watch_count == len(wanted):
+            return  # only this loop changes the watches of its connection
         watched = conn.watched
         if conn.connected and watched == wanted:
+            self._synced = wanted
             return
+        self._synced = None
         have, keep = set(watched), set(wanted)
         pipe = Pipeline(conn)
         for tube in wanted:
@@ -256,6 +272,7 @@ class Consumer:
             if tube not in keep:
                 pipe.add(beanstalk_commands.ignore(tube))
         pipe.execute()
+        self._synced = wanted
 
 
 def _remaining(deadline: float | None, *, drain: bool) -> float | None:

@@ -166,7 +166,9 @@ def outcome_unknown(
     """The write-ahead's unknown outcome, reported with the keys of its jobs (they may be
     accepted all the same)."""
     keys = tuple(record.key for record in records)
-    return StoreOutcomeUnknownError(
+    return type(
+        exc
+    )(  # the same class: ReplicationWaitError stays one
         f"{exc}; the {len(keys)} job(s) may be accepted all the same (keys "
         f"{', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}): if so the recovery "
         "sweeper delivers them, so look the keys up before adding them again",

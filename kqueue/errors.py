@@ -17,6 +17,7 @@
     ├── StoreError                  the bulk store failed (the cause is kept)
     │   ├── StoreConnectionError    the store cannot be reached
     │   │   └── StoreOutcomeUnknownError  a write sent, its reply lost: it may have committed
+    │   │       └── ReplicationWaitError  written on the master, too few replicas confirmed
     │   └── RecordTooLargeError     a record over the store's own limit
     ├── JobNotFoundError            the job is not (or no longer) in beanstalkd
     ├── JobFailedError              the job whose result was asked for failed for good
@@ -96,6 +97,14 @@ class StoreOutcomeUnknownError(StoreConnectionError):
     def __init__(self, message: str, *, keys: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.keys = keys
+
+
+class ReplicationWaitError(StoreOutcomeUnknownError):
+    """A record write reached the Redis master, but fewer replicas than the store asks for
+    (``replicas=``) confirmed it in time: the job is not accepted. The record stays on the
+    master without a broker reference: if the master lives on, the recovery sweeper delivers
+    the job all the same; if a failover loses the record, the job never runs.
+    """
 
 
 class RecordTooLargeError(StoreError):

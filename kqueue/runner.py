@@ -24,7 +24,7 @@ from kqueue.beanstalk.commands import JobCounts
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pipeline, delete_jobs
 from kqueue.beanstalk.wire import ReservedJob
-from kqueue.errors import KQueueError, PayloadError
+from kqueue.errors import KQueueError, PayloadError, StoreError
 from kqueue.job import Job
 from kqueue.middleware.base import DropReason, Fail, Failure, Middleware, SkipJob
 from kqueue.results import attempt_failure, keep_failure, keep_result, worker_name
@@ -160,13 +160,17 @@ class JobRunner:
         # its budget) come in one burst on the inspector's connection, read while the store
         # read runs, and never holding up the deletes that go out on the worker's.
         counts: list[JobCounts | None]
-        if inspector is None:  # not counted: the round trip saved, poison pills not caught
-            records, counts = self._records_of(bodies), [None] * len(window)
-        else:
-            frames = b"".join(cmd.job_counts(reserved.id).frame for reserved in window)
-            with inspector.overlapped(frames, len(window)) as collect:
-                records = self._records_of(bodies)
-                counts = [inspector.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
+        try:
+            if inspector is None:  # not counted: the round trip saved, poison pills not caught
+                records, counts = self._records_of(bodies), [None] * len(window)
+            else:
+                frames = b"".join(cmd.job_counts(reserved.id).frame for reserved in window)
+                with inspector.overlapped(frames, len(window)) as collect:
+                    records = self._records_of(bodies)
+                    counts = [inspector.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
+        except StoreError:
+            self._release_unread(conn, window, bodies)
+            raise
         self._trust_copies(window, bodies, records, server_id)
         dropped: dict[int, DropReason] = {}
         jobs = [
@@ -268,6 +272,22 @@ class JobRunner:
         """A job whose handler was removed after the reserve: handed back untouched (a body
         naming another tube's type was buried before, as unreadable)."""
         conn.release(job.id, priority=job.priority, delay=0)
+
+    def _release_unread(
+        self, conn: BeanstalkConnection, window: Sequence[ReservedJob], bodies: list[Body | None]
+    ) -> None:
+        """Release a window whose records the store could not give (an outage, a failover):
+        released, the reserves are no attempts that never finished, so a store outage does
+        not use up the jobs' retry budgets. A job whose body did not parse, or a release that
+        fails, is left to the connection's close (which counts it, as before)."""
+        pipe = Pipeline(conn)
+        for reserved, body in zip(window, bodies, strict=True):
+            if body is not None:
+                pipe.release(reserved.id, priority=body.priority, delay=0)
+        try:
+            pipe.execute()
+        except KQueueError:
+            logger.debug("could not release the window after a store failure", exc_info=True)
 
     def _hand_back(self, conn: BeanstalkConnection, jobs: Sequence[Job | None]) -> None:
         pipe = Pipeline(conn)

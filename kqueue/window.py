@@ -81,10 +81,9 @@ class ReserveWindow:
         """How many jobs a burst may find ready: per watched tube while they are few, else
         the server's count over every tube (one command, however many job types: jobs of
         tubes not watched only make a burst ask for more than it gets)."""
-        watched = conn.watched
-        if len(watched) > PER_TUBE_COUNTS:
+        if conn.watch_count > PER_TUBE_COUNTS:
             return conn.stats()["current-jobs-ready"]
         pipe = Pipeline(conn)
-        counts = [pipe.ready_count(tube) for tube in watched]
+        counts = [pipe.ready_count(tube) for tube in conn.watched]
         pipe.execute()
         return sum(count.result() for count in counts)

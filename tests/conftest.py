@@ -12,6 +12,7 @@ import greenstalk
 import pytest
 
 from kqueue import KQueue
+from tests.redis_servers import Cluster, SentinelSet, running_cluster, running_sentinel_set
 from tests.servers import (
     BeanstalkdProcess,
     FakeBroker,
@@ -92,6 +93,22 @@ def redis_url() -> Iterator[str]:
     if not tcp_reachable(parsed.hostname or "127.0.0.1", parsed.port or 6379):
         missing_service(f"Redis not reachable at {parsed.hostname}:{parsed.port}")
     yield REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelSet]:
+    """A Sentinel set (master, replica, three Sentinels) on free ports, started once per run
+    by the first test that asks; tests keep to their own key prefixes."""
+    with running_sentinel_set() as topology:
+        yield topology
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Cluster]:
+    """A three-master Redis Cluster on free ports, started once per run by the first test
+    that asks; tests keep to their own key prefixes."""
+    with running_cluster() as topology:
+        yield topology
 
 
 @pytest.fixture

@@ -28,10 +28,10 @@ from kqueue.beanstalk.aio_connection import AsyncBeanstalkConnection
 from kqueue.beanstalk.commands import Call
 from kqueue.beanstalk.wire import ReservedJob
 from kqueue.config import QueueConfig
-from kqueue.errors import BrokerError, StoreError, ValidationError
+from kqueue.errors import BrokerError, KQueueError, StoreError, ValidationError
 from kqueue.middleware.base import Middleware
 from kqueue.runner import HandlerSpec
-from kqueue.serialization import CodecRegistry
+from kqueue.serialization import CodecRegistry, decode_body
 
 __all__ = ["AsyncConsumer"]
 
@@ -156,9 +156,14 @@ class AsyncConsumer:
         """Reserve up to ``room`` jobs (waiting up to ``wait`` s for the first) and start
         them; how many started."""
         conn = self._idle.pop() if self._idle else new_async_connection(self.config)
+        window: list[ReservedJob] = []
         try:
             window, held = await self._reserve(conn, tubes, wait, room)
             jobs = await self.preparer.prepare(conn, window, held) if window else []
+        except StoreError:
+            await _release_unread(conn, window)
+            conn.close()
+            raise
         except BaseException:
             conn.close()  # whatever it reserved goes back to ready at once
             raise
@@ -255,6 +260,25 @@ async def _sync_watches(conn: AsyncBeanstalkConnection, wanted: list[str]) -> No
     watched = conn.watched
     if watched == wanted:
         return
-    calls: list[Call[Any]] = [cmd.watch(tube) for tube in wanted if tube not in watched]
-    calls += [cmd.ignore(tube) for tube in watched if tube not in wanted]
+    have, keep = set(watched), set(wanted)  # a thousand job types: no list scans per tube
+    calls: list[Call[Any]] = [cmd.watch(tube) for tube in wanted if tube not in have]
+    calls += [cmd.ignore(tube) for tube in watched if tube not in keep]
     await conn.pipeline(calls)
+
+
+async def _release_unread(conn: AsyncBeanstalkConnection, window: list[ReservedJob]) -> None:
+    """Release a window whose records the store could not give (an outage, a failover), so
+    that its reserves are no attempts that never finished (closing the connection would
+    count one against each job's retry budget). What cannot be released is left to the
+    close."""
+    bodies = [(reserved.id, decode_body(reserved.body)) for reserved in window]
+    calls = [
+        cmd.release(job_id, priority=body.priority, delay=0)
+        for job_id, body in bodies
+        if body is not None
+    ]
+    if calls:
+        try:
+            await conn.pipeline(calls)
+        except KQueueError:
+            logger.debug("could not release the window after a store failure", exc_info=True)

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kqueue.stores._redis_connect import WAITED
 from kqueue.stores.base import JobRecord, RecordState, RecordStatus, RefSwap, Store
 
 if TYPE_CHECKING:
@@ -154,12 +155,20 @@ class AsyncRedisStore:
         """EVALSHA on a connection of its own, past the client's command layer (as the sync
         store does: most of a call's cost is there); a script the server lost is loaded.
         Concurrent calls each take a connection (made when none is idle), so they run side
-        by side; a call sequence reuses one."""
+        by side; a call sequence reuses one. A record write of a store with ``replicas``
+        then sends WAIT on the same connection; a cluster's client routes the call itself."""
         if self._client is None:
             self._client = self.sync.async_client()
+        if self.sync.cluster:
+            return await self._cluster_call(call)
         conn = self._idle.pop() if self._idle else self._client.connection_pool.make_connection()
         keys, sha = call.keys, call.script.sha
+        wait = self.sync.replica_wait if call.action in WAITED else None
         try:
+            if self.sync.sentinel:
+                # Ask the Sentinels for the master when not connected: redis-py's async
+                # Sentinel connection would otherwise (re)connect to the address it last had.
+                await conn.connect()
             await conn.send_command("EVALSHA", sha, len(keys), *keys, *call.args)
             try:
                 reply = await conn.read_response()
@@ -168,6 +177,9 @@ class AsyncRedisStore:
                 await conn.read_response()
                 await conn.send_command("EVALSHA", sha, len(keys), *keys, *call.args)
                 reply = await conn.read_response()
+            if wait is not None:
+                await conn.send_command("WAIT", *wait)
+                acked = await conn.read_response()
         except _response_error():
             self._idle.append(conn)  # the reply was read: the connection is still in step
             raise
@@ -175,7 +187,18 @@ class AsyncRedisStore:
             await conn.disconnect()  # a reply may be left unread: this one is dropped
             raise
         self._idle.append(conn)
+        if wait is not None:
+            self.sync.check_wait(acked)
         return reply
+
+    async def _cluster_call(self, call: ScriptCall) -> Any:
+        """EVALSHA through the cluster client (to the node of the keys), EVAL when that node
+        lacks the script."""
+        keys = call.keys
+        try:
+            return await self._client.evalsha(call.script.sha, len(keys), *keys, *call.args)
+        except _no_script_error():
+            return await self._client.eval(call.script.script, len(keys), *keys, *call.args)
 
     async def put_many(self, records: Sequence[JobRecord]) -> None:
         """See :meth:`Store.put_many`."""

@@ -106,7 +106,7 @@ class AsyncBeanstalkConnection:
         self._waiters: collections.deque[asyncio.Future[Reply]] = collections.deque()
         self._connecting = asyncio.Lock()
         self._used = "default"
-        self._watched: list[str] = ["default"]
+        self._watched: dict[str, None] = {"default": None}  # an ordered set (see the sync one)
         self._server_stats: ServerStats | None = None
         self._deadline = 0.0  # of the oldest reply in flight (loop time)
         self._patient_until = 0.0  # a blocking reserve in flight may be silent until then
@@ -282,10 +282,10 @@ class AsyncBeanstalkConnection:
             return
         if command is cmd.USE:
             self._used = tube
-        elif command is cmd.WATCH and tube not in self._watched:
-            self._watched.append(tube)
+        elif command is cmd.WATCH:
+            self._watched[tube] = None
         elif command is cmd.IGNORE and tube in self._watched and len(self._watched) > 1:
-            self._watched.remove(tube)
+            del self._watched[tube]
 
     def result(self, command: Command[T], reply: Reply) -> T:
         """``command``'s value from ``reply``, or the error the reply means, raised."""

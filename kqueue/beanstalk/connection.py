@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.commands import Call, Command, DeadlineSoon, UnexpectedReply, result_of
@@ -136,7 +136,9 @@ class BeanstalkConnection:
         self._pos = 0  # parsed up to here; compacted once per recv, not once per reply
         self._lock = threading.RLock()
         self._used = "default"
-        self._watched: list[str] = ["default"]
+        # An ordered set (a dict's keys): a worker watches one tube per job type, and a
+        # membership test per watch must not walk a list of a thousand tubes.
+        self._watched: dict[str, None] = {"default": None}
         self._server_stats: ServerStats | None = None
         self._pollers: dict[int | None, select.poll] = {}
         self._last_reply = 0.0
@@ -186,13 +188,19 @@ class BeanstalkConnection:
         return socket.create_connection((self.host, self.port), self.connect_timeout)
 
     def _restore_tubes(self) -> None:
-        if self._used != "default":
-            self.run(cmd.use(self._used))
-        for tube in list(self._watched):
-            if tube != "default":
-                self.run(cmd.watch(tube))
+        """The used and watched tubes again, in one pipelined burst however many there are."""
+        calls: list[Call[Any]] = [cmd.use(self._used)] if self._used != "default" else []
+        calls += [cmd.watch(tube) for tube in self._watched if tube != "default"]
         if "default" not in self._watched:
-            self._roundtrip(cmd.ignore("default").frame, b"ignore")
+            calls.append(cmd.ignore("default"))
+        if not calls:
+            return
+        try:
+            replies = self._exchange_once(b"".join(call.frame for call in calls), len(calls))
+        except PipelineBroken as broken:
+            raise broken.error from None
+        for call, reply in zip(calls, replies, strict=True):
+            self.convert(call.command, reply)  # the tube state is what it was: nothing to track
 
     def close(self) -> None:
         """Close the socket; reserved jobs go back to ready at once on the server."""
@@ -381,10 +389,10 @@ class BeanstalkConnection:
         if call.command is cmd.USE:
             self._used = tube or "default"
         elif call.command is cmd.WATCH:
-            if tube is not None and tube not in self._watched:
-                self._watched.append(tube)
-        elif call.command is cmd.IGNORE and result and tube in self._watched:
-            self._watched.remove(tube or "")
+            if tube is not None:
+                self._watched[tube] = None
+        elif call.command is cmd.IGNORE and result and tube is not None:
+            self._watched.pop(tube, None)
 
     def exchange(self, data: bytes, count: int) -> list[Reply]:
         """Send ``count`` commands, already framed in ``data``, in one write; their replies.
@@ -494,6 +502,11 @@ class BeanstalkConnection:
     def watched(self) -> list[str]:
         """The tubes this connection watches (as it will restore them)."""
         return list(self._watched)
+
+    @property
+    def watch_count(self) -> int:
+        """How many tubes this connection watches (without copying their names)."""
+        return len(self._watched)
 
     def reserve_job(self, job_id: int) -> ReservedJob | None:
         """Reserve a ready, delayed or buried job by id (any tube); None if not found."""

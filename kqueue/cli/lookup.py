@@ -158,7 +158,9 @@ def _redis_prefixes(store: Any) -> list[str]:
         names = {name.decode("utf-8", "replace")[:-3] for name in found}
     except (redis.RedisError, OSError):
         return []
-    return sorted(names - {store.prefix})
+    # <prefix>qidx (the unique-job index) also ends in "idx": it names no store of its own.
+    unique_indexes = {name for name in names if name.endswith("q") and name[:-1] in names}
+    return sorted(names - unique_indexes - {store.prefix})
 
 
 def _sql_prefixes(store: Any) -> list[str]:

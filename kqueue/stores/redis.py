@@ -8,8 +8,10 @@ of those server ids, ``<prefix>suspended`` is a set of job types, ``<prefix>swee
 the newest recovery pass reports.
 Every write that touches a record and its indexes runs as one Lua script, so it is atomic; no
 command scans the keyspace. Durability is Redis's own (AOF with ``appendfsync`` as configured).
-Several logical stores may share one Redis database through different prefixes; Redis Cluster
-is not supported (scripts address keys of several hash slots).
+Several logical stores may share one Redis database through different prefixes. On Redis
+Cluster (``redis+cluster://``) the prefix is a hash tag (``{kq:}``), so that every key of one
+store lives in one hash slot and each script's keys are on one node: a cluster spreads stores
+(queues), not one store. Sentinel and Cluster URLs: :mod:`kqueue.stores._redis_connect`.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from kqueue.errors import (
     ConfigurationError,
     RecordTooLargeError,
+    ReplicationWaitError,
     StoreConnectionError,
     StoreError,
     StoreOutcomeUnknownError,
 )
+from kqueue.stores import _redis_connect as connect
 from kqueue.stores import _redis_scripts as scripts
 from kqueue.stores._common import one_new_server, one_server_pair
 from kqueue.stores.base import (
@@ -236,6 +240,12 @@ class RedisStore(StoreBase):
     ``prefix`` namespaces every key. ``max_record_bytes`` is checked before anything is sent.
     Connecting is lazy: an unreachable server raises :class:`StoreConnectionError` on first use,
     after at most ``connect_timeout`` seconds.
+
+    ``redis+sentinel://h1:26379,h2:26379/mymaster/0`` follows the master that Sentinel names;
+    ``redis+cluster://h1:7000,h2:7001/`` uses a Redis Cluster, with the prefix made a hash tag
+    (``{kq:}``). ``replicas=n`` (or ``?replicas=n&replica_timeout=s`` in the URL) makes every
+    record write wait (Redis WAIT) until ``n`` replicas hold it, at most ``replica_timeout``
+    seconds, and raise :class:`ReplicationWaitError` (the job is not accepted) when fewer do.
     """
 
     def __init__(
@@ -246,10 +256,14 @@ class RedisStore(StoreBase):
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         connect_timeout: float = 5.0,
         socket_timeout: float | None = 30.0,
+        replicas: int | None = None,
+        replica_timeout: float = 1.0,
     ) -> None:
         _check_url(url)
-        redis = self._redis = _import_redis()
+        self._redis = _import_redis()
+        url, prefix, self._wait = connect.store_options(url, prefix, replicas, replica_timeout)
         self._url = url
+        self._ha = connect.ha_scheme(url)
         self._timeouts = (connect_timeout, socket_timeout)
         self._where = redact_url(url)
         self._prefix = prefix
@@ -257,51 +271,105 @@ class RedisStore(StoreBase):
         self._index = f"{prefix}idx"
         self._suspended_key = f"{prefix}suspended"
         self._sweeps_key = f"{prefix}sweeps"
-        try:
-            # No automatic retries: a retried put whose first reply was lost would report a
-            # duplicate; the queue decides what to retry.
-            self._client: redis_module.Redis = redis.Redis.from_url(
-                url,
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=socket_timeout,
-                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
-            )
-        except (ValueError, redis.RedisError) as exc:
-            message = scrub(str(exc), url)
-            raise ConfigurationError(f"invalid Redis URL {redact_url(url)!r}: {message}") from exc
+        self._client_lock = threading.Lock()
+        self._client_made: redis_module.Redis | None = None
+        scripts_client = self._first_client()
         self._local = threading.local()
         self._closed = False
         self._ref_indexed = False
         # redis-py's pool without max_connections allows 2**31: only then hold one per thread.
-        self._hold_connections = self._client.connection_pool.max_connections >= 2**30
+        pool = getattr(self._client_made, "connection_pool", None)
+        self._hold_connections = pool is not None and pool.max_connections >= 2**30
         self._held: weakref.WeakSet[redis_module.Redis] = weakref.WeakSet()
         self._held_lock = threading.Lock()
-        self._register_scripts()
+        self._register_scripts(scripts_client)
 
-    def _register_scripts(self) -> None:
-        self._put_many = self._client.register_script(scripts.PUT_MANY)
-        self._put_packed = self._client.register_script(scripts.PUT_MANY_PACKED)
-        self._status_many = self._client.register_script(scripts.STATUS_MANY)
-        self._get_many = self._client.register_script(scripts.GET_MANY)
-        self._delete_many = self._client.register_script(scripts.DELETE_MANY)
-        self._swap = self._client.register_script(scripts.SWAP_REFERENCE)
-        self._swap_many = self._client.register_script(scripts.SWAP_REFERENCES)
-        self._set_new_refs = self._client.register_script(scripts.SET_NEW_REFERENCES)
-        self._swap_between = self._client.register_script(scripts.SWAP_BETWEEN_SERVERS)
-        self._attempt = self._client.register_script(scripts.RECORD_ATTEMPT)
-        self._failure = self._client.register_script(scripts.RECORD_FAILURE)
-        self._scan = self._client.register_script(scripts.SCAN)
-        self._scan_fields = self._client.register_script(scripts.SCAN_FIELDS)
-        self._build_ref_index = self._client.register_script(scripts.BUILD_REF_INDEX)
-        self._put_unique = self._client.register_script(scripts.PUT_UNIQUE)
-        self._release_unique = self._client.register_script(scripts.RELEASE_UNIQUE)
-        self._prune_unique = self._client.register_script(scripts.PRUNE_UNIQUE)
-        self._unique_packed = self._client.register_script(scripts.PUT_UNIQUE_PACKED)
-        self._build_time_index = self._client.register_script(scripts.BUILD_TIME_INDEX)
-        self._scan_unscheduled = self._client.register_script(scripts.SCAN_UNSCHEDULED)
+    def _first_client(self) -> Any:
+        """Make the client now (a cluster's later: it connects at once); the client that
+        registers the scripts (a cluster store's never connects: script digests only)."""
+        redis = self._redis
+        try:
+            if self._ha == connect.CLUSTER_SCHEME:
+                connect.parse_ha_url(self._url)  # checked now; the client is made lazily
+                return redis.Redis()
+            self._client_made = self._make_client()
+            return self._client_made
+        except (ValueError, redis.RedisError) as exc:
+            message = scrub(str(exc), self._url)
+            raise ConfigurationError(f"invalid Redis URL {self._where!r}: {message}") from exc
+
+    def _make_client(self) -> Any:
+        """The redis-py client of the URL: one server, a Sentinel master, or a cluster."""
+        redis = self._redis
+        # No automatic retries: a retried put whose first reply was lost would report a
+        # duplicate; the queue decides what to retry.
+        no_retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+        connect_timeout, socket_timeout = self._timeouts
+        if self._ha == connect.SENTINEL_SCHEME:
+            return connect.sentinel_client(
+                self._url,
+                connect_timeout=connect_timeout,
+                socket_timeout=socket_timeout,
+                retry=no_retry,
+                aio=False,
+            )
+        if self._ha == connect.CLUSTER_SCHEME:
+            return connect.cluster_client(
+                self._url, connect_timeout=connect_timeout, socket_timeout=socket_timeout, aio=False
+            )
+        return redis.Redis.from_url(
+            self._url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            retry=no_retry,
+        )
+
+    @property
+    def _client(self) -> redis_module.Redis:
+        """The client; a cluster's is made on first use (redis-py's connects at once)."""
+        client = self._client_made
+        if client is None:
+            with self._client_lock, self._translate("connecting"):
+                if self._client_made is None:
+                    self._client_made = self._make_client()
+                client = self._client_made
+        assert client is not None
+        return client
+
+    def _register_scripts(self, client: Any) -> None:
+        self._put_many = client.register_script(scripts.PUT_MANY)
+        self._put_packed = client.register_script(scripts.PUT_MANY_PACKED)
+        self._status_many = client.register_script(scripts.STATUS_MANY)
+        self._get_many = client.register_script(scripts.GET_MANY)
+        self._delete_many = client.register_script(scripts.DELETE_MANY)
+        self._swap = client.register_script(scripts.SWAP_REFERENCE)
+        self._swap_many = client.register_script(scripts.SWAP_REFERENCES)
+        self._set_new_refs = client.register_script(scripts.SET_NEW_REFERENCES)
+        self._swap_between = client.register_script(scripts.SWAP_BETWEEN_SERVERS)
+        self._attempt = client.register_script(scripts.RECORD_ATTEMPT)
+        self._failure = client.register_script(scripts.RECORD_FAILURE)
+        self._scan = client.register_script(scripts.SCAN)
+        self._scan_fields = client.register_script(scripts.SCAN_FIELDS)
+        self._build_ref_index = client.register_script(scripts.BUILD_REF_INDEX)
+        self._put_unique = client.register_script(scripts.PUT_UNIQUE)
+        self._release_unique = client.register_script(scripts.RELEASE_UNIQUE)
+        self._prune_unique = client.register_script(scripts.PRUNE_UNIQUE)
+        self._unique_packed = client.register_script(scripts.PUT_UNIQUE_PACKED)
+        self._build_time_index = client.register_script(scripts.BUILD_TIME_INDEX)
+        self._scan_unscheduled = client.register_script(scripts.SCAN_UNSCHEDULED)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
+
+    @property
+    def cluster(self) -> bool:
+        """True for a Redis Cluster store (``redis+cluster://``)."""
+        return self._ha == connect.CLUSTER_SCHEME
+
+    @property
+    def sentinel(self) -> bool:
+        """True for a store on the master Sentinel names (``redis+sentinel://``)."""
+        return self._ha == connect.SENTINEL_SCHEME
 
     @property
     def client(self) -> redis_module.Redis:
@@ -338,6 +406,11 @@ class RedisStore(StoreBase):
                     f"Redis at {self._where} refused {action}: {message}"
                 ) from exc
             raise StoreError(f"Redis at {self._where} failed {action}: {message}") from exc
+        except (errors.ClusterDownError, errors.RedisClusterException) as exc:
+            message = scrub(str(exc), self._url)
+            raise StoreConnectionError(
+                f"cannot reach Redis Cluster at {self._where} ({action}): {message}"
+            ) from exc
         except errors.RedisError as exc:
             message = scrub(str(exc), self._url)
             raise StoreError(f"Redis at {self._where} failed {action}: {message}") from exc
@@ -378,36 +451,81 @@ class RedisStore(StoreBase):
                 stale = True
             if stale:
                 conn.disconnect()  # the next command connects afresh
+                if self.sentinel:  # through the Sentinels: redis-py's send would reuse
+                    conn.connect()  # the address the connection last had (an old master)
         return client
 
     def _run(
-        self, script: Script, *, keys: Sequence[str], args: Sequence[str | bytes | int | float] = ()
+        self,
+        script: Script,
+        *,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int | float] = (),
+        wait: bool = False,
     ) -> Any:
         """Run one of the Lua scripts on this thread's connection.
 
         EVALSHA goes straight to the held connection, skipping the client's command layer
         (its cost is in docs/performance.md); a server that lost the script (restarted,
-        SCRIPT FLUSH) gets it loaded again once.
+        SCRIPT FLUSH) gets it loaded again once. ``wait`` (a record write) then waits on the
+        same connection for the replicas the store asks for (:meth:`_check_wait`).
         """
         client = self._conn()
-        conn: Any = client.connection  # redis-py's Connection is not annotated
-        if conn is None:  # no connection to hold (see _conn): the client's own script call
-            return script(keys=keys, args=args, client=client)
+        wait_args = () if not wait or self._wait is None else ("WAIT", *self._wait)
+        conn: Any = getattr(client, "connection", None)  # (not annotated by redis-py)
+        if conn is None:  # no connection to hold (see _conn): the client's own calls
+            return self._run_pooled(client, script, keys, args, wait_args)
         errors = self._redis.exceptions
         try:
             try:
                 conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                return conn.read_response()
+                reply = conn.read_response()
             except errors.NoScriptError:
                 conn.send_command("SCRIPT", "LOAD", script.script)
                 conn.read_response()
                 conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                return conn.read_response()
+                reply = conn.read_response()
+            if wait_args:
+                conn.send_command(*wait_args)
+                self._check_wait(conn.read_response())
+            return reply
         except errors.ResponseError:
             raise  # the connection is still in step: the reply was read
         except BaseException:
             conn.disconnect()  # a reply may be left unread: the next call reconnects
             raise
+
+    def _run_pooled(
+        self,
+        client: Any,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int | float],
+        wait_args: tuple[Any, ...],
+    ) -> Any:
+        """A script call through the client (a pool with ``max_connections``, or a cluster:
+        EVALSHA goes to the node of the keys, EVAL when that node lacks the script)."""
+        if wait_args:  # WAIT must follow the write on its connection: one pipeline
+            with client.pipeline(transaction=False) as pipe:
+                script(keys=keys, args=args, client=pipe)
+                pipe.execute_command(*wait_args)
+                reply, acked = pipe.execute()
+            self._check_wait(acked)
+            return reply
+        try:
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except self._redis.exceptions.NoScriptError:
+            return client.eval(script.script, len(keys), *keys, *args)
+
+    def _check_wait(self, acked: Any) -> None:
+        """ReplicationWaitError when fewer replicas than asked confirmed the write."""
+        assert self._wait is not None
+        if int(acked) < self._wait.replicas:
+            raise ReplicationWaitError(
+                f"Redis at {self._where} wrote the record(s), but only {int(acked)} of the "
+                f"{self._wait.replicas} replica(s) asked for confirmed them within "
+                f"{self._wait.timeout_ms} ms: a failover now could lose them"
+            )
 
     def _record_key(self, key: str) -> str:
         return f"{self._prefix}r:{key}"
@@ -470,7 +588,9 @@ class RedisStore(StoreBase):
     def execute(self, call: ScriptCall) -> Any:
         """Run one script call on this thread's connection; its decoded reply."""
         with self._translate(call.action):
-            reply = self._run(call.script, keys=call.keys, args=call.args)
+            reply = self._run(
+                call.script, keys=call.keys, args=call.args, wait=call.action in connect.WAITED
+            )
         return call.decode(reply)
 
     @contextlib.contextmanager
@@ -486,12 +606,36 @@ class RedisStore(StoreBase):
         import redis.asyncio
         from redis.asyncio.retry import Retry
 
+        connect_timeout, socket_timeout = self._timeouts
+        no_retry = Retry(redis.backoff.NoBackoff(), 0)
+        if self._ha == connect.SENTINEL_SCHEME:
+            return connect.sentinel_client(
+                self._url,
+                connect_timeout=connect_timeout,
+                socket_timeout=socket_timeout,
+                retry=no_retry,
+                aio=True,
+            )
+        if self._ha == connect.CLUSTER_SCHEME:
+            return connect.cluster_client(
+                self._url, connect_timeout=connect_timeout, socket_timeout=socket_timeout, aio=True
+            )
         return redis.asyncio.Redis.from_url(
             self._url,
-            socket_connect_timeout=self._timeouts[0],
-            socket_timeout=self._timeouts[1],
-            retry=Retry(redis.backoff.NoBackoff(), 0),
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+            retry=no_retry,
         )
+
+    @property
+    def replica_wait(self) -> connect.ReplicaWait | None:
+        """The replicas a record write waits for, and how long (None: no wait)."""
+        return self._wait
+
+    def check_wait(self, acked: Any) -> None:
+        """ReplicationWaitError when WAIT's reply ``acked`` is below the replicas asked for
+        (for the asyncio store, which sends WAIT itself)."""
+        self._check_wait(acked)
 
     def put_unique(
         self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
@@ -518,7 +662,7 @@ class RedisStore(StoreBase):
             server = "" if record.ref is None else "=" + record.ref.server_id
             args += [record.key, server, *_claim_args(claim, now), len(fields), *fields]
         with self._translate("put_unique"):
-            reply: list[Any] = self._run(self._put_unique, keys=script_keys, args=args)
+            reply: list[Any] = self._run(self._put_unique, keys=script_keys, args=args, wait=True)
         return _holders(records, reply)
 
     def _put_unique_packed(
@@ -536,7 +680,9 @@ class RedisStore(StoreBase):
             args += [record.key, record.payload, record.codec, unique_key, *_claim_args(claim, now)]
         script_keys = [self._index, self._type_index(records[0].job_type)]
         with self._translate("put_unique"):
-            reply: list[Any] = self._run(self._unique_packed, keys=script_keys, args=args)
+            reply: list[Any] = self._run(
+                self._unique_packed, keys=script_keys, args=args, wait=True
+            )
         return _holders(records, reply)
 
     def _claim_key(self, unique_key: str) -> str:
@@ -900,4 +1046,5 @@ class RedisStore(StoreBase):
         with self._translate("close"):
             for client in held:
                 client.close()
-            self._client.close()
+            if self._client_made is not None:
+                self._client_made.close()

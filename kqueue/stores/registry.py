@@ -4,7 +4,8 @@
 scheme                                                     store
 =========================================================  ===========================
 ``memory://``                                              :class:`MemoryStore`
-``redis://``, ``rediss://``, ``unix://``                   :class:`RedisStore`
+``redis://``, ``rediss://``, ``unix://``,                  :class:`RedisStore`
+``redis+sentinel://``, ``redis+cluster://``
 ``sqlite://``, ``postgresql[+driver]://``, ``postgres://``,  :class:`SQLStore`
 ``mysql[+driver]://``, ``mariadb[+driver]://``
 =========================================================  ===========================
@@ -20,7 +21,9 @@ Built-in schemes cannot be replaced that way; :func:`register_scheme` does it in
 
 A built-in store's URL may carry ``?prefix=``: kqueue takes it out before the driver sees the
 URL, and it becomes the Redis key prefix (``redis://host/0?prefix=myapp:``) or the SQL table
-name prefix (``sqlite:///jobs.db?prefix=myapp_``). A plugin's URL reaches it untouched.
+name prefix (``sqlite:///jobs.db?prefix=myapp_``). A plugin's URL reaches it untouched. A
+Redis store's URL may also carry ``replicas=`` and ``replica_timeout=`` (the replication
+wait of :class:`~kqueue.stores.redis.RedisStore`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from importlib.metadata import entry_points
 from urllib.parse import quote, unquote, urlsplit
 
 from kqueue.errors import ConfigurationError
+from kqueue.stores._redis_connect import ha_scheme, split_wait
 from kqueue.stores.base import Store
 from kqueue.stores.url import REDIS_SCHEMES, SQL_SCHEMES, redact_url, split_prefix, url_scheme
 
@@ -50,7 +54,8 @@ def _redis(url: str) -> Store:
     from kqueue.stores.redis import RedisStore
 
     clean, prefix = split_prefix(url)
-    _check_redis_parameters(clean)
+    if ha_scheme(clean) is None:  # a Sentinel or Cluster URL: RedisStore checks its own
+        _check_redis_parameters(split_wait(clean)[0])
     return RedisStore(clean) if prefix is None else RedisStore(clean, prefix=prefix)
 
 
@@ -79,7 +84,8 @@ def _check_redis_parameters(url: str) -> None:
     if unknown:
         raise ConfigurationError(
             f"unknown parameter(s) {', '.join(unknown)} in Redis URL {redact_url(url)!r}: "
-            "kqueue reads prefix=, redis-py the others (db, socket_timeout, max_connections, ...)"
+            "kqueue reads prefix=, replicas=, replica_timeout=, redis-py the others "
+            "(db, socket_timeout, max_connections, ...)"
         )
 
 

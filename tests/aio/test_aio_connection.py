@@ -96,3 +96,31 @@ async def test_cancelling_a_reserve_closes_the_connection_and_loses_no_job(
     client.use("idle")
     job_id = client.put(b"x")
     assert client.stats_job(job_id)["state"] == "ready"
+
+
+async def test_the_watch_list_keeps_its_order_through_watches_ignores_and_a_restart(
+    beanstalkd: BeanstalkdProcess,
+) -> None:
+    # Given a connection that watches 60 tubes (one twice), then ignores default and a third
+    conn = _conn(beanstalkd)
+    tubes = [f"w{n:02d}" for n in range(60)]
+    await conn.pipeline([cmd.watch(tube) for tube in [*tubes, "w05"]])
+    await conn.pipeline([cmd.ignore("default")] + [cmd.ignore(tube) for tube in tubes[::3]])
+    kept = [tube for n, tube in enumerate(tubes) if n % 3]
+    assert conn.watched == kept
+    # When the broker restarts, then a job goes into a kept tube and one into an ignored tube
+    beanstalkd.restart(binlog_dir=None)
+    with greenstalk.Client(beanstalkd.address, encoding=None) as fresh:
+        fresh.use("w00")
+        fresh.put(b"ignored")
+        fresh.use(kept[-1])
+        fresh.put(b"kept")
+    # Then the new connection watches the same tubes: it gets the kept tube's job only
+    try:
+        job = await conn.reserve(1)
+    except BrokerConnectionError:
+        job = await conn.reserve(1)
+    assert job is not None and job.body == b"kept"
+    assert conn.watched == kept
+    assert await conn.reserve(0) is None
+    await conn.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
 
@@ -22,13 +23,16 @@ pytestmark = pytest.mark.asyncio
 ONCE = RetryPolicy(max_attempts=2, base_delay=0, max_delay=0, jitter=False)
 
 
-@pytest.fixture(params=["memory", "redis", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "redis", "redis-sentinel", "redis-cluster", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest) -> Store:
     if request.param == "memory":
         return MemoryStore()
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
         return RedisStore(url, prefix=request.getfixturevalue("redis_prefix"))
+    if request.param.startswith("redis-"):  # the session's Sentinel set or cluster
+        topology = request.getfixturevalue(request.param.replace("-", "_"))
+        return RedisStore(topology.url(), prefix=f"kqtest:{uuid.uuid4().hex[:12]}:")
     return open_store(request.getfixturevalue(f"{request.param}_url"))
 
 

@@ -145,6 +145,18 @@ def test_a_store_prefix_with_nothing_says_where_the_records_are(
     assert repr(redis_prefix) in with_tubes.err
 
 
+def test_the_prefix_hint_names_a_store_with_unique_jobs_once(
+    kq: Cli, app_env: str, redis_url: str, redis_prefix: str, beanstalkd: BeanstalkdProcess
+) -> None:
+    # Unique jobs add a second sorted set, <prefix>qidx, beside the record index <prefix>idx.
+    with make_queue() as queue:
+        queue.add_job("email.send", {"n": 1}, unique_key="welcome-1")
+    empty = f"{redis_url}?prefix={redis_prefix}nothing:"
+    stats = kq("stats", "--beanstalkd", _address(beanstalkd), "--store", empty)
+    assert repr(redis_prefix) in stats.err
+    assert repr(f"{redis_prefix}q") not in stats.err
+
+
 def test_the_key_prefix_comes_from_the_environment_too(
     kq: Cli,
     app_env: str,
