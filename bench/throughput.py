@@ -149,6 +149,19 @@ def kqueue_cycle(server: BeanstalkdProcess, jobs: int, store: str | None) -> tup
     return jobs / (added - started), jobs / (ended - started)
 
 
+def one_call_add(server: BeanstalkdProcess, jobs: int, store: str | None) -> float:
+    """Add rate of one add_jobs call for all ``jobs`` (its batches of 1000 written ahead of
+    the puts before them: Producer._add_batches)."""
+    job_type = f"bench-{uuid.uuid4().hex[:8]}"
+    with KQueue(host=server.host, port=server.port, bulk_store=store) as queue:
+        queue.add_jobs(job_type, [PAYLOAD] * 10)  # connected, scripts loaded
+        started = time.perf_counter()
+        queue.add_jobs(job_type, [PAYLOAD] * jobs)
+        added = time.perf_counter()
+        queue.purge_jobs(job_type)
+    return jobs / (added - started)
+
+
 def spawn_workers(
     server: BeanstalkdProcess,
     store: str,
@@ -292,6 +305,8 @@ def run_all(server: BeanstalkdProcess, args: argparse.Namespace, tmp: str) -> No
     print("bulk add (add_jobs, batches of 1000); baseline = greenstalk put")
     line("kqueue redis add_jobs", add_rates["redis"], put_base)
     line("kqueue inline add_jobs", add_rates["inline"], put_base)
+    one_call = one_call_add(server, args.jobs, STORE_URLS["redis"](tmp))
+    line("kqueue redis, one add_jobs call", one_call, put_base, f"({args.jobs} jobs)")
     ceiling = raw_put_ceiling(server, args.jobs)
     line("ceiling: raw pipelined puts", ceiling, put_base, "(pre-built, no store, no library)")
     print(

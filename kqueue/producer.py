@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kqueue.beanstalk.pipeline import Pending, Pipeline
@@ -176,16 +176,47 @@ class Producer:
             if claims is not None and any(claim is not None for claim in claims):
                 raise ValidationError("unique_key needs a bulk store (nothing was added)")
             return list(zip(keys, self._add_inline(options, encoded, keys), strict=True))
+        if claims is None:
+            return self._add_batches(self.store, options, encoded, keys)
         added: list[tuple[str, int]] = []
         for start in range(0, len(encoded), BATCH_SIZE):
             batch = slice(start, start + BATCH_SIZE)
-            if claims is None:
-                records = new_records(options, encoded[batch], keys[batch])
-                ids = self._add_stored(self.store, options, records)
-                added += zip(keys[batch], ids, strict=True)
-            else:
-                records = new_records(options, encoded[batch], keys[batch], claims[batch])
-                added += self._add_unique(self.store, options, records, claims[batch])
+            records = new_records(options, encoded[batch], keys[batch], claims[batch])
+            added += self._add_unique(self.store, options, records, claims[batch])
+        return added
+
+    def _add_batches(
+        self, store: Store, options: JobOptions, encoded: Sequence[Encoded], keys: Sequence[str]
+    ) -> list[tuple[str, int]]:
+        """Batch after batch; with a store that can start a write (``put_many_started``),
+        each batch's records go to the store while the batch before has its puts sent, so
+        the store's work overlaps beanstalkd's. Each batch is still durable before its own
+        puts (its write's reply is read first). Strict adds take no write ahead of a batch
+        that may fail and raise."""
+        added: list[tuple[str, int]] = []
+        overlap = not self.config.strict
+
+        def batch(start: int) -> tuple[list[JobRecord], Callable[[], None]]:
+            """The records of the batch at ``start``, their write begun."""
+            part = slice(start, start + BATCH_SIZE)
+            records = new_records(options, encoded[part], keys[part])
+            return records, _start_write(store, records)
+
+        upcoming, written = batch(0) if encoded else ([], _written)
+        for start in range(0, len(encoded), BATCH_SIZE):
+            records, wait = upcoming, written
+            wait()  # durable before anything reaches beanstalkd
+            more = start + BATCH_SIZE < len(encoded)
+            upcoming, written = batch(start + BATCH_SIZE) if more and overlap else ([], _written)
+            try:
+                ids = self._add_stored(store, options, records, written=True)
+            except BaseException:
+                if upcoming:
+                    _withdraw(store, written, upcoming)
+                raise
+            added += zip(keys[start : start + BATCH_SIZE], ids, strict=True)
+            if more and not overlap:
+                upcoming, written = batch(start + BATCH_SIZE)
         return added
 
     # -- without a store -------------------------------------------------------------------
@@ -363,6 +394,41 @@ def _ids_of_holders(store: Store, keys: set[str]) -> dict[str, int]:
         if status.ref is not None and not status.ref.server_id.startswith("claim:"):
             ids[key] = status.ref.job_id
     return ids
+
+
+def _start_write(store: Store, records: list[JobRecord]) -> Callable[[], None]:
+    """The durable write of ``records`` begun; the function returned waits for it (and raises
+    as :func:`_write_ahead`). A store without ``put_many_started`` writes at once."""
+    start = getattr(store, "put_many_started", None)
+    if start is None:
+        _write_ahead(store, records)
+        return _written
+    try:
+        finish = start(records)
+    except StoreOutcomeUnknownError as exc:
+        raise outcome_unknown(exc, records) from exc
+
+    def wait() -> None:
+        try:
+            finish()
+        except StoreOutcomeUnknownError as exc:
+            raise outcome_unknown(exc, records) from exc
+
+    return wait
+
+
+def _written() -> None:
+    pass
+
+
+def _withdraw(store: Store, written: Callable[[], None], records: list[JobRecord]) -> None:
+    """The batch before failed (and raises): the records written ahead for the next one are
+    removed, so that the sweeper does not put jobs of an add that raised."""
+    try:
+        written()
+        store.delete_many([record.key for record in records])
+    except KQueueError as exc:
+        logger.warning("%d record(s) written ahead of a failed add left: %s", len(records), exc)
 
 
 def _write_ahead(

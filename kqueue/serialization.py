@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import re
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from json.scanner import c_make_scanner  # type: ignore[attr-defined]
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from kqueue.errors import PayloadError
@@ -48,8 +50,17 @@ class Codec(Protocol):
         """Decode bytes written by :meth:`encode`."""
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 class JsonCodec:
-    """JSON in UTF-8: dicts, lists, strings, numbers, booleans and None. NaN is refused."""
+    """JSON in UTF-8: dicts, lists, strings, numbers, booleans and None. NaN is refused.
+
+    The json module's C encoder and scanner are called directly where CPython has them (the
+    same bytes and values as ``json.dumps``/``json.loads`` with these options, without their
+    per-call Python layers; measured in docs/performance.md). A cyclic payload fails with
+    RecursionError rather than ValueError."""
 
     name = "json"
 
@@ -57,14 +68,34 @@ class JsonCodec:
     # each time, and json.loads on bytes sniffs the encoding first.
     _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     _decoder = json.JSONDecoder()
+    _c_encode: Any = None
+    _c_scan: Any = None
+    if c_make_encoder is not None and c_make_scanner is not None:
+        # (markers, default, encoder, indent, key and item separators, sort_keys, skipkeys,
+        # allow_nan): json.JSONEncoder.iterencode's own call, built once.
+        _c_encode = c_make_encoder(
+            None, _refuse, encode_basestring, None, ":", ",", False, False, False
+        )
+        _c_scan = c_make_scanner(_decoder)
 
     def encode(self, payload: Any) -> bytes:
         """Compact JSON; raises TypeError/ValueError for values JSON cannot represent."""
-        return self._encoder.encode(payload).encode("utf-8")
+        if self._c_encode is None:
+            return self._encoder.encode(payload).encode("utf-8")
+        return "".join(self._c_encode(payload, 0)).encode("utf-8")
 
     def decode(self, data: bytes) -> Any:
         """Parse UTF-8 JSON."""
-        return self._decoder.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        if self._c_scan is not None:
+            try:
+                value, end = self._c_scan(text, 0)
+            except StopIteration:
+                end = -1
+            if end == len(text):
+                return value
+        # Whitespace around the value, or not JSON: the decoder's own answer or error.
+        return self._decoder.decode(text)
 
 
 class RawCodec:
@@ -183,11 +214,5 @@ def decode_body(body: bytes) -> Body | None:
     if pri > _U32_MAX or not 1 <= seconds <= _U32_MAX:
         return None  # kqueue never writes these: a corrupt or forged header
     return Body(
-        mode=_MODES[mode],
-        key=key.decode(),
-        codec=codec.decode(),
-        priority=pri,
-        ttr=seconds,
-        job_type=job_type.decode(),
-        payload=payload,
+        _MODES[mode], key.decode(), codec.decode(), pri, seconds, job_type.decode(), payload
     )

@@ -1,10 +1,11 @@
 """Async access to a store: the calls the asyncio producer and worker make, awaited.
 
-:func:`async_store` picks how: Redis natively through ``redis.asyncio``
-(:class:`~kqueue.aio.redis_store.AsyncRedisStore`, the same Lua scripts as
-:class:`~kqueue.stores.redis.RedisStore`); the memory store directly (its calls never block);
-every other store (SQL: SQLite, PostgreSQL, MariaDB/MySQL) through a thread hop
-(``asyncio.to_thread``), so the event loop never waits on a driver. The sync store stays the
+:func:`async_store` picks how: Redis natively (:class:`AsyncRedisStore`, the same Lua
+scripts as :class:`~kqueue.stores.redis.RedisStore`, on the lean connection of
+:mod:`kqueue.aio.resp`, or ``redis.asyncio`` where that does not apply); the memory store
+directly (its calls never block); every other store (SQL: SQLite, PostgreSQL,
+MariaDB/MySQL) through a thread hop (``asyncio.to_thread``), so the event loop never waits on
+a driver. The sync store stays the
 one that holds the connections' settings and that the admin and the sweeper use.
 """
 
@@ -14,6 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kqueue.aio.resp import LeanRedisConnection, lean_connection
 from kqueue.stores._redis_connect import WAITED
 from kqueue.stores.base import JobRecord, RecordState, RecordStatus, RefSwap, Store
 
@@ -143,13 +145,42 @@ class AsyncRedisStore:
         self.sync = store
         self._client: Any = None
         self._idle: list[Any] = []  # connections between calls; one per call in flight
+        self._lean: LeanRedisConnection | None = None
+        self._lean_checked = False
 
     async def _execute(self, call: ScriptCall | None, empty: Any = None) -> Any:
         if call is None:
             return empty
-        with self.sync.translate(call.action):
-            reply = await self._evalsha(call)
+        if not self._lean_checked:
+            self._client = self.sync.async_client()
+            self._lean, self._lean_checked = self._lean_for(self._client), True
+        try:
+            if self._lean is not None:
+                reply = await self._lean_evalsha(self._lean, call)
+            else:
+                reply = await self._evalsha(call)
+        except Exception as exc:
+            with self.sync.translate(call.action):  # (entered only on the error path)
+                raise exc
         return call.decode(reply)
+
+    def _lean_for(self, client: Any) -> LeanRedisConnection | None:
+        """The lean connection for one plain server; None for Sentinel (the master may
+        move), Cluster (keys route by slot) and a store that waits for replicas (WAIT)."""
+        sync = self.sync
+        if sync.cluster or sync.sentinel or sync.replica_wait is not None:
+            return None
+        return lean_connection(client)
+
+    async def _lean_evalsha(self, conn: LeanRedisConnection, call: ScriptCall) -> Any:
+        """EVALSHA on the lean connection (see :mod:`kqueue.aio.resp`), shared by the
+        coroutines calling at once; a script the server lost is loaded."""
+        keys, sha = call.keys, call.script.sha
+        try:
+            return await conn.call("EVALSHA", sha, len(keys), *keys, *call.args)
+        except _no_script_error():
+            await conn.call("SCRIPT", "LOAD", call.script.script)
+            return await conn.call("EVALSHA", sha, len(keys), *keys, *call.args)
 
     async def _evalsha(self, call: ScriptCall) -> Any:
         """EVALSHA on a connection of its own, past the client's command layer (as the sync
@@ -234,6 +265,8 @@ class AsyncRedisStore:
 
     async def aclose(self) -> None:
         """Close the asyncio connections (the sync store stays open)."""
+        if self._lean is not None:
+            self._lean.close()
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.disconnect()

@@ -216,6 +216,15 @@ def _import_redis() -> Any:
     return redis
 
 
+_UNLIMITED = 2**31
+"""The size of a store's pool whose URL sets no ``max_connections`` (a limit in the URL wins):
+redis-py 8 caps its default pool at 100 connections (2**31 before)."""
+
+
+def _nothing() -> None:
+    pass
+
+
 def _is_one(reply: Any) -> bool:
     return int(reply) == 1
 
@@ -277,9 +286,9 @@ class RedisStore(StoreBase):
         self._local = threading.local()
         self._closed = False
         self._ref_indexed = False
-        # redis-py's pool without max_connections allows 2**31: only then hold one per thread.
+        # Only a pool without a limit holds one connection per thread (see _conn).
         pool = getattr(self._client_made, "connection_pool", None)
-        self._hold_connections = pool is not None and pool.max_connections >= 2**30
+        self._hold_connections = pool is not None and pool.max_connections >= _UNLIMITED
         self._held: weakref.WeakSet[redis_module.Redis] = weakref.WeakSet()
         self._held_lock = threading.Lock()
         self._register_scripts(scripts_client)
@@ -322,6 +331,8 @@ class RedisStore(StoreBase):
             socket_connect_timeout=connect_timeout,
             socket_timeout=socket_timeout,
             retry=no_retry,
+            # redis-py 8 caps a default pool at 100; a URL's max_connections still wins.
+            max_connections=_UNLIMITED,
         )
 
     @property
@@ -415,8 +426,9 @@ class RedisStore(StoreBase):
             message = scrub(str(exc), self._url)
             raise StoreError(f"Redis at {self._where} failed {action}: {message}") from exc
 
-    def _conn(self) -> redis_module.Redis:
-        """This thread's client, holding one connection of the pool for the thread's life.
+    def _conn(self, slot: str = "held") -> redis_module.Redis:
+        """This thread's client, holding one connection of the pool for the thread's life
+        (``slot`` "side": a second one, for :meth:`put_many_started`).
 
         A pooled command takes and returns a connection every time, a cost a held connection
         skips (measured in docs/performance.md), so each thread using the store holds one. With
@@ -429,7 +441,7 @@ class RedisStore(StoreBase):
         if self._closed:
             raise StoreError(f"the Redis store for {self._where} is closed")
         pid = os.getpid()
-        held: tuple[int, redis_module.Redis] | None = getattr(self._local, "held", None)
+        held: tuple[int, redis_module.Redis] | None = getattr(self._local, slot, None)
         if held is not None and held[0] == pid:
             client = held[1]
         else:
@@ -440,7 +452,7 @@ class RedisStore(StoreBase):
                 single_connection_client=True,
                 retry=self._redis.retry.Retry(self._redis.backoff.NoBackoff(), 0),
             )
-            self._local.held = (pid, client)
+            setattr(self._local, slot, (pid, client))
             with self._held_lock:
                 self._held.add(client)
         conn: Any = client.connection  # redis-py's Connection is not annotated
@@ -475,10 +487,28 @@ class RedisStore(StoreBase):
         conn: Any = getattr(client, "connection", None)  # (not annotated by redis-py)
         if conn is None:  # no connection to hold (see _conn): the client's own calls
             return self._run_pooled(client, script, keys, args, wait_args)
+        self._send_script(conn, script, keys, args)
+        return self._read_script(conn, script, keys, args, wait_args)
+
+    @staticmethod
+    def _send_script(conn: Any, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
+        try:
+            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except BaseException:
+            conn.disconnect()  # part of the command may be out: the next call reconnects
+            raise
+
+    def _read_script(
+        self,
+        conn: Any,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        wait_args: tuple[Any, ...] = (),
+    ) -> Any:
         errors = self._redis.exceptions
         try:
             try:
-                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 reply = conn.read_response()
             except errors.NoScriptError:
                 conn.send_command("SCRIPT", "LOAD", script.script)
@@ -584,6 +614,35 @@ class RedisStore(StoreBase):
             server = "" if record.ref is None else "=" + record.ref.server_id
             args += [record.key, server, len(fields), *fields]
         return ScriptCall("put", self._put_many, script_keys, args, check)
+
+    def put_many_started(self, records: Sequence[JobRecord]) -> Callable[[], None]:
+        """:meth:`put_many` sent now on a second connection of this thread; the function
+        returned reads its outcome (raising as put_many would). The producer writes its next
+        batch so while this batch's puts go out; call the function before the next start
+        (one left uncalled has its connection dropped, reply unread)."""
+        call = self.put_many_call(records)
+        if call is None:
+            return _nothing
+        wait_args = () if self._wait is None else ("WAIT", *self._wait)
+        with self._translate(call.action):
+            conn: Any = getattr(self._conn("side"), "connection", None)
+            if conn is None:  # nothing held (see _conn): written now
+                call.decode(self._run(call.script, keys=call.keys, args=call.args, wait=True))
+                return _nothing
+            if getattr(self._local, "side_unread", False):
+                conn.disconnect()
+            self._send_script(conn, call.script, call.keys, call.args)
+        self._local.side_unread = True
+
+        def finish() -> None:
+            try:
+                with self._translate(call.action):
+                    reply = self._read_script(conn, call.script, call.keys, call.args, wait_args)
+            finally:
+                self._local.side_unread = False
+            call.decode(reply)
+
+        return finish
 
     def execute(self, call: ScriptCall) -> Any:
         """Run one script call on this thread's connection; its decoded reply."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pkgutil
 
@@ -120,7 +121,30 @@ def test_json_payload_round_trips_and_bytes_pass_raw() -> None:
     assert codecs.encode(b"\x00\xff") == ("raw", b"\x00\xff")
 
 
-@pytest.mark.parametrize("payload", [object(), {1, 2}, math.nan, {"x": b"bytes"}])
+@pytest.mark.parametrize(
+    "payload",
+    [{"a": [1, 2.5, -0.0, None, True, 'é\n\u2028"\\']}, "x", 10**30, 1e-7, {1: 2}, [], {}],
+)
+def test_json_bytes_and_values_are_those_of_the_json_module(payload: object) -> None:
+    # The codec calls the json module's C encoder and scanner directly: what it writes and
+    # reads stays exactly what json.dumps / json.loads give with its options.
+    expected = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    data = JsonCodec().encode(payload)
+    assert data == expected.encode()
+    assert JsonCodec().decode(data) == json.loads(expected)
+    assert JsonCodec().decode(b" \n" + data + b"\t") == json.loads(expected)
+
+
+def _cyclic() -> list[object]:
+    cycle: list[object] = []
+    cycle.append(cycle)
+    return cycle
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [object(), {1, 2}, math.nan, {"x": b"bytes"}, {"x": -math.inf}, {(1, 2): 3}, _cyclic()],
+)
 def test_payload_the_codec_cannot_encode_is_a_payload_error(payload: object) -> None:
     with pytest.raises(PayloadError):
         CodecRegistry(JsonCodec()).encode(payload)
@@ -130,8 +154,9 @@ def test_unknown_codec_or_corrupt_data_is_a_payload_error() -> None:
     codecs = CodecRegistry(JsonCodec())
     with pytest.raises(PayloadError):
         codecs.decode("pickle", b"x")
-    with pytest.raises(PayloadError):
-        codecs.decode("json", b"{not json")
+    for corrupt in (b"{not json", b"", b"[1,", b"1 x", b"\xff"):
+        with pytest.raises(PayloadError):
+            codecs.decode("json", corrupt)
 
 
 def test_body_round_trips_and_foreign_bodies_are_recognised() -> None:

@@ -294,3 +294,40 @@ def test_a_closed_store_refuses_calls_with_a_store_error(redis_store: RedisStore
     redis_store.close()
     with pytest.raises(StoreError, match="closed"):
         redis_store.get("k1")
+
+
+def test_a_started_write_is_durable_when_finished_and_fails_then(
+    redis_store: RedisStore,
+) -> None:
+    finish = redis_store.put_many_started([make_record("a"), make_record("b")])
+    finish()
+    assert set(redis_store.get_many(["a", "b"])) == {"a", "b"}
+    again = redis_store.put_many_started([make_record("c"), make_record("a")])
+    with pytest.raises(StoreError, match="already exists"):
+        again()
+    assert redis_store.get("c") is None  # all or none
+
+
+def test_a_started_write_left_unread_never_answers_the_next(redis_store: RedisStore) -> None:
+    redis_store.put(make_record("taken"))
+    redis_store.put_many_started([make_record("taken")])  # fails, its reply never read
+    finish = redis_store.put_many_started([make_record("next")])
+    finish()  # its own reply: no "already exists" from the write before
+    assert redis_store.get("next") == make_record("next")
+
+
+def test_a_started_write_without_held_connections_is_written_at_once(
+    redis_url: str, redis_prefix: str
+) -> None:
+    with RedisStore(_with_query(redis_url, "max_connections=1"), prefix=redis_prefix) as store:
+        finish = store.put_many_started([make_record("a")])
+        assert store.get("a") == make_record("a")
+        finish()
+
+
+def test_the_pool_has_no_limit_unless_the_url_sets_one(redis_url: str) -> None:
+    # redis-py 8 caps a default pool at 100 connections; a store's pool has none (each
+    # thread holds one connection), unless the URL asks for a limit.
+    assert RedisStore(redis_url).client.connection_pool.max_connections >= 2**31
+    limited = RedisStore(_with_query(redis_url, "max_connections=5"))
+    assert limited.client.connection_pool.max_connections == 5
