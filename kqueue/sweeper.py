@@ -8,15 +8,19 @@ for it) and looks only at the records that can be wrong:
   and comparing the key in the body (a beanstalkd restarted without a binlog reuses ids from
   1). Found: the reference is renamed to the new server id. Not found: put again;
 - records without a reference older than the grace period (accepted while beanstalkd was down,
-  or their producer died between the two writes): put;
-- claims of another sweeper whose lease ran out (it died mid-put): put.
+  or their producer died between the two writes), read from the store's index by time
+  (``scan_unscheduled``), so that the records producers are still putting cost nothing: put;
+- claims of another sweeper whose lease ran out (it died mid-put): put. A claim names its
+  lease's end in its server id, so the claims still running cost nothing either.
 
 Records referencing the server that answers now are trusted without a look: a beanstalkd that
-did not restart loses a job only to a ``delete`` (see docs/reliability.md). ``verify=True``
-checks them too, in pipelined bursts. Puts go out as ``add_jobs`` sends them: claims in one
-store call, puts in one pipelined burst, new references in one store call, a page at a time;
-the claim is a compare-and-set, so several sweepers never put the same job twice. Buried
-records are restored buried.
+did not restart loses a job only to a ``delete`` (see docs/reliability.md). So a pass over an
+unchanged broker costs what is wrong, not what is waiting. ``verify=True`` checks every
+record: those of the answering server (in pipelined bursts of peeks), every record without a
+reference (young ones counted) and every claim. Puts go out as ``add_jobs`` sends them:
+claims in one store call, puts in one pipelined burst, new references in one store call, a
+page at a time; the claim is a compare-and-set, so several sweepers never put the same job
+twice. Buried records are restored buried.
 """
 
 from __future__ import annotations
@@ -31,24 +35,37 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pending, Pipeline
-from kqueue.beanstalk.wire import ReservedJob
+from kqueue.claims import CLAIM_PREFIX, claim_expired, claim_running, is_claim, new_claim
 from kqueue.errors import BrokerConnectionError, BrokerError, KQueueError
+from kqueue.held import HeldCheck
 from kqueue.job import SUSPEND_SECONDS
 from kqueue.middleware.base import Middleware
-from kqueue.serialization import decode_body, record_body
-from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, Store
+from kqueue.serialization import record_body
+from kqueue.stores.base import (
+    BrokerRef,
+    JobRecord,
+    RefSwap,
+    Store,
+    UnscheduledCursor,
+    unscheduled_cursor,
+)
+
+__all__ = [
+    "CLAIM_PREFIX",
+    "RecoverySweeper",
+    "Sweep",
+    "SweepReport",
+    "Sweepable",
+    "is_claim",
+]
 
 logger = logging.getLogger("kqueue")
 
 BURY_HOLD = 24 * 3600
 """A recovered dead letter is put delayed by this much, then buried at once: no worker can
 take it in between (and should the sweeper die right then, it runs once, a day later)."""
-
-CLAIM_PREFIX = "claim:"
-"""Server ids starting with this mark a record claimed by a sweeper that is re-enqueueing it."""
 
 
 @dataclass
@@ -59,7 +76,8 @@ class SweepReport:
     beanstalkd: accepted while it was down, or their producer died), ``live`` the jobs looked
     at and found where their reference says, ``references_updated`` those found under a new
     server id (a binlog restart), ``claimed_elsewhere`` records another sweeper is handling,
-    ``young`` records without a reference left to their producer for the grace period.
+    ``young`` records without a reference left to their producer for the grace period (a
+    pass that does not verify counts them in the store's index without reading them).
     ``scanned`` counts the records looked at: those of other servers, without a reference or
     claimed (all of them with ``verified``). ``servers_gone`` is how many server ids the
     store's references name besides the one answering: above 0, the broker restarted or was
@@ -86,15 +104,6 @@ class SweepReport:
     unique_keys_freed: int = 0
 
 
-def is_claim(ref: BrokerRef | None) -> bool:
-    """True for the placeholder reference a sweeper sets while it re-enqueues a record."""
-    return ref is not None and ref.server_id.startswith(CLAIM_PREFIX)
-
-
-def _claim_expired(ref: BrokerRef, now: float) -> bool:
-    return ref.job_id < now
-
-
 class Sweep:
     """One recovery pass over a store, against one beanstalkd connection."""
 
@@ -115,18 +124,22 @@ class Sweep:
         self.store = store
         self.events = events or Middleware()
         self.conn = conn
-        self.others = list(others)
-        """The other live servers of a bonded queue: (connection, server id). Their jobs
-        are trusted like those of ``conn``; jobs of servers gone are looked for on every
-        live one, and put back on ``conn``."""
-        self.wait_for = frozenset(wait_for)
-        """Ids of servers down for now (not yet for long): their jobs are left alone."""
         self.tube_prefix = tube_prefix
         self.grace = grace
         self.claim_lease = claim_lease
         self.page_size = page_size
         self.verify = verify
         self.token = uuid.uuid4().hex[:12]
+        self.check = HeldCheck(conn, store, tube_prefix=tube_prefix)
+        self.others = list(others)
+        """The other live servers of a bonded queue: (connection, server id). Their jobs
+        are trusted like those of ``conn``; jobs of servers gone are looked for on every
+        live one, and put back on ``conn``."""
+        self.wait_for = frozenset(wait_for)
+        """Ids of servers down for now (not yet for long): their jobs are left alone."""
+        self._checks = {self.conn: self.check}
+        for other, _ in self.others:
+            self._checks[other] = HeldCheck(other, store, tube_prefix=tube_prefix)
 
     def run(self, progress: Callable[[], None] | None = None) -> SweepReport:
         """Look at every record that may be wrong once; never raises for one bad record or
@@ -143,23 +156,37 @@ class Sweep:
         report.servers_gone = sum(
             1 for server in servers if server not in ids and not server.startswith(CLAIM_PREFIX)
         )
+        before = time.time() - self.grace  # records without a reference: only older ones
         for server in [*sorted(servers), None]:
-            if server in ids and not self.verify:
-                continue  # trusted: this server did not restart (see the module docstring)
+            if not self.verify and (server in ids or self._skipped(server, report.server_id)):
+                continue  # a live server's (of a bonded queue, any of them)
             if server in self.wait_for:
                 continue  # a bonded server down for now: its jobs may come back with it
-            for page in self._pages(server):
+            for page in self._pages(server, before):
                 report.scanned += len(page)
                 if progress is not None:
                     for _ in page:
                         progress()
                 self._check_page(page, report)
+        if not self.verify:  # the young were not read: counted in the store's index
+            report.young += self.store.count_unscheduled(since=before)
         report.seconds = time.monotonic() - started
         self.events.after_sweep(report)
         return report
 
-    def _pages(self, server: str | None) -> Iterator[list[JobRecord]]:
-        """The records referencing ``server``, a page at a time (memory stays bounded)."""
+    def _skipped(self, server: str | None, answering: str) -> bool:
+        """Whether a pass that does not verify leaves the records of ``server`` unread: the
+        answering server's (it did not restart: see the module docstring) and running
+        claims' (their sweeper is putting them)."""
+        return server is not None and (server == answering or claim_running(server, time.time()))
+
+    def _pages(self, server: str | None, before: float) -> Iterator[list[JobRecord]]:
+        """The records referencing ``server``, a page at a time (memory stays bounded);
+        without ``verify``, of the records without a reference only those written before
+        ``before`` (past the grace)."""
+        if server is None and not self.verify:
+            yield from self._unscheduled_pages(before)
+            return
         after: str | None = None
         while True:
             page = self.store.scan_referencing(server, after=after, limit=self.page_size)
@@ -168,6 +195,18 @@ class Sweep:
             if len(page) < self.page_size:
                 return
             after = page[-1].key
+
+    def _unscheduled_pages(self, before: float) -> Iterator[list[JobRecord]]:
+        """The records without a reference written before ``before``, a page at a time, from
+        the store's index by time."""
+        after: UnscheduledCursor | None = None
+        while True:
+            page = self.store.scan_unscheduled(before=before, after=after, limit=self.page_size)
+            if page:
+                yield page
+            if len(page) < self.page_size:
+                return
+            after = unscheduled_cursor(page[-1])
 
     def _check_page(self, page: list[JobRecord], report: SweepReport) -> None:
         try:
@@ -207,7 +246,7 @@ class Sweep:
                 else:
                     lost.append(record)
             elif is_claim(ref):
-                if _claim_expired(ref, now):
+                if claim_expired(ref, now):
                     lost.append(record)
                 else:
                     report.claimed_elsewhere += 1
@@ -216,81 +255,52 @@ class Sweep:
         return lost + self._not_held(referenced, report)
 
     def _not_held(self, records: list[JobRecord], report: SweepReport) -> list[JobRecord]:
-        """The records whose job beanstalkd does not hold: one pipelined burst of peeks per
-        server (a record naming a live server is looked for there, one naming a server gone
-        on every live one). Jobs found under a new server id (a binlog restart) get their
-        references renamed."""
+        """The records whose job beanstalkd does not hold (see :mod:`kqueue.held`): a record
+        naming a live server is looked for there, one naming a server gone on every live one.
+        Jobs found under a new server id (a binlog restart) get their references renamed."""
         live = self._live(report)
         ids = set(live.values())
         renames: list[RefSwap] = []
         remaining = records
         for conn, server_id in live.items():
             here = [
-                record
-                for record in remaining
-                if record.ref is not None
-                and (record.ref.server_id == server_id or record.ref.server_id not in ids)
+                r
+                for r in remaining
+                if r.ref is not None
+                and (r.ref.server_id == server_id or r.ref.server_id not in ids)
             ]
             if not here:
                 continue
-            pipe = Pipeline(conn)
-            peeks = [pipe.add(cmd.peek(record.ref.job_id)) for record in here if record.ref]
-            pipe.execute()
-            found: set[str] = set()
-            for record, pending in zip(here, peeks, strict=True):
-                assert record.ref is not None
-                if self._found(conn, record, pending.result(), report):
-                    found.add(record.key)
-                    if record.ref.server_id != server_id:
-                        moved = BrokerRef(server_id, record.ref.job_id)
-                        renames.append((record.key, record.ref, moved))
-            remaining = [record for record in remaining if record.key not in found]
+            _, held, dropped = self._checks[conn].sort(here, server_id)
+            report.live += len(held)
+            report.stale_dropped += dropped
+            renames += [
+                (r.key, r.ref, BrokerRef(server_id, r.ref.job_id))
+                for r in held
+                if r.ref is not None and r.ref.server_id != server_id
+            ]
+            found = {r.key for r in held}
+            remaining = [r for r in remaining if r.key not in found]
         if renames:
             report.references_updated += self.store.swap_references(renames, now=time.time())
         return remaining
 
-    def _found(
-        self,
-        conn: BeanstalkConnection,
-        record: JobRecord,
-        found: ReservedJob | None,
-        report: SweepReport,
-    ) -> bool:
-        """True if the job peeked on ``conn`` is this record's (counted live). A job of ours
-        under the same id whose record is gone (an id reused after a restart) is dropped."""
-        if found is None:
-            return False
-        body = decode_body(found.body)
-        if body is not None and body.key == record.key:
-            report.live += 1
-            return True
-        stale = body is not None and body.stored and self._is_stale(conn, found.id, body.key)
-        if stale and conn.delete(found.id):
-            report.stale_dropped += 1
-        return False
-
     def holds(self, record: JobRecord, server_id: str) -> bool:
-        """True if beanstalkd holds this record's job now (in any state; on any live
-        server of a bonded queue)."""
+        """True if beanstalkd holds this record's job now (in any state; of a bonded queue,
+        on any live server)."""
+        if not self.others:
+            return self.check.holds(record)
         ref = record.ref
         if ref is None or is_claim(ref):
             return False
-        report = SweepReport(server_id=server_id)
-        return not self._not_held([record], report)
-
-    def _is_stale(self, conn: BeanstalkConnection, job_id: int, key: str) -> bool:
-        """True for a job in one of this queue's tubes whose record is gone. Another
-        application's job (another prefix, another store) is never touched."""
-        stats = conn.stats_job(job_id) or {}
-        ours = str(stats.get("tube", "")).startswith(self.tube_prefix)
-        return ours and self.store.get(key) is None
-
-    # -- putting them back -----------------------------------------------------------------
+        return not self._not_held([record], SweepReport(server_id=server_id))
 
     def move(self, records: list[JobRecord], report: SweepReport) -> None:
         """Put ``records`` on this pass's server as recovery does (claim, put, swap), whatever
         their references name now: how a drained server's jobs go to the others."""
         self._put_back(records, report)
+
+    # -- putting them back -----------------------------------------------------------------
 
     def _put_back(self, records: list[JobRecord], report: SweepReport) -> None:
         """Claim ``records`` in one store call, put the claimed ones in one pipelined burst,
@@ -311,6 +321,7 @@ class Sweep:
         swaps = [(r.key, claim, BrokerRef(report.server_id, job_id)) for r, job_id in done]
         self.store.swap_references(swaps, now=time.time())
         for record, job_id in done:
+            self.check.put_ids.add(job_id)
             self._recovered(record, job_id, report)
         if failure is not None:
             raise failure
@@ -320,7 +331,7 @@ class Sweep:
     ) -> tuple[BrokerRef, list[JobRecord]]:
         """Claim the records (compare-and-set to a claim of this pass); the ones won."""
         now = time.time()
-        claim = BrokerRef(f"{CLAIM_PREFIX}{self.token}", int(now + self.claim_lease))
+        claim = new_claim(self.token, int(now + self.claim_lease))
         if not records:
             return claim, []
         won = self.store.swap_references([(r.key, r.ref, claim) for r in records], now=now)
@@ -459,6 +470,7 @@ class RecoverySweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unreachable: set[str] = set()  # addresses said not to answer
+        self._retry_delay = min(interval, 1.0)
 
     def start(self) -> RecoverySweeper:
         """Start the background thread."""
@@ -500,9 +512,12 @@ class RecoverySweeper:
                         )
                 answering = {a: server for a, server in ids.items() if server is not None}
                 if answering and (restarted or time.monotonic() >= due):
-                    if self._pass() is not None:
+                    ran = self._pass()
+                    if ran is not None:
                         known.update(answering)
-                    due = time.monotonic() + self.interval
+                    # A failed pass (the broker went down as it began) is tried again soon,
+                    # not an interval later: the restart it missed may be noticed no more.
+                    due = time.monotonic() + (self.interval if ran else self._retry_delay)
                 self._stop.wait(max(0.0, min(self.check_interval, due - time.monotonic())))
         finally:
             for conn in conns:

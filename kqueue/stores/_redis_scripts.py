@@ -9,6 +9,8 @@ Records are also indexed by the server their reference names, for recovery:
 ``<prefix>s:<server id>`` holds the keys of the records referencing that server (claims
 included), ``<prefix>u`` those without a reference, and the set ``<prefix>servers`` every
 server id with a non-empty index. Every script that changes a reference moves its key.
+``<prefix>ut`` holds the keys of ``<prefix>u`` again, scored by the record's ``updated_at``:
+recovery reads from it only the records never scheduled that are older than its grace.
 """
 
 from __future__ import annotations
@@ -23,19 +25,25 @@ end
 local function unindex_ref(prefix, key, server)
   local index = ref_index(prefix, server)
   redis.call('ZREM', index, key)
-  if server and redis.call('EXISTS', index) == 0 then
+  if not server then
+    redis.call('ZREM', prefix .. 'ut', key)
+  elseif redis.call('EXISTS', index) == 0 then
     redis.call('SREM', prefix .. 'servers', server)
   end
 end
-local function index_ref(prefix, key, server)
+local function index_ref(prefix, key, server, at)
   redis.call('ZADD', ref_index(prefix, server), 0, key)
   if server then
     redis.call('SADD', prefix .. 'servers', server)
+  else
+    at = at or redis.call('HGET', prefix .. 'r:' .. key, 'updated_at')
+    redis.call('ZADD', prefix .. 'ut', at, key)
   end
 end
 """
 # The by-server index helpers, prepended to the scripts that move references. A server is
-# ``false`` (Lua's missing hash field) for a record without a reference.
+# ``false`` (Lua's missing hash field) for a record without a reference; ``at`` is the
+# record's new ``updated_at`` (read from its hash when not given).
 
 PUT_MANY = (
     REF_INDEX
@@ -52,6 +60,7 @@ for i = 1, n do
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', prefix .. 'refidx', '1')  -- a new store: indexed by server from the start
+  redis.call('SET', prefix .. 'utidx', '1')  -- and by time
 end
 local pos = 3
 for i = 1, n do
@@ -77,12 +86,14 @@ PUT_MANY_PACKED = """
 local prefix = ARGV[1]
 local first_record = 10
 local n = (#ARGV - first_record + 1) / 3
-local hashes, members = {}, {}
+local hashes, members, timed = {}, {}, {}
 for i = 1, n do
   local key = ARGV[first_record + (i - 1) * 3]
   hashes[i] = prefix .. 'r:' .. key
   members[2 * i - 1] = '0'
   members[2 * i] = key
+  timed[2 * i - 1] = ARGV[9]
+  timed[2 * i] = key
 end
 for first = 1, n, 500 do
   local last = math.min(first + 499, n)
@@ -96,6 +107,7 @@ for first = 1, n, 500 do
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', prefix .. 'refidx', '1')  -- a new store: indexed by server from the start
+  redis.call('SET', prefix .. 'utidx', '1')  -- and by time
 end
 for i = 1, n do
   local b = first_record + (i - 1) * 3
@@ -108,6 +120,7 @@ for first = 1, n, 500 do
   redis.call('ZADD', KEYS[1], unpack(members, 2 * first - 1, 2 * last))
   redis.call('ZADD', KEYS[2], unpack(members, 2 * first - 1, 2 * last))
   redis.call('ZADD', prefix .. 'u', unpack(members, 2 * first - 1, 2 * last))
+  redis.call('ZADD', prefix .. 'ut', unpack(timed, 2 * first - 1, 2 * last))
 end
 return 0
 """
@@ -162,6 +175,7 @@ for i = 2, #KEYS do
       servers[prefix .. 's:' .. found[2]] = found[2]
     else
       add_to(by_index, prefix .. 'u', ARGV[i])
+      add_to(by_index, prefix .. 'ut', ARGV[i])
     end
   end
 end
@@ -213,7 +227,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[7])
 unindex_ref(ARGV[8], ARGV[9], current[1])
-index_ref(ARGV[8], ARGV[9], ARGV[4] ~= '0' and ARGV[5])
+index_ref(ARGV[8], ARGV[9], ARGV[4] ~= '0' and ARGV[5], ARGV[7])
 return 1
 """
 )
@@ -247,7 +261,7 @@ for i = 1, #KEYS do
     end
     local key = string.sub(KEYS[i], skip)
     unindex_ref(prefix, key, current[2])
-    index_ref(prefix, key, ARGV[base + 4] ~= '0' and ARGV[base + 5])
+    index_ref(prefix, key, ARGV[base + 4] ~= '0' and ARGV[base + 5], ARGV[1])
     swapped = swapped + 1
   end
 end
@@ -277,6 +291,7 @@ end
 for first = 1, #moved, 500 do
   local last = math.min(first + 499, #moved)
   redis.call('ZREM', prefix .. 'u', unpack(moved, first, last))
+  redis.call('ZREM', prefix .. 'ut', unpack(moved, first, last))
   redis.call('ZADD', prefix .. 's:' .. ARGV[1], unpack(scored, 2 * first - 1, 2 * last))
 end
 if #moved > 0 then
@@ -438,6 +453,7 @@ for i = 1, n do
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', prefix .. 'refidx', '1')  -- a new store: indexed by server from the start
+  redis.call('SET', prefix .. 'utidx', '1')  -- and by time
 end
 for i = 1, n do
   pos = starts[i]
@@ -544,6 +560,7 @@ for i = 1, n do
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', prefix .. 'refidx', '1')  -- a new store: indexed by server from the start
+  redis.call('SET', prefix .. 'utidx', '1')  -- and by time
 end
 for i = 1, n do
   if holders[i] == '' then
@@ -555,6 +572,7 @@ for i = 1, n do
     redis.call('ZADD', KEYS[1], 0, key)
     redis.call('ZADD', KEYS[2], 0, key)
     redis.call('ZADD', prefix .. 'u', 0, key)
+    redis.call('ZADD', prefix .. 'ut', ARGV[10], key)
     if ARGV[b + 4] ~= '' then
       local claim = prefix .. 'q:' .. ARGV[b + 3]
       redis.call('DEL', claim)
@@ -568,4 +586,67 @@ for i = 1, n do
   end
 end
 return {0, unpack(holders)}
+"""
+
+BUILD_TIME_INDEX = """
+-- Index by time the records without a reference of a store written before that index
+-- existed, a page of <prefix>u at a time. KEYS: <prefix>u; ARGV: key prefix, lexical lower
+-- bound, limit. Returns the last key looked at ('' when done). Idempotent.
+local prefix = ARGV[1]
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], '+', 'LIMIT', 0, tonumber(ARGV[3]))
+for _, key in ipairs(keys) do
+  local found = redis.call('HMGET', prefix .. 'r:' .. key, 'job_type', 'ref_server', 'updated_at')
+  if found[1] and not found[2] then
+    redis.call('ZADD', prefix .. 'ut', found[3], key)
+  end
+end
+if #keys < tonumber(ARGV[3]) then
+  return ''
+end
+return keys[#keys]
+"""
+
+SCAN_UNSCHEDULED = """
+-- The records without a reference written before a time, in (updated_at, key) order, from
+-- <prefix>ut. KEYS: <prefix>ut; ARGV: before (exclusive), the cursor's time ('' for none),
+-- the cursor's key, limit, record hash key prefix, then the field names (ref_server 10th).
+-- Returns key, then a value per field, for each record. An entry whose record is gone or has
+-- a reference (written by an older kqueue) is skipped. Members of one score come in byte
+-- order; those up to the cursor's key are skipped (compared byte by byte: Lua's string
+-- comparison follows the server's locale).
+local limit = tonumber(ARGV[4])
+local has_cursor = ARGV[2] ~= ''
+local cursor_at = has_cursor and tonumber(ARGV[2])
+local function beyond(key)
+  local cursor = ARGV[3]
+  for i = 1, math.min(#key, #cursor) do
+    local a, b = string.byte(key, i), string.byte(cursor, i)
+    if a ~= b then
+      return a > b
+    end
+  end
+  return #key > #cursor
+end
+local out, found, offset = {}, 0, 0
+local lower = has_cursor and ARGV[2] or '-inf'
+while found < limit do
+  local batch = redis.call('ZRANGEBYSCORE', KEYS[1], lower, '(' .. ARGV[1], 'WITHSCORES',
+    'LIMIT', offset, limit)
+  for i = 1, #batch, 2 do
+    local key = batch[i]
+    if not has_cursor or tonumber(batch[i + 1]) > cursor_at or beyond(key) then
+      local values = redis.call('HMGET', ARGV[5] .. key, unpack(ARGV, 6))
+      if values[1] and not values[10] and found < limit then
+        out[#out + 1] = key
+        out[#out + 1] = values
+        found = found + 1
+      end
+    end
+  end
+  if #batch < 2 * limit then
+    break
+  end
+  offset = offset + limit
+end
+return out
 """

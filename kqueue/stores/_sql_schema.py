@@ -14,14 +14,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from kqueue.stores.base import BrokerRef, JobRecord
+from kqueue.stores.base import BrokerRef, JobRecord, UnscheduledCursor
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the table layout, kept in the meta table under ``schema_version``.
 
 1: records, suspended, meta. 2: the unique and results tables, and the records'
 ``unique_until_start`` and ``failures`` columns (added to a version 1 table when a store opens
-it)."""
+it). 3: the records' ``(ref_server, updated_at, key)`` index, through which recovery reads the
+records never scheduled by age (added to an older table when a store opens it)."""
+
+_OLDER_VERSIONS = ("1", "2")
+"""Versions whose tables a store brings up to this one when it opens them (columns and
+indexes added, see :func:`create_schema`)."""
 
 _MYSQL = ("mysql", "mariadb")
 
@@ -147,6 +152,8 @@ def _records_table(prefix: str, metadata: sa.MetaData) -> sa.Table:
         sa.Index(f"{prefix}records_type_key", "job_type", "key"),
         # Recovery reads the records of one server (or of none) in key order.
         sa.Index(f"{prefix}records_server_key", "ref_server", "key"),
+        # Recovery reads the records without a reference by age: those past its grace only.
+        sa.Index(f"{prefix}records_server_updated", "ref_server", "updated_at", "key"),
         mysql_engine="InnoDB",
         mysql_charset="utf8mb4",
     )
@@ -184,8 +191,8 @@ def create_schema(engine: sa.Engine, tables: Tables, *, attempts: int = 20) -> i
             pass  # another process wrote it first
         with engine.connect() as conn:
             found = conn.execute(query).scalar()
-    if found == "1":  # the columns of version 2 were added above
-        found = _record_version(engine, meta, "1")
+    if found in _OLDER_VERSIONS:  # the newer columns and indexes were added above
+        found = _record_version(engine, meta, found)
     return int(found) if found is not None else SCHEMA_VERSION
 
 
@@ -216,6 +223,19 @@ def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
                     f"ADD COLUMN {quote.quote(column.name)} {kind}"
                 )
             )
+
+
+def unscheduled_query(
+    table: sa.Table, before: float, after: UnscheduledCursor | None, limit: int
+) -> sa.Select[Any]:
+    """The records without a reference written before ``before``, strictly after the cursor
+    ``after``, in ``(updated_at, key)`` order (see Store.scan_unscheduled)."""
+    updated, key = table.c.updated_at, table.c.key
+    query = sa.select(table).where(table.c.ref_server.is_(None), updated < before)
+    if after is not None:
+        at, last = after
+        query = query.where(sa.or_(updated > at, sa.and_(updated == at, key > last)))
+    return query.order_by(updated, key).limit(limit)
 
 
 def record_row(record: JobRecord) -> dict[str, Any]:

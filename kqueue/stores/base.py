@@ -19,6 +19,9 @@ Rules every implementation follows:
   reference names (no reference: ``None``), so that a recovery pass looks only at the records
   of servers that are gone, at claims and at records never scheduled: its cost follows what is
   wrong, not how many jobs wait.
+- ``scan_unscheduled`` reads an index of the records without a reference by ``updated_at``,
+  so that recovery asks only for those accepted longer ago than its grace period: the
+  records a producer is still putting (young) cost a pass nothing.
 - ``put_unique`` writes new records that claim unique keys, deciding atomically for each
   whether its key is free: a key is held while the job holding it waits (``finish``: until its
   record is deleted; ``start``: until a worker starts it, see ``release_unique``) or until its
@@ -37,6 +40,7 @@ Rules every implementation follows:
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -179,6 +183,10 @@ class RecordStatus(NamedTuple):
 
 SWEEPS_KEPT = 20
 """How many recovery pass reports a store keeps (the newest)."""
+
+UnscheduledCursor = tuple[float, str]
+"""Where a page of :meth:`Store.scan_unscheduled` ended: ``(updated_at, key)`` of its last
+record."""
 
 RefSwap = tuple[str, "BrokerRef | None", "BrokerRef | None"]
 """One compare-and-set of :meth:`Store.swap_references`: (key, expected, new)."""
@@ -335,6 +343,19 @@ class Store(Protocol):
         """Up to ``limit`` records whose reference names ``server_id`` (None: records without
         a reference), with key > ``after``, in ascending key order, read from an index."""
 
+    def scan_unscheduled(
+        self, *, before: float, after: UnscheduledCursor | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Up to ``limit`` records without a reference whose ``updated_at`` is earlier than
+        ``before``, in ``(updated_at, key)`` order, strictly after ``after`` (the cursor of
+        the previous page's last record), read from an index by time: the cost follows how
+        many such records there are, not how many records are younger or scheduled."""
+
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """How many records have no reference (of them, with ``since``, those whose
+        ``updated_at`` is ``since`` or later), counted in the index by time without reading
+        them: what a recovery pass reports as left to their producers."""
+
     def put_unique(
         self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
     ) -> list[str | None]:
@@ -434,6 +455,32 @@ class StoreBase:
             after = page[-1].key
         return found
 
+    def scan_unscheduled(
+        self, *, before: float, after: UnscheduledCursor | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records without a reference written before ``before``. This fallback reads every
+        record without a reference (the built-in stores read an index by time instead)."""
+        due: list[JobRecord] = []
+        page_after: str | None = None
+        while True:
+            page = self.scan_referencing(None, after=page_after, limit=500)
+            due += [record for record in page if _unscheduled_due(record, before, after)]
+            due = heapq.nsmallest(limit, due, key=unscheduled_cursor)
+            if len(page) < 500:
+                return due
+            page_after = page[-1].key
+
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """Records without a reference (written ``since`` or later). This fallback reads
+        every record without a reference."""
+        count, after = 0, None
+        while True:
+            page = self.scan_referencing(None, after=after, limit=500)
+            count += sum(1 for r in page if since is None or r.updated_at >= since)
+            if len(page) < 500:
+                return count
+            after = page[-1].key
+
     def put_unique(
         self, records: Sequence[JobRecord], claims: Sequence[UniqueClaim | None], *, now: float
     ) -> list[str | None]:
@@ -526,6 +573,17 @@ class StoreBase:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def unscheduled_cursor(record: JobRecord) -> UnscheduledCursor:
+    """The place of a record in :meth:`Store.scan_unscheduled`'s order."""
+    return record.updated_at, record.key
+
+
+def _unscheduled_due(record: JobRecord, before: float, after: UnscheduledCursor | None) -> bool:
+    if record.ref is not None or record.updated_at >= before:
+        return False
+    return after is None or unscheduled_cursor(record) > after
 
 
 def iter_records(

@@ -24,8 +24,10 @@ from kqueue.stores.base import (
     StoreBase,
     StoredResult,
     UniqueClaim,
+    UnscheduledCursor,
     check_claims,
     unique_key_held,
+    unscheduled_cursor,
 )
 
 
@@ -299,6 +301,32 @@ class MemoryStore(StoreBase):
             if index is None or limit <= 0:
                 return []
             return [self._records[key] for key in index.page(after, limit)]
+
+    def scan_unscheduled(
+        self, *, before: float, after: UnscheduledCursor | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records without a reference written before ``before``, in ``(updated_at, key)``
+        order: the reference filters the records without a reference (its index by server)."""
+        with self._lock:
+            self._check_open()
+            index = self._by_server.get(None)
+            if index is None or limit <= 0:
+                return []
+            due = (self._records[key] for key in index.keys)
+            due = (r for r in due if r.updated_at < before)
+            if after is not None:
+                due = (r for r in due if unscheduled_cursor(r) > after)
+            return heapq.nsmallest(limit, due, key=unscheduled_cursor)
+
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """Records without a reference (written ``since`` or later)."""
+        with self._lock:
+            self._check_open()
+            index = self._by_server.get(None)
+            keys = [] if index is None else index.keys
+            if since is None:
+                return len(keys)
+            return sum(1 for key in keys if self._records[key].updated_at >= since)
 
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer)."""

@@ -47,6 +47,7 @@ from kqueue.stores.base import (
     StoreBase,
     StoredResult,
     UniqueClaim,
+    UnscheduledCursor,
     check_claims,
     decode_failures,
     encode_failures,
@@ -365,6 +366,8 @@ class RedisStore(StoreBase):
         self._release_unique = client.register_script(scripts.RELEASE_UNIQUE)
         self._prune_unique = client.register_script(scripts.PRUNE_UNIQUE)
         self._unique_packed = client.register_script(scripts.PUT_UNIQUE_PACKED)
+        self._build_time_index = client.register_script(scripts.BUILD_TIME_INDEX)
+        self._scan_unscheduled = client.register_script(scripts.SCAN_UNSCHEDULED)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"
@@ -1013,22 +1016,54 @@ class RedisStore(StoreBase):
             if values[0] is not None  # an index entry without its hash: skip, never crash
         ]
 
+    def scan_unscheduled(
+        self, *, before: float, after: UnscheduledCursor | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records without a reference written before ``before``, in ``(updated_at, key)``
+        order, from the index by time."""
+        if limit <= 0:
+            return []
+        self._ensure_ref_index()
+        at, last = ("", "") if after is None else (repr(float(after[0])), after[1])
+        args: list[str | int] = [repr(float(before)), at, last, limit, self._prefix + "r:"]
+        args += _FIELD_ORDER
+        with self._translate("scan_unscheduled"):
+            reply: list[Any] = self._run(
+                self._scan_unscheduled, keys=[self._prefix + "ut"], args=args
+            )
+        return [
+            _record_from_values(raw_key.decode(), values)
+            for raw_key, values in zip(reply[::2], reply[1::2], strict=True)
+        ]
+
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """Records without a reference (written ``since`` or later): one ZCOUNT of the index
+        by time."""
+        self._ensure_ref_index()
+        lower = "-inf" if since is None else repr(float(since))
+        with self._translate("count_unscheduled"):
+            return int(self._conn().zcount(self._prefix + "ut", lower, "+inf"))
+
     def _ensure_ref_index(self) -> None:
-        """Index by server, once per store, the records written before that index existed
-        (an older kqueue); every write since keeps it."""
+        """Index by server and by time, once per store, the records written before those
+        indexes existed (an older kqueue); every write since keeps them."""
         if self._ref_indexed:
             return
-        marker = self._prefix + "refidx"
         with self._translate("indexing references"):
-            if not self._conn().exists(marker):
-                lower = "-"
-                while lower:
-                    last = self._run(
-                        self._build_ref_index, keys=[self._index], args=[self._prefix, lower, 1000]
-                    )
-                    lower = "(" + last.decode() if last else ""
-                self._conn().set(marker, "1")
+            self._build_index("refidx", self._build_ref_index, self._index)
+            self._build_index("utidx", self._build_time_index, self._prefix + "u")
         self._ref_indexed = True
+
+    def _build_index(self, marker: str, script: Script, source: str) -> None:
+        """Run an index-building script over ``source`` a page at a time, unless the store's
+        ``marker`` says it was built (or the store was new since it existed)."""
+        if self._conn().exists(self._prefix + marker):
+            return
+        lower = "-"
+        while lower:
+            last = self._run(script, keys=[source], args=[self._prefix, lower, 1000])
+            lower = "(" + last.decode() if last else ""
+        self._conn().set(self._prefix + marker, "1")
 
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer) in a Redis set."""

@@ -30,6 +30,7 @@ from kqueue.stores.base import (
     StoreBase,
     StoredResult,
     UniqueClaim,
+    UnscheduledCursor,
     check_claims,
 )
 from kqueue.stores.url import SQL_SCHEMES, redact_url, scrub, url_scheme
@@ -279,8 +280,8 @@ class SQLStore(StoreBase):
 
     @staticmethod
     def _retrying(action: Callable[[], _T]) -> _T:
-        """Run a transaction of the unique table again when the database chose it as a
-        deadlock victim (MySQL/MariaDB's gap and shared locks, PostgreSQL's lock order)."""
+        """Run a transaction again when the database chose it as a deadlock victim
+        (MySQL/MariaDB's gap and shared locks, PostgreSQL's lock order)."""
         for attempt in range(_DEADLOCK_RETRIES):
             try:
                 return action()
@@ -439,22 +440,19 @@ class SQLStore(StoreBase):
             table.c.ref_server == sa.bindparam("old_server"),
             table.c.ref_job == sa.bindparam("old_job"),
         )
-        groups: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
-        for key, expected, new in swaps:
-            row: dict[str, Any] = {
-                "k": key,
-                "new_server": None if new is None else new.server_id,
-                "new_job": None if new is None else new.job_id,
-            }
-            if expected is not None:
-                row.update(old_server=expected.server_id, old_job=expected.job_id)
-            groups[expected is not None].append(row)
-        swapped = 0
-        with self._transaction("swap_references") as conn:
-            for statement, rows in ((from_none, groups[0]), (from_ref, groups[1])):
-                if rows:
-                    swapped += conn.execute(statement.values(**changes), rows).rowcount
-        return swapped
+        groups = _swap_rows(swaps)
+
+        def swap() -> int:
+            swapped = 0
+            with self._transaction("swap_references") as conn:
+                for statement, rows in ((from_none, groups[0]), (from_ref, groups[1])):
+                    if rows:
+                        swapped += conn.execute(statement.values(**changes), rows).rowcount
+            return swapped
+
+        # Sweepers claiming one page at once can deadlock on MariaDB's index locks: the
+        # victim's transaction rolled back whole, so its compare-and-sets run again.
+        return self._retrying(swap)
 
     def record_attempt(
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
@@ -558,6 +556,27 @@ class SQLStore(StoreBase):
             rows = conn.execute(query.order_by(table.c.key).limit(limit))
             return [_sql_schema.row_record(row) for row in rows]
 
+    def scan_unscheduled(
+        self, *, before: float, after: UnscheduledCursor | None = None, limit: int = 500
+    ) -> list[JobRecord]:
+        """Records without a reference written before ``before``, in ``(updated_at, key)``
+        order, read through the ``(ref_server, updated_at, key)`` index."""
+        if limit <= 0:
+            return []
+        query = _sql_schema.unscheduled_query(self._tables.records, before, after, limit)
+        with self._transaction("scan_unscheduled") as conn:
+            return [_sql_schema.row_record(row) for row in conn.execute(query)]
+
+    def count_unscheduled(self, *, since: float | None = None) -> int:
+        """Records without a reference (written ``since`` or later), counted through the
+        ``(ref_server, updated_at, key)`` index."""
+        table = self._tables.records
+        query = sa.select(sa.func.count()).select_from(table).where(table.c.ref_server.is_(None))
+        if since is not None:
+            query = query.where(table.c.updated_at >= since)
+        with self._transaction("count_unscheduled") as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Mark a job type suspended (or no longer)."""
         table = self._tables.suspended
@@ -623,3 +642,18 @@ def _sqlite_pragmas(busy_timeout: float) -> Any:
         cursor.close()
 
     return pragmas
+
+
+def _swap_rows(swaps: Sequence[RefSwap]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The bound rows of swap_references' two UPDATEs: swaps from no reference, and from one."""
+    groups: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    for key, expected, new in swaps:
+        row: dict[str, Any] = {
+            "k": key,
+            "new_server": None if new is None else new.server_id,
+            "new_job": None if new is None else new.job_id,
+        }
+        if expected is not None:
+            row.update(old_server=expected.server_id, old_job=expected.job_id)
+        groups[expected is not None].append(row)
+    return groups

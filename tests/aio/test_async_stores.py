@@ -4,6 +4,7 @@ hop, memory directly; the same write-ahead records and settles on each."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from kqueue import Job, RetryPolicy
 from kqueue.aio import AsyncKQueue
 from kqueue.aio.stores import AsyncRedisStore, DirectStore, ThreadedStore
-from kqueue.stores.base import Store
+from kqueue.stores.base import BrokerRef, Store, new_record
 from kqueue.stores.memory import MemoryStore
 from kqueue.stores.redis import RedisStore
 from kqueue.stores.registry import open_store
@@ -63,3 +64,20 @@ async def test_jobs_added_and_run_through_the_async_store(
     assert store.count() == 0 and len(ids[0]) == 20
     await queue.close()
     store.close()
+
+
+async def test_the_async_store_keeps_the_index_recovery_reads(
+    beanstalkd: BeanstalkdProcess, store: Store
+) -> None:
+    queue = AsyncKQueue(host=beanstalkd.host, port=beanstalkd.port, bulk_store=store)
+    await queue.add_jobs("n", range(5))
+    assert store.scan_unscheduled(before=time.time() + 60) == []  # every one scheduled
+    # A record the async producer wrote but never put (it died, or beanstalkd was down)
+    late = new_record("late", "n", b"1", "json", priority=1, delay=0, ttr=60, now=time.time())
+    assert queue.async_store is not None
+    await queue.async_store.put_many([late])
+    assert store.scan_unscheduled(before=time.time() + 60) == [late]
+    assert store.scan_unscheduled(before=late.updated_at) == []  # not past the grace yet
+    await queue.async_store.swap_references([("late", None, BrokerRef("s1", 1))], now=time.time())
+    assert store.scan_unscheduled(before=time.time() + 60) == []
+    await queue.close()

@@ -100,7 +100,9 @@ def test_young_records_are_left_for_the_grace_period(
     beanstalkd.kill()
     assert queue.add_job("young", "accepted while down") == NOT_SCHEDULED
     beanstalkd.start()
-    assert queue.sweep(grace=60).young == 1
+    passing = queue.sweep(grace=60)
+    assert (passing.scanned, passing.young, passing.requeued) == (0, 1, 0)  # counted, not read
+    assert queue.sweep(grace=60, verify=True).young == 1
     assert queue.sweep(grace=0).requeued == 1
     assert run_all(queue, "young") == ["accepted while down"]
 

@@ -97,18 +97,21 @@ def test_a_record_is_one_hash_with_raw_payload_and_three_index_entries(
     prefix, client = redis_store.prefix, redis_store.client
     redis_store.put(make_record("k1", job_type="email", payload=b"\x00\xff"))
     keys = {key.decode() for key in client.scan_iter(match=prefix + "*")}
-    # u: records without a reference; refidx marks a store indexed by server from the start
-    expected = {f"{prefix}r:k1", f"{prefix}idx", f"{prefix}t:email", f"{prefix}u"}
-    assert keys == expected | {f"{prefix}refidx"}
+    # u: records without a reference, ut the same by time; refidx and utidx mark a store
+    # indexed by server and by time from the start
+    expected = {f"{prefix}r:k1", f"{prefix}idx", f"{prefix}t:email", f"{prefix}u", f"{prefix}ut"}
+    markers = {f"{prefix}refidx", f"{prefix}utidx"}
+    assert keys == expected | markers
+    assert client.zrange(f"{prefix}ut", 0, -1, withscores=True) == [(b"k1", 1_700_000_000.25)]
     assert client.type(f"{prefix}r:k1") == b"hash"
     assert client.hget(f"{prefix}r:k1", "payload") == b"\x00\xff"
     assert client.zrange(f"{prefix}idx", 0, -1, withscores=True) == [(b"k1", 0.0)]
     redis_store.swap_reference("k1", None, BrokerRef("s1", 5), now=1.0)
     keys = {key.decode() for key in client.scan_iter(match=prefix + "*")}
-    assert f"{prefix}s:s1" in keys and f"{prefix}u" not in keys
+    assert f"{prefix}s:s1" in keys and f"{prefix}u" not in keys and f"{prefix}ut" not in keys
     assert client.smembers(f"{prefix}servers") == {b"s1"}
     redis_store.delete("k1")
-    assert [key.decode() for key in client.scan_iter(match=prefix + "*")] == [f"{prefix}refidx"]
+    assert {key.decode() for key in client.scan_iter(match=prefix + "*")} == markers
 
 
 def test_records_written_before_the_server_index_are_indexed_once(
@@ -125,6 +128,35 @@ def test_records_written_before_the_server_index_are_indexed_once(
         assert [r.key for r in reopened.scan_referencing("old")] == ["b"]
     finally:
         reopened.close()
+
+
+def test_records_written_before_the_time_index_are_indexed_once(
+    redis_store: RedisStore, redis_url: str
+) -> None:
+    prefix, client = redis_store.prefix, redis_store.client
+    redis_store.put_many([make_record("a", updated_at=5.0), make_record("b", updated_at=4.0)])
+    redis_store.put(make_record("c", ref=BrokerRef("s1", 1)))
+    # As a kqueue with the by-server index but not the one by time left them.
+    client.delete(f"{prefix}ut", f"{prefix}utidx")
+    reopened = RedisStore(redis_url, prefix=prefix)
+    try:
+        assert [r.key for r in reopened.scan_unscheduled(before=10.0)] == ["b", "a"]
+        assert client.exists(f"{prefix}utidx")
+    finally:
+        reopened.close()
+
+
+def test_an_entry_of_the_time_index_whose_record_moved_is_skipped(
+    redis_store: RedisStore,
+) -> None:
+    prefix, client = redis_store.prefix, redis_store.client
+    redis_store.put_many([make_record("a", updated_at=5.0), make_record("b", updated_at=6.0)])
+    # An older kqueue, not keeping the index by time, scheduled "a" and deleted "b".
+    client.hset(f"{prefix}r:a", mapping={"ref_server": "s1", "ref_job": 1})
+    client.delete(f"{prefix}r:b")
+    client.zadd(f"{prefix}ut", {"c": 7.0})
+    redis_store.put(make_record("c", updated_at=7.0))
+    assert [r.key for r in redis_store.scan_unscheduled(before=10.0, limit=1)] == ["c"]
 
 
 def test_suspensions_live_in_a_set(redis_store: RedisStore) -> None:

@@ -43,8 +43,8 @@ def test_first_use_creates_tables_and_records_the_schema_version(sql_store: SQLS
     meta = sql_store.tables.meta
     with sql_store.engine.connect() as conn:
         rows = conn.execute(sa.select(meta.c.name, meta.c.value)).all()
-    assert [tuple(row) for row in rows] == [("schema_version", "2")]
-    assert sql_store.schema_version == 2
+    assert [tuple(row) for row in rows] == [("schema_version", "3")]
+    assert sql_store.schema_version == 3
 
 
 def test_records_table_has_key_primary_key_and_job_type_key_index(sql_store: SQLStore) -> None:
@@ -89,7 +89,7 @@ def test_several_stores_creating_the_schema_at_once_all_succeed(sql_url: str) ->
     try:
         assert errors == []
         assert stores[0].count() == 4
-        assert stores[0].schema_version == 2
+        assert stores[0].schema_version == 3
     finally:
         for store in stores:
             store.close()
@@ -230,7 +230,7 @@ def test_a_version_1_database_gains_the_unique_keys_when_a_store_opens_it(sql_ur
             conn.execute(sa.text("ALTER TABLE kqueue_records DROP COLUMN unique_until_start"))
             conn.execute(sa.update(old.tables.meta).values(value="1"))
     with SQLStore(sql_url) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == 3
         assert store.get("k1") == make_record("k1")
         claim = UniqueClaim("nightly", "start")
         record = make_record("k2", unique_until_start="nightly")
