@@ -31,11 +31,19 @@ def listen(address: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve_until_signal(server: Any, sock: socket.socket) -> None:
-    """Run uvicorn until SIGINT or SIGTERM, then return (exit code 0): uvicorn stops
-    gracefully on either and then raises it again, which lands in a handler that ignores it."""
-    stopped = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+def _serve_until_signal(server: Any, sock: socket.socket, banner: str) -> None:
+    """Print the banner and run uvicorn until SIGINT or SIGTERM, then return (exit code 0).
+
+    Our handlers go in before the banner, so a signal sent as soon as it shows (and before
+    uvicorn installs its own) still stops the server instead of raising KeyboardInterrupt;
+    uvicorn stops gracefully and then raises the signal again, which lands here too."""
+
+    def stop(*_: object) -> None:
+        server.should_exit = True
+
+    stopped = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        print(banner, flush=True)
         server.run(sockets=[sock])
     finally:
         for sig, handler in stopped.items():
@@ -63,9 +71,9 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
         app = create_app(queue, token=token, refresh=args.refresh, sample_every=args.sample)
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        print(f"kqueue dashboard on http://{shown}:{port}/ (Ctrl-C stops it)", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        _serve_until_signal(server, sock)
+        banner = f"kqueue dashboard on http://{shown}:{port}/ (Ctrl-C stops it)"
+        _serve_until_signal(server, sock, banner)
     finally:
         sock.close()
         queue.close()
