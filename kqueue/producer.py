@@ -24,6 +24,7 @@ from typing import Any
 
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pending, Pipeline
+from kqueue.claims import is_claim
 from kqueue.config import QueueConfig
 from kqueue.enqueue import (
     BATCH_SIZE,
@@ -452,7 +453,7 @@ def _ids_of_holders(store: Store, keys: set[str]) -> dict[str, int]:
         return {}
     ids = {key: NOT_SCHEDULED for key in keys}
     for key, status in store.get_status_many(sorted(keys)).items():
-        if status.ref is not None and not status.ref.server_id.startswith("claim:"):
+        if status.ref is not None and not is_claim(status.ref):
             ids[key] = status.ref.job_id
     return ids
 
