@@ -12,7 +12,7 @@ import pytest
 
 from kqueue import KQueue, StoreError, StoreOutcomeUnknownError
 from kqueue.stores.redis import RedisStore
-from tests.servers import BeanstalkdProcess, free_port, missing_service, wait_for_port
+from tests.servers import BeanstalkdProcess, free_port, missing_service, wait_for, wait_for_port
 
 
 @pytest.fixture
@@ -49,8 +49,9 @@ def test_a_write_without_reply_is_an_unknown_outcome_with_the_key(
     assert len(caught.value.keys) == 1 and caught.value.keys[0] in str(caught.value)
     assert isinstance(caught.value, StoreError)  # still a store error for older callers
     process.send_signal(signal.SIGCONT)
-    # The stopped server had the write in its buffer: it did commit. The key tells.
-    assert store.get(caught.value.keys[0]) is not None
+    # The stopped server had the write in its buffer: it did commit. The key tells. (Once
+    # continued, Redis may answer this read's connection before it reads the buffered write.)
+    assert wait_for(lambda: store.get(caught.value.keys[0]) is not None, timeout=5)
     assert queue.sweep(grace=0).requeued == 1  # never reached beanstalkd: the sweeper puts it
     seen: list[object] = []
     queue.add_handler("u", lambda job: seen.append(job.data))
