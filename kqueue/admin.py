@@ -40,6 +40,7 @@ from kqueue.reports import (
 from kqueue.results import worker_name
 from kqueue.serialization import decode_body
 from kqueue.servers import ServerConnections, address_of, connected, peek_in, sum_stats
+from kqueue.sightings import sighted_at
 from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
 from kqueue.sweeper import Sweep, SweepReport, is_claim
 
@@ -327,7 +328,7 @@ class Admin:
             events=self.events,
             verify=verify,
             others=[(other, other.server_id()) for other in others],
-            wait_for=self._servers.down_for_now(conns),
+            wait_for=self._servers.down_for_now(conns, store),
         )
 
     def _keep_report(self, store: Store, report: SweepReport) -> None:
@@ -379,9 +380,12 @@ class Admin:
         if self.store is not None:
             store = self.store_counts(job_types)
             stored = {job_type: counts.records for job_type, counts in store.items()}
-        servers = self._servers.stats() if len(self._conns) > 1 else None
+        servers = server_ids = None
+        if len(self._conns) > 1:
+            servers = self._servers.stats()
+            server_ids = sighted_at(self.store) if self.store is not None else None
         return QueueStats(
-            self.server_stats(), job_types, stored, dict(self.counters), store, servers
+            self.server_stats(), job_types, stored, dict(self.counters), store, servers, server_ids
         )
 
     def store_counts(self, tubes: dict[str, TubeStats] | None = None) -> dict[str, StoredCounts]:

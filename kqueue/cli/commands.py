@@ -62,20 +62,50 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     with settings.open_queue() as queue:
         note = nothing_here_note(queue)  # once: an empty store beside other prefixes' records
         while True:
-            rows = stats_rows(queue.stats())
+            stats = queue.stats()
+            rows = stats_rows(stats)
             if args.json:
-                print_json({"beanstalkd": queue.config.address, "job_types": rows})
+                print_json(
+                    {"beanstalkd": queue.config.address, "job_types": rows, **_servers_json(stats)}
+                )
             else:
                 if args.watch:
                     sys.stdout.write("\x1b[2J\x1b[H")
                     print(time.strftime("%H:%M:%S"), _where(queue))
                 print_stats_table(rows)
+                print_servers(stats)
             _note(note)
             note = None
             if not args.watch:
                 return EXIT_OK
             sys.stdout.flush()
             time.sleep(args.watch)
+
+
+def _servers_json(stats: QueueStats) -> dict[str, Any]:
+    """Of a bonded queue: each server's state by address, and where each server id lived."""
+    if stats.servers is None:
+        return {}
+    each = {
+        address: {"error": one} if isinstance(one, str) else {"id": one.get("id")}
+        for address, one in stats.servers.items()
+    }
+    return {"servers": each, "server_ids": stats.server_ids}
+
+
+def print_servers(stats: QueueStats) -> None:
+    """Of a bonded queue: one line per server: its id, or why it did not answer and the id
+    recovery last saw answering there (the id the records of its jobs name)."""
+    if stats.servers is None:
+        return
+    lived = {address: sid for sid, address in sorted((stats.server_ids or {}).items())}
+    for address, one in stats.servers.items():
+        if not isinstance(one, str):
+            print(f"server {address}: id {one.get('id')}, {one.get('current-jobs-ready')} ready")
+        elif address in lived:
+            print(f"server {address}: not answering ({one}); last seen as id {lived[address]}")
+        else:
+            print(f"server {address}: not answering ({one})")
 
 
 def _where(queue: KQueue) -> str:

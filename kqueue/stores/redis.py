@@ -5,8 +5,8 @@ raw bytes), ``<prefix>idx`` and ``<prefix>t:<job_type>`` are sorted sets of keys
 (ZRANGEBYLEX pages through them in key order), ``<prefix>s:<server id>`` and ``<prefix>u``
 index records by the server their reference names (or none), ``<prefix>servers`` is the set
 of those server ids, ``<prefix>sightings`` a hash of server id -> JSON ``[address, seen_at]``
-(where recovery last saw each answering), ``<prefix>suspended`` is a set of job types, ``<prefix>sweeps`` a list of
-the newest recovery pass reports.
+(where recovery last saw each answering), ``<prefix>suspended`` is a set of job types,
+``<prefix>sweeps`` a list of the newest recovery pass reports.
 Every write that touches a record and its indexes runs as one Lua script, so it is atomic; no
 command scans the keyspace. Durability is Redis's own (AOF with ``appendfsync`` as configured).
 Several logical stores may share one Redis database through different prefixes. On Redis
@@ -1106,7 +1106,7 @@ class RedisStore(StoreBase):
         if not ids:
             return 0
         with self._translate("forget_servers"):
-            return int(cast("int", self._conn().hdel(self._sightings_key, *ids)))
+            return int(self._conn().hdel(self._sightings_key, *ids))
 
     def record_sweep(self, report: str, *, at: float) -> None:
         """Keep a recovery pass's report at the head of a capped Redis list."""
