@@ -52,7 +52,7 @@ def test_sweepers_noting_at_once_lose_nothing(store: Store) -> None:
                 store.note_servers(
                     {"shared": ServerSighting("h:1", float(at)), f"own{n}": ServerSighting("h", 1)}
                 )
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=sweeper, args=(n,)) for n in range(4)]
