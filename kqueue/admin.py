@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from kqueue.beanstalk import commands as beanstalk_commands
@@ -41,7 +41,7 @@ from kqueue.results import worker_name
 from kqueue.serialization import decode_body
 from kqueue.servers import ServerConnections, address_of, connected, peek_in, sum_stats
 from kqueue.sightings import sighted_at
-from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
+from kqueue.stores.base import BrokerRef, JobRecord, ServerSighting, Store, iter_records
 from kqueue.sweeper import Sweep, SweepReport, is_claim
 
 __all__ = ["UNIQUE_PAGE", "Admin", "QueueStats", "StoredCounts", "sweep_advice", "sweep_summary"]
@@ -330,6 +330,17 @@ class Admin:
             others=[(other, other.server_id()) for other in others],
             wait_for=self._servers.down_for_now(conns, store),
         )
+
+    def note_answering(self, answering: Mapping[str, str]) -> None:
+        """Keep in the store that these servers (address -> server id) answer now; of a
+        bonded queue with a store only. A store that fails costs a log line."""
+        if len(self._conns) == 1 or self.store is None:
+            return
+        now = time.time()
+        try:
+            self.store.note_servers({sid: ServerSighting(a, now) for a, sid in answering.items()})
+        except KQueueError as exc:
+            logger.warning("server sightings not kept in the store: %s", exc)
 
     def _keep_report(self, store: Store, report: SweepReport) -> None:
         """Leave the pass's report in the store for operators (the dashboard, any process);

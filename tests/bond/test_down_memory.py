@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kqueue import KQueue
+from kqueue import sweeper as sweeper_module
 from kqueue.cli import main
 from kqueue.stores.base import iter_records
 from kqueue.stores.sql import SQLStore
@@ -136,3 +137,21 @@ def test_stats_and_peek_say_where_a_silent_server_id_lived(
     assert main(["peek", waiting[0].key, *flags]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown["server_id"], shown["server_last_seen_at"]) == (silent_id, silent_at)
+
+
+def test_a_background_sweeper_notes_the_servers_between_passes(
+    pair: list[BeanstalkdProcess], store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sweeper_module, "NOTE_EVERY", 0.1)
+    store = SQLStore(store_url)
+    with (
+        _queue(pair, store_url) as queue,
+        RecoverySweeper(queue, interval=3600) as sweeper,
+    ):
+        assert wait_for(lambda: id_of(pair[1]) in store.servers_seen(), timeout=5)
+        first = store.servers_seen()[id_of(pair[1])].seen_at
+        assert wait_for(
+            lambda: store.servers_seen()[id_of(pair[1])].seen_at > first + 0.3, timeout=5
+        )
+        assert sweeper.passes == 1  # noted without a pass
+    store.close()
