@@ -423,7 +423,7 @@ class Admin:
             stored = {job_type: counts.records for job_type, counts in store.items()}
         servers = server_ids = None
         if len(self._conns) > 1:
-            servers = self._servers.stats()
+            servers = self.each_server_stats()
             server_ids = sighted_at(self.store) if self.store is not None else None
         return QueueStats(
             self.server_stats(), job_types, stored, dict(self.counters), store, servers, server_ids
@@ -499,6 +499,11 @@ class Admin:
         if stats is None:
             raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.config.address}")
         return stats
+
+    def each_server_stats(self) -> dict[str, ServerStats | str]:
+        """Each server's stats by address, or the error of one that did not answer (of one
+        server: that one)."""
+        return self._servers.stats()
 
     def broker_state(self, ref: BrokerRef) -> str | None:
         """beanstalkd's state of the job a reference names (``ready``, ``delayed``,
