@@ -150,11 +150,12 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
             return _put_many(queue, args.jobtype, payloads, options)
         since = f"{time.time_ns() // 1_000_000 - 1:012x}"  # a key prefix: see kqueue.keys
         job_id = queue.add_job(args.jobtype, payloads[0], **options)
-        key = _key_of(queue, job_id, args.jobtype, since)
+        key, server = _key_of(queue, job_id, args.jobtype, since)
     finally:
         queue.close()
     # id 0: accepted while beanstalkd was down; the producer's warning says so, once.
-    print(f"id {job_id} key {key or '-'}")
+    on = f" on {server or '?'}" if queue.config.bonded and job_id != NOT_SCHEDULED else ""
+    print(f"id {job_id}{on} key {key or '-'}")
     return EXIT_OK
 
 
@@ -182,20 +183,39 @@ def _unwatched_if_reachable(queue: KQueue, job_type: str) -> str | None:
         return None  # beanstalkd is down: add_job says so, and the store takes the job
 
 
-def _key_of(queue: KQueue, job_id: int, job_type: str, since: str) -> str | None:
-    """The record key of a job just put: read back from beanstalkd, or, for a job that did
-    not reach it, the newest unscheduled record of its type created ``since``."""
+def _key_of(queue: KQueue, job_id: int, job_type: str, since: str) -> tuple[str | None, str | None]:
+    """The record key of a job just put and the address of its server: read back from
+    beanstalkd (of a bonded queue where several servers hold that id, from the newest record
+    of its type naming it); for a job that did not reach beanstalkd, the newest unscheduled
+    record of its type created ``since``."""
     if job_id != NOT_SCHEDULED:
         located = queue.admin.locate(job_id)
-        if len(located) != 1:  # several servers hold that id: which one took it is unknown
-            return None
-        body = decode_body(located[0][1].body)
-        return body.key if body is not None else None
+        if len(located) == 1:
+            body = decode_body(located[0][1].body)
+            return (body.key if body is not None else None), located[0][0]
+        return _stored_key_of(queue, job_id, job_type, since)
     if queue.store is None:
-        return None
+        return None, None
     found = queue.store.scan_referencing(None, after=since, limit=1000)
     mine = [record.key for record in found if record.job_type == job_type]
-    return mine[-1] if mine else None
+    return (mine[-1] if mine else None), None
+
+
+def _stored_key_of(
+    queue: KQueue, job_id: int, job_type: str, since: str
+) -> tuple[str | None, str | None]:
+    """Of a bonded queue: the newest record of ``job_type`` written ``since`` naming job
+    ``job_id``, and the address of the server its reference names (None: not found)."""
+    if queue.store is None:
+        return None, None
+    found = queue.store.scan(after=since, limit=1000, job_type=job_type)
+    mine = [r for r in found if r.ref is not None and r.ref.job_id == job_id]
+    if not mine:
+        return None, None
+    ref = mine[-1].ref
+    assert ref is not None
+    held = queue.admin.peek_ref(ref)
+    return mine[-1].key, None if held is None else held[0]
 
 
 PUT_BATCH = 1000
