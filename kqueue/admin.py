@@ -6,11 +6,9 @@ one more for their walk), so it never waits behind a worker's blocking reserve.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -42,8 +40,9 @@ from kqueue.reports import (
 from kqueue.results import worker_name
 from kqueue.serialization import decode_body
 from kqueue.servers import ServerConnections, address_of, connected, peek_in, sum_stats
-from kqueue.sightings import sighted_at
-from kqueue.stores.base import BrokerRef, JobRecord, ServerSighting, Store, iter_records
+from kqueue.sightings import note_answering, sighted_at
+from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
+from kqueue.suspensions import SuspensionHolders
 from kqueue.sweeper import Sweep, SweepReport, is_claim
 
 __all__ = ["UNIQUE_PAGE", "Admin", "QueueStats", "StoredCounts", "sweep_advice", "sweep_summary"]
@@ -78,17 +77,13 @@ class Admin:
         self._conn = self._conns[0]
         self._claims_after: str | None = None  # where the next pass frees unique keys from
         self._sweeps = 0
-        self._holders: dict[str, BeanstalkConnection] = {}  # address -> its pauses' watcher
-        self._holders_lock = threading.Lock()
+        self._holders = SuspensionHolders(lambda conn: self._connection(address_of(conn)))
 
     def close(self) -> None:
         """Close the admin connections (a suspension outlives them: see :meth:`suspend`)."""
         for conn in self._conns:
             conn.close()
-        with self._holders_lock:
-            for holder in self._holders.values():
-                holder.close()
-            self._holders.clear()
+        self._holders.close()
 
     def _connection(self, address: tuple[str, int] | None = None) -> BeanstalkConnection:
         return self.config.new_connection(address)
@@ -123,10 +118,7 @@ class Admin:
             conn.ignore(tube)
 
         self._servers.each(unpause)
-        with self._holders_lock:  # the tube need no longer be kept
-            for holder in self._holders.values():
-                with contextlib.suppress(BrokerError):
-                    holder.ignore(tube)
+        self._holders.release(tube)  # the tube need no longer be kept
         logger.debug("job type %s resumed", job_type, extra={"job_type": job_type})
 
     def purge_jobs(
@@ -313,7 +305,8 @@ class Admin:
         if self.store is None:
             raise ConfigurationError("recovery needs a bulk store: KQueue(bulk_store=...)")
         conns = self._servers.each(lambda admin: connected(self._connection(address_of(admin))))
-        self._hold_suspensions(self.store, conns)
+        suspended = [tube_for(job_type, self.tube_prefix) for job_type in self.store.suspended()]
+        self._holders.hold(suspended, conns)  # see kqueue.suspensions
         try:
             report = self._sweep(self.store, conns, grace, verify).run(progress)
         finally:
@@ -324,23 +317,6 @@ class Admin:
         logger.log(level, "%s", sweep_summary(report), extra=sweep_fields(report))
         self._keep_report(self.store, report)
         return report
-
-    def _hold_suspensions(self, store: Store, live: list[BeanstalkConnection]) -> None:
-        """Keep one connection per live server watching the tubes of the suspended types
-        (and no others), for as long as this queue is open: beanstalkd drops an empty tube
-        nobody watches, and its pause with it, so a pause the pass re-applies on a server
-        that came back empty would otherwise end with the pass's connection. A server that
-        fails here costs a log line (the pass finds it too)."""
-        tubes = {tube_for(job_type, self.tube_prefix) for job_type in store.suspended()}
-        with self._holders_lock:
-            for conn in live:
-                holder = self._holders.get(conn.address)
-                if holder is None:
-                    holder = self._holders[conn.address] = self._connection(address_of(conn))
-                try:
-                    _watch_only(holder, tubes)
-                except BrokerError as exc:
-                    logger.warning("suspensions not held on %s: %s", conn.address, exc)
 
     def _sweep(
         self, store: Store, conns: list[BeanstalkConnection], grace: float | None, verify: bool
@@ -364,13 +340,8 @@ class Admin:
     def note_answering(self, answering: Mapping[str, str]) -> None:
         """Keep in the store that these servers (address -> server id) answer now; of a
         bonded queue with a store only. A store that fails costs a log line."""
-        if len(self._conns) == 1 or self.store is None:
-            return
-        now = time.time()
-        try:
-            self.store.note_servers({sid: ServerSighting(a, now) for a, sid in answering.items()})
-        except KQueueError as exc:
-            logger.warning("server sightings not kept in the store: %s", exc)
+        if len(self._conns) > 1 and self.store is not None:
+            note_answering(self.store, answering)
 
     def _keep_report(self, store: Store, report: SweepReport) -> None:
         """Leave the pass's report in the store for operators (the dashboard, any process);
@@ -579,14 +550,3 @@ class Admin:
                 self.store.delete(body.key)
             return conn.delete(job_id)
         return False
-
-
-def _watch_only(conn: BeanstalkConnection, tubes: set[str]) -> None:
-    """Make ``conn`` watch ``tubes`` (and ``default``, so an ignore never empties its list).
-    A ``stats`` first: a connection the server dropped (it restarted) is opened again, which
-    restores what it watched, on the new process."""
-    conn.stats()
-    for tube in sorted(tubes - set(conn.watched)):
-        conn.watch(tube)
-    for tube in sorted(set(conn.watched) - tubes - {"default"}):
-        conn.ignore(tube)

@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping
 from kqueue.errors import KQueueError
 from kqueue.stores.base import ServerSighting, Store
 
-__all__ = ["SIGHTINGS_KEPT", "ServerWatch"]
+__all__ = ["SIGHTINGS_KEPT", "ServerWatch", "note_answering", "sighted_at"]
 
 logger = logging.getLogger("kqueue")
 
@@ -84,6 +84,16 @@ class ServerWatch:
         old = {sid for sid, sighting in seen.items() if now - sighting.seen_at > SIGHTINGS_KEPT}
         if old:
             store.forget_servers(old - store.referenced_servers())
+
+
+def note_answering(store: Store, answering: Mapping[str, str]) -> None:
+    """Keep in ``store`` that these servers (address -> server id) answer now; a store that
+    fails costs a log line."""
+    now = time.time()
+    try:
+        store.note_servers({sid: ServerSighting(a, now) for a, sid in answering.items()})
+    except KQueueError as exc:
+        logger.warning("server sightings not kept in the store: %s", exc)
 
 
 def sighted_at(store: Store | None) -> dict[str, str]:
