@@ -69,11 +69,16 @@ class WindowPreparer:
         self.count_attempts = count_attempts
 
     async def prepare(
-        self, conn: AsyncBeanstalkConnection, window: Sequence[ReservedJob], held: int
+        self,
+        conn: AsyncBeanstalkConnection,
+        window: Sequence[ReservedJob],
+        held: int,
+        bond: frozenset[str] = frozenset(),
     ) -> list[AsyncJob | None]:
         """The window's jobs (reserved on ``conn``'s socket of generation ``held``: never
         ask a successor about them); unreadable ones buried, stale and duplicate ones
-        deleted."""
+        deleted. ``bond``: the ids of the queue's servers answering now (a copy whose record
+        names another of them is a duplicate: see :func:`~kqueue.runner.why_not_runnable`)."""
         reserved_at = asyncio.get_running_loop().time()
         bodies = [decode_body(reserved.body) for reserved in window]
         server_id = await conn.server_id()
@@ -87,7 +92,9 @@ class WindowPreparer:
         dropped: dict[int, DropReason] = {}
         jobs = []
         for reserved, body, count in zip(window, bodies, counts, strict=True):
-            job = await self._prepare(conn, reserved.id, body, count, records, server_id, dropped)
+            job = await self._prepare(
+                conn, reserved.id, body, count, records, server_id, dropped, bond=bond
+            )
             if job is not None:
                 job.reserved_at, job.generation = reserved_at, held
             jobs.append(job)
@@ -126,6 +133,8 @@ class WindowPreparer:
         records: dict[str, _Record],
         server_id: str,
         dropped: dict[int, DropReason],
+        *,
+        bond: frozenset[str],
     ) -> AsyncJob | None:
         has_store = self.store is not None
         why = why_unreadable(body, counts, records, self.tube_prefix, has_store=has_store)
@@ -134,7 +143,7 @@ class WindowPreparer:
             return None
         record = records.get(body.key) if body.stored else None
         if body.stored:
-            reason = why_not_runnable(job_id, body.key, record, server_id)
+            reason = why_not_runnable(job_id, body.key, record, server_id, bond)
             if reason is not None:
                 dropped[job_id] = reason
                 self.events.on_dropped(job_id, body.key, reason)

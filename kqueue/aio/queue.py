@@ -27,7 +27,7 @@ from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.aio_connection import AsyncBeanstalkConnection
 from kqueue.beanstalk.wire import JobStats
 from kqueue.config import QueueConfig
-from kqueue.errors import JobNotFoundError, NotSupportedError
+from kqueue.errors import JobNotFoundError
 from kqueue.health import BrokerHealth
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware.base import Middleware
@@ -60,8 +60,8 @@ class AsyncKQueue:
 
     With ``servers=[...]`` (several beanstalkd servers), adding jobs spreads them over the
     servers as :class:`~kqueue.KQueue` does (round robin, failing over to the next healthy
-    server); running them is not supported yet (:class:`~kqueue.errors.NotSupportedError`
-    from :meth:`run_jobs` and :class:`~kqueue.aio.worker.AsyncWorker`).
+    server); running them takes jobs from every server, a reserve waiting on each, within one
+    ``concurrency`` bound (see :mod:`kqueue.aio.consumer`).
     """
 
     PRIO_URGENT: ClassVar[int] = jobmod.PRIO_URGENT
@@ -264,10 +264,8 @@ class AsyncKQueue:
         concurrency: int = 1,
     ) -> int:
         """Run jobs, up to ``concurrency`` at once; how many handlers ran (the limits are
-        those of :meth:`kqueue.KQueue.run_jobs`). Of one server only, for now: over several,
-        :class:`~kqueue.errors.NotSupportedError` (run ``KQueue.run_jobs`` or ``kqueue
-        worker`` there)."""
-        check_one_server(self.config)
+        those of :meth:`kqueue.KQueue.run_jobs`); over several servers, from all of them
+        (see :mod:`kqueue.aio.consumer`)."""
         only = None if job_types is None else self.queue.consumer.check_job_types(job_types)
         return await self.consumer.run_jobs(
             count_limit, time_limit_ms, job_types=only, concurrency=concurrency
@@ -356,17 +354,6 @@ class AsyncKQueue:
     async def job_stats(self, job: Job | int) -> JobStats:
         """beanstalkd's stats-job for a job (or job id); JobNotFoundError if it is gone."""
         return await asyncio.to_thread(self.queue.job_stats, job)
-
-
-def check_one_server(config: QueueConfig) -> None:
-    """Raise :class:`~kqueue.errors.NotSupportedError` for a queue over several servers: the
-    asyncio worker reserves from one server only for now."""
-    if config.bonded:
-        raise NotSupportedError(
-            "the asyncio worker reserves from one beanstalkd server for now; this queue has "
-            f"{len(config.addresses)} ({config.address}): run its jobs with KQueue.run_jobs "
-            "or kqueue worker (without --asyncio). Adding jobs from asyncio works on several."
-        )
 
 
 def _reserved(job: Job) -> AsyncBeanstalkConnection:
