@@ -57,6 +57,9 @@ T = TypeVar("T")
 _FIRST_BURST = 4
 """Reserves in the first burst after a window's first job (each next burst is 4x)."""
 
+_GREETING = 1.0
+"""Seconds a run waits for its servers' first answers before it starts reserving."""
+
 
 class _Limits:
     """What one run_jobs may still do: how many jobs, until when (loop time)."""
@@ -141,6 +144,7 @@ class AsyncConsumer:
         limits = _Limits(count_limit, time_limit_ms, loop.time())
         self._room, self._stopping = asyncio.Event(), asyncio.Event()  # on this run's loop
         self.ran, self._in_hand = 0, 0
+        await self._greet()
         loops = [
             loop.create_task(self._loop(lane, tubes, limits, concurrency)) for lane in self._lanes
         ]
@@ -153,6 +157,22 @@ class AsyncConsumer:
             await asyncio.gather(*loops, return_exceptions=True)
             await self._close_all()
         return self.ran
+
+    async def _greet(self) -> None:
+        """Connect to every server at once, to know the ids of those answering before the
+        first window is prepared (see :meth:`_live_ids`); a server slower than
+        :data:`_GREETING` is left to its loop."""
+        lanes = [lane for lane in self._lanes if not lane.idle]
+        conns = [new_async_connection(self.config, lane.address) for lane in lanes]
+        greetings = [asyncio.ensure_future(conn.server_id()) for conn in conns]
+        await asyncio.wait(greetings, timeout=_GREETING)
+        for lane, conn, greeting in zip(lanes, conns, greetings, strict=True):
+            if greeting.done() and greeting.exception() is None:
+                lane.server_id = greeting.result()
+                lane.idle.append(conn)
+            else:
+                greeting.cancel()
+                conn.close()
 
     def _free(self, limits: _Limits, concurrency: int) -> int:
         """How many more jobs may be reserved now (by any server's loop)."""
@@ -195,11 +215,11 @@ class AsyncConsumer:
         conn = lane.idle.pop() if lane.idle else new_async_connection(self.config, lane.address)
         window: list[ReservedJob] = []
         try:
+            lane.server_id = await conn.server_id()  # connects first
             window, held = await self._reserve(
                 conn, tubes, wait, lambda: self._free(limits, concurrency)
             )
             self._in_hand += len(window)
-            lane.server_id = await conn.server_id()
             jobs = (
                 await self.preparer.prepare(conn, window, held, self._live_ids()) if window else []
             )
@@ -242,6 +262,8 @@ class AsyncConsumer:
                 started += 1
                 if limits.left > 0:
                     limits.left -= 1
+                    if limits.left == 0:
+                        self._stopping.set()  # the count is reached: end the others' waits
         except BaseException:
             conn.close()  # a forced stop: every job on it goes back to ready
             raise
@@ -313,10 +335,16 @@ class AsyncConsumer:
         it: a reserve cancelled closes its connection); None then."""
         task = asyncio.ensure_future(awaitable)
         stopping = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait(
-            {task, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        stopping.cancel()
+        try:
+            done, _ = await asyncio.wait(
+                {task, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:  # cancelled (a forced stop): so is what it awaited
+            task.cancel()
+            task.add_done_callback(_observe)
+            raise
+        finally:
+            stopping.cancel()
         if task in done:
             return task.result()
         task.cancel()
@@ -389,6 +417,12 @@ async def _release_unread(conn: AsyncBeanstalkConnection, window: list[ReservedJ
             await conn.pipeline(calls)
         except KQueueError:
             logger.debug("could not release the window after a store failure", exc_info=True)
+
+
+def _observe(task: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a task nobody awaits any more (no "never retrieved")."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _hand_back(conn: AsyncBeanstalkConnection, jobs: list[AsyncJob]) -> None:

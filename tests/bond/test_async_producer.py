@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kqueue import KQueue, NotSupportedError
+from kqueue import KQueue
 from kqueue.aio import AsyncKQueue
 from kqueue.aio.worker import AsyncWorker
 from kqueue.producer import NOT_SCHEDULED
@@ -134,15 +134,21 @@ async def test_jobs_added_from_asyncio_run_on_a_sync_worker(
     assert list(iter_records(store)) == []
 
 
-async def test_the_asyncio_worker_says_it_runs_one_server_only(
+async def test_jobs_added_from_asyncio_run_on_the_asyncio_worker_with_a_server_down(
     three: list[BeanstalkdProcess],
 ) -> None:
-    queue = AsyncKQueue(servers=addresses(three), bulk_store=MemoryStore())
-    queue.add_handler("mail", lambda job: None)
+    store = MemoryStore()
+    ran: list[int] = []
+    queue = AsyncKQueue(servers=addresses(three), bulk_store=store, reconnect_delay=(0.05, 0.2))
+    queue.add_handler("mail", lambda job: ran.append(job.data))
     try:
-        with pytest.raises(NotSupportedError, match="one beanstalkd server"):
-            AsyncWorker(queue)
-        with pytest.raises(NotSupportedError, match=r"KQueue\.run_jobs"):
-            await queue.run_jobs(time_limit_ms=0)
+        three[2].kill()
+        await queue.add_jobs("mail", range(10))
+        await queue.add_job("mail", 10)
+        worker = AsyncWorker(queue, concurrency=3)  # a bonded queue is accepted
+        assert worker.job_types is None
+        assert await queue.run_jobs(count_limit=11, time_limit_ms=5000, concurrency=3) == 11
     finally:
         await queue.close()
+    assert sorted(ran) == list(range(11))
+    assert list(iter_records(store)) == []
