@@ -553,6 +553,32 @@ class StoreBase:
             for key, record in self.get_many(keys).items()
         }
 
+    def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        """What a worker reads for jobs whose payload came inline: per ``(key, reference)``
+        (the job the worker holds), the status of a record that names that reference, the
+        whole record of one that names another or none (a copy the record does not vouch
+        for runs the record's payload, see :func:`kqueue.runner.doubtful_copies`); nothing
+        for a record that is gone. A key given twice is checked against its first reference.
+
+        This fallback reads the statuses, then the whole records of those not vouching (a
+        second round trip, for those only); a store that can do both in one should.
+        """
+        refs: dict[str, BrokerRef] = {}
+        for key, ref in expected:
+            refs.setdefault(key, ref)
+        found: dict[str, JobRecord | RecordStatus] = dict(self.get_status_many(list(refs)))
+        doubtful = [key for key, status in found.items() if status.ref != refs[key]]
+        if doubtful:
+            whole = self.get_many(doubtful)
+            for key in doubtful:
+                if key in whole:
+                    found[key] = whole[key]
+                else:
+                    del found[key]  # gone meanwhile
+        return found
+
     def delete(self, key: str) -> bool:
         """Remove a record; True if it existed."""
         return self.delete_many([key]) == 1

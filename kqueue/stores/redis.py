@@ -146,6 +146,13 @@ def _record_from_values(key: str, values: list[bytes | None]) -> JobRecord:
     return record
 
 
+def _status_of(line: bytes) -> RecordStatus:
+    """A record's status from its line of STATUS_MANY (or CHECKED_MANY)."""
+    attempts, state, server, job = line.decode().split(" ")
+    ref = BrokerRef(server, int(job)) if server else None
+    return RecordStatus(int(attempts), "buried" if state == "buried" else "enqueued", ref)
+
+
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -352,6 +359,7 @@ class RedisStore(StoreBase):
         self._put_packed = client.register_script(scripts.PUT_MANY_PACKED)
         self._status_many = client.register_script(scripts.STATUS_MANY)
         self._get_many = client.register_script(scripts.GET_MANY)
+        self._checked_many = client.register_script(scripts.CHECKED_MANY)
         self._delete_many = client.register_script(scripts.DELETE_MANY)
         self._swap = client.register_script(scripts.SWAP_REFERENCE)
         self._swap_many = client.register_script(scripts.SWAP_REFERENCES)
@@ -783,19 +791,48 @@ class RedisStore(StoreBase):
             return None
 
         def decode(reply: bytes) -> dict[str, RecordStatus]:
-            found: dict[str, RecordStatus] = {}
-            for key, line in zip(unique, reply.split(b"\n"), strict=True):
-                if line == b"-":
-                    continue
-                attempts, state, server, job = line.decode().split(" ")
-                ref = BrokerRef(server, int(job)) if server else None
-                found[key] = RecordStatus(
-                    int(attempts), "buried" if state == "buried" else "enqueued", ref
-                )
-            return found
+            return {
+                key: _status_of(line)
+                for key, line in zip(unique, reply.split(b"\n"), strict=True)
+                if line != b"-"
+            }
 
         script_keys = [self._record_key(key) for key in unique]
         return ScriptCall("get_status_many", self._status_many, script_keys, [], decode)
+
+    def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        """See :meth:`StoreBase.get_checked_many`: one script call, whatever the records
+        name (the whole records of those naming another reference come in the same reply)."""
+        call = self.get_checked_many_call(expected)
+        return (
+            {} if call is None else cast("dict[str, JobRecord | RecordStatus]", self.execute(call))
+        )
+
+    def get_checked_many_call(self, expected: Sequence[tuple[str, BrokerRef]]) -> ScriptCall | None:
+        """:meth:`get_checked_many` as a script call (None: no keys)."""
+        refs: dict[str, BrokerRef] = {}
+        for key, ref in expected:
+            refs.setdefault(key, ref)
+        if not refs:
+            return None
+        unique = list(refs)
+
+        def decode(replies: list[bytes | list[bytes]]) -> dict[str, JobRecord | RecordStatus]:
+            found: dict[str, JobRecord | RecordStatus] = {}
+            for key, reply in zip(unique, replies, strict=True):
+                if isinstance(reply, list):
+                    found[key] = _decode_record(key, _pairs(reply))
+                elif reply != b"-":
+                    found[key] = _status_of(reply)
+            return found
+
+        script_keys = [self._record_key(key) for key in unique]
+        args: list[str | bytes | int | float] = []
+        for ref in refs.values():
+            args += [ref.server_id, str(ref.job_id)]
+        return ScriptCall("get_checked_many", self._checked_many, script_keys, args, decode)
 
     def get(self, key: str) -> JobRecord | None:
         """The record with this key, or None."""
