@@ -46,7 +46,8 @@ def _put_before_swap(store: Store, client: greenstalk.Client[bytes], payload: ob
     record = new_record(key, "mail", data, "json", priority=100, delay=0, ttr=30, now=time.time())
     store.put(record)
     client.use("kq-mail")
-    client.put(encode_body("s", key=key, codec="json", priority=100, ttr=30, job_type="mail") + data)
+    body = encode_body("s", key=key, codec="json", priority=100, ttr=30, job_type="mail")
+    client.put(body + data)
     return key
 
 
