@@ -213,6 +213,18 @@ def _check_url(url: str) -> None:
         )
 
 
+def _hiredis_packer() -> Callable[[tuple[Any, ...]], bytes] | None:
+    """hiredis's command packer, or None without hiredis (redis-py then packs itself)."""
+    try:
+        from hiredis import pack_command
+    except ImportError:
+        return None
+    return cast("Callable[[tuple[Any, ...]], bytes]", pack_command)
+
+
+_pack_command = _hiredis_packer()
+
+
 def _import_redis() -> Any:
     try:
         import redis
@@ -501,7 +513,14 @@ class RedisStore(StoreBase):
     @staticmethod
     def _send_script(conn: Any, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
         try:
-            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            if _pack_command is None:
+                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            else:
+                # What redis-py sends with hiredis installed (it packs with hiredis too),
+                # without its Python pass over every argument first: the cost is in
+                # docs/performance.md (two of these are on every job's way to its handler).
+                command = _pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
+                conn.send_packed_command([command])
         except BaseException:
             conn.disconnect()  # part of the command may be out: the next call reconnects
             raise
