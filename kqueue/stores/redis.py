@@ -90,13 +90,14 @@ def _encode_record(record: JobRecord) -> list[str | bytes | int | float]:
 
 
 def _decode_record(key: str, fields: dict[bytes, bytes]) -> JobRecord:
-    """Rebuild a record from its hash (as HGETALL returns it)."""
+    """Rebuild a record from its hash (as HGETALL returns it), filling the instance's
+    ``__dict__`` at once as ``new_record`` does (a worker decodes one per whole read)."""
     text = {name: value.decode() for name, value in fields.items() if name != b"payload"}
     ref = None
     if b"ref_server" in text:
-        ref = BrokerRef(server_id=text[b"ref_server"], job_id=int(text[b"ref_job"]))
-    state: RecordState = "buried" if text[b"state"] == "buried" else "enqueued"
-    return JobRecord(
+        ref = BrokerRef(text[b"ref_server"], int(text[b"ref_job"]))
+    record: JobRecord = object.__new__(JobRecord)
+    record.__dict__.update(
         key=key,
         job_type=text[b"job_type"],
         payload=fields[b"payload"],
@@ -108,10 +109,11 @@ def _decode_record(key: str, fields: dict[bytes, bytes]) -> JobRecord:
         attempts=int(text[b"attempts"]),
         last_error=text.get(b"last_error"),
         ref=ref,
-        state=state,
+        state="buried" if text[b"state"] == "buried" else "enqueued",
         updated_at=float(text[b"updated_at"]),
         unique_until_start=text.get(b"unique_until_start"),
     )
+    return record
 
 
 _FIELD_ORDER = (
