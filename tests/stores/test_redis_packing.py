@@ -6,6 +6,7 @@ import pytest
 from redis.connection import HiredisRespSerializer
 
 from kqueue.stores import redis as redis_store
+from tests.servers import missing_service
 
 
 @pytest.mark.parametrize(
@@ -20,5 +21,5 @@ from kqueue.stores import redis as redis_store
 def test_a_script_call_is_packed_as_redis_py_packs_it(args: tuple[object, ...]) -> None:
     packer = redis_store._pack_command
     if packer is None:
-        pytest.skip("hiredis is not installed: redis-py packs every call itself")
+        missing_service("hiredis is not installed: redis-py packs every call itself")
     assert packer(args) == b"".join(HiredisRespSerializer().pack(*args))
