@@ -30,7 +30,14 @@ from kqueue.middleware.base import DropReason, Fail, Failure, Middleware, SkipJo
 from kqueue.results import attempt_failure, keep_failure, keep_result, worker_name
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Body, CodecRegistry, decode_body
-from kqueue.stores.base import AttemptFailure, BrokerRef, JobRecord, RecordStatus, Store
+from kqueue.stores.base import (
+    AttemptFailure,
+    BrokerRef,
+    JobRecord,
+    RecordStatus,
+    Store,
+    read_checked,
+)
 
 logger = logging.getLogger("kqueue")
 
@@ -243,10 +250,10 @@ class JobRunner:
         self, window: Sequence[ReservedJob], bodies: list[Body | None], server_id: str
     ) -> dict[str, _Record]:
         """One round trip for the window: payloads where only the store has them, else just
-        the statuses (the record must still exist, and its attempts count). A store with
-        ``get_checked_many`` also answers, in that round trip, the whole record of a copy
-        its record does not vouch for (see :func:`doubtful_copies`): the producer's
-        reference swap is often still on its way when a lone job's worker reads."""
+        the statuses (the record must still exist, and its attempts count), checked against
+        the jobs held (:func:`~kqueue.stores.base.read_checked`): the whole record of a copy
+        its record does not vouch for comes in the same reply where the store can (the
+        producer's reference swap is often still on its way when a lone job's worker reads)."""
         records: dict[str, _Record] = {}
         if self.store is None:
             return records
@@ -257,11 +264,7 @@ class JobRunner:
         ]
         refs = [body.key for body in bodies if body is not None and body.mode == "r"]
         if copies:
-            checked = getattr(self.store, "get_checked_many", None)
-            if checked is None:
-                records.update(self.store.get_status_many([key for key, _ in copies]))
-            else:
-                records.update(checked(copies))
+            records.update(read_checked(self.store, copies))
         if refs:
             records.update(self.store.get_many(refs))
         return records
