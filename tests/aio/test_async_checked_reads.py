@@ -47,6 +47,7 @@ async def test_the_async_store_answers_a_status_or_the_whole_record(
     store.swap_references([("k1", None, mine)], now=now)
     queue = AsyncKQueue(host=beanstalkd.host, port=beanstalkd.port, bulk_store=store)
     # When both are read checked against job 7, and a key that does not exist
+    assert queue.async_store is not None
     found = await queue.async_store.get_checked_many([("k1", mine), ("k2", mine), ("k3", mine)])
     # Then k1 is a status, k2 comes whole, k3 not at all
     assert isinstance(found["k1"], RecordStatus) and found["k1"].ref == mine
@@ -63,7 +64,7 @@ async def test_a_copy_put_before_its_reference_swap_runs_on_the_async_worker(
     store.put(new_record(key, "mail", data, "json", priority=1, delay=0, ttr=30, now=time.time()))
     with greenstalk.Client(beanstalkd.address, use="kq-mail") as client:
         body = encode_body("s", key=key, codec="json", priority=1, ttr=30, job_type="mail")
-        client.put(body + data)
+        client.put(body + data)  # type: ignore[arg-type]  # greenstalk sends bytes as they are
     queue = AsyncKQueue(host=beanstalkd.host, port=beanstalkd.port, bulk_store=store)
     ran: list[object] = []
 

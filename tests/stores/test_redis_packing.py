@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from redis.connection import HiredisRespSerializer
 
@@ -22,4 +24,6 @@ def test_a_script_call_is_packed_as_redis_py_packs_it(args: tuple[object, ...]) 
     packer = redis_store._pack_command
     if packer is None:
         missing_service("hiredis is not installed: redis-py packs every call itself")
-    assert packer(args) == b"".join(HiredisRespSerializer().pack(*args))
+    assert packer is not None
+    serializer: Any = HiredisRespSerializer()
+    assert packer(args) == b"".join(serializer.pack(*args))
