@@ -195,6 +195,9 @@ class AsyncConsumer:
                 started = await self._take_window(lane, tubes, wait, limits, concurrency)
             except (BrokerError, StoreError) as exc:
                 lane.server_id = None
+                if limits.drain and isinstance(exc, BrokerError) and len(self._lanes) > 1:
+                    logger.warning("worker: %s; left out of this run", exc)
+                    return  # as the sync worker's burst: what the others have is run
                 logger.warning("worker: %s; retrying in %.2f s", exc, backoff)
                 await self._wait(asyncio.sleep(backoff), None)
                 backoff = min(backoff * 2, self.config.reconnect_delay[1])

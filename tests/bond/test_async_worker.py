@@ -168,6 +168,19 @@ async def test_a_killed_server_does_not_stop_the_others(
     assert len(left) == 60 - len(done)
 
 
+async def test_a_burst_run_leaves_a_dead_server_out(trio: list[BeanstalkdProcess]) -> None:
+    store = MemoryStore()
+    _spread(trio, store, 12)
+    victim = id_of(trio[0])
+    on_others = sorted(r.key for r in iter_records(store) if r.ref and r.ref.server_id != victim)
+    trio[0].kill()
+    seen: list[str] = []
+    async with AsyncKQueue(servers=addresses(trio), bulk_store=store) as queue:
+        queue.add_handler("mail", lambda job: seen.append(job.key))
+        assert await asyncio.wait_for(queue.run_jobs(time_limit_ms=0, concurrency=2), 10) == 8
+    assert sorted(seen) == on_others
+
+
 async def test_stop_returns_at_once_and_leaves_no_job_reserved(
     trio: list[BeanstalkdProcess],
 ) -> None:
