@@ -27,6 +27,7 @@ from kqueue.errors import (
     ValidationError,
 )
 from kqueue.job import SUSPEND_SECONDS, tube_for
+from kqueue.lane_gate import SUSPENDED_REFRESH, release_held
 from kqueue.middleware.base import Middleware
 from kqueue.purge import purge_tube
 from kqueue.reports import (
@@ -91,8 +92,17 @@ class Admin:
 
         beanstalkd forgets an empty tube nobody watches, and its pause with it, so this queue
         keeps watching the tube (without ever reserving from it) while it is open.
+
+        With lanes, the type's own tube is paused all the same, and workers move the type's
+        jobs they reserve from its lane into it (within ``SUSPENDED_REFRESH`` seconds of this
+        call, as they read the suspended types from the store): that needs a store.
         """
         tube = tube_for(job_type, self.tube_prefix)
+        if self.config.lanes and self.store is None:
+            raise ConfigurationError(
+                "suspend with lanes needs a bulk store (workers learn of it there)"
+            )
+        self.config.tube_of(job_type)  # with lanes: no lane's name
         if self.store is not None:
             self.store.set_suspended(job_type, True)
 
@@ -104,10 +114,16 @@ class Admin:
         logger.debug("job type %s suspended", job_type, extra={"job_type": job_type})
 
     def resume(self, job_type: str) -> None:
-        """Deliver the jobs of a suspended type again."""
+        """Deliver the jobs of a suspended type again.
+
+        With lanes, the jobs held in the type's own tube go back to its lane, in a second
+        pass too once every worker has read the store's suspended types again.
+        """
         tube = tube_for(job_type, self.tube_prefix)
         if self.store is not None:
             self.store.set_suspended(job_type, False)
+        if self.config.lanes and self.store is not None:
+            self._release_held(job_type)
 
         def unpause(conn: BeanstalkConnection) -> None:
             conn.pause_tube(tube, 0)
@@ -115,6 +131,16 @@ class Admin:
 
         self._servers.each(unpause)
         logger.debug("job type %s resumed", job_type, extra={"job_type": job_type})
+
+    def _release_held(self, job_type: str) -> None:
+        """Move a resumed type's held jobs back to its lane, then again after the workers'
+        refresh (a worker may still have moved one in after the first pass)."""
+        assert self.store is not None
+        store, prefix, lanes = self.store, self.tube_prefix, self.config.lanes
+        moved = release_held(self._conn, store, job_type, prefix=prefix, lanes=lanes)
+        time.sleep(SUSPENDED_REFRESH + 0.2)
+        moved += release_held(self._conn, store, job_type, prefix=prefix, lanes=lanes)
+        logger.debug("resume %s: %d held job(s) back in the lane", job_type, moved)
 
     def purge_jobs(
         self,
@@ -130,11 +156,19 @@ class Admin:
         deletes every waiting job of the type. Jobs reserved by workers are left alone, and
         logged. Their stored records go with the deleted jobs.
         """
-        tube = tube_for(job_type, self.tube_prefix)
+        tubes = self._tubes_of(job_type)
         matcher = None if pattern is None else self._payload_matcher(pattern)
-        results = self._servers.each(
-            lambda conn: purge_tube(self._connection(address_of(conn)), tube, matcher, progress)
-        )
+        if self.config.lanes:
+            matcher = _of_type(job_type, matcher)
+        results = [
+            result
+            for tube in tubes
+            for result in self._servers.each(
+                lambda conn, tube=tube: purge_tube(
+                    self._connection(address_of(conn)), tube, matcher, progress
+                )
+            )
+        ]
         bodies = [body for result in results for body in result.deleted_bodies]
         left_reserved = sum(result.left_reserved for result in results)
         keys = [body.key for body in map(decode_body, bodies) if body is not None and body.stored]
@@ -151,6 +185,13 @@ class Admin:
         # The count is the return value; the log line is for tracing (the CLI prints it).
         logger.debug("purged %d job(s) of type %s", deleted, job_type, extra={"job_type": job_type})
         return deleted
+
+    def _tubes_of(self, job_type: str) -> list[str]:
+        """Where jobs of a type wait: its tube; with lanes, its lane and its own tube (the
+        jobs held while it is suspended)."""
+        own = tube_for(job_type, self.tube_prefix)
+        routed = self.config.tube_of(job_type)
+        return [own] if routed == own else [routed, own]
 
     def _purge_lost_records(
         self, job_type: str, pattern: str | bytes | re.Pattern[Any] | None
@@ -323,6 +364,7 @@ class Admin:
             store,
             conn,
             tube_prefix=self.tube_prefix,
+            lanes=self.config.lanes,
             grace=self.config.recovery_grace if grace is None else grace,
             events=self.events,
             verify=verify,
@@ -529,3 +571,15 @@ class Admin:
                 self.store.delete(body.key)
             return conn.delete(job_id)
         return False
+
+
+def _of_type(job_type: str, matcher: Callable[[bytes], bool] | None) -> Callable[[bytes], bool]:
+    """A purge matcher that only takes bodies of ``job_type`` (lanes hold several types)."""
+
+    def matches(raw: bytes) -> bool:
+        body = decode_body(raw)
+        if body is None or body.job_type != job_type:
+            return False
+        return matcher is None or matcher(raw)
+
+    return matches

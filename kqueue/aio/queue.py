@@ -95,6 +95,11 @@ class AsyncKQueue:
                 f"{len(queue.config.servers)} were given ({queue.config.address}): use "
                 "KQueue (or kqueue worker) for a queue over several servers"
             )
+        if queue.config.lanes:
+            raise ConfigurationError(
+                f"the asyncio queue does not run lanes yet (lanes={queue.config.lanes}): use "
+                "KQueue (or kqueue worker without --concurrency) for a queue with lanes"
+            )
         self.queue = queue
         self.config = queue.config
         self.store = queue.store

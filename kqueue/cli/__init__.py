@@ -98,6 +98,9 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, app: bool) -> None
     )
     group.add_argument("--prefix", metavar="PREFIX", help="tube prefix, env KQUEUE_PREFIX")
     group.add_argument(
+        "--lanes", metavar="N", help="job types share N tubes (0: one each), env KQUEUE_LANES"
+    )
+    group.add_argument(
         "--log-level",
         metavar="LEVEL[,LOGGER=LEVEL]",
         help="kqueue's log level (default INFO for worker and sweeper, else WARNING); "
