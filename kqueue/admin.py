@@ -29,7 +29,7 @@ from kqueue.errors import (
 from kqueue.job import SUSPEND_SECONDS, tube_for
 from kqueue.lane_gate import SUSPENDED_REFRESH, release_held
 from kqueue.middleware.base import Middleware
-from kqueue.purge import purge_tube
+from kqueue.purge import PurgeResult, purge_tube
 from kqueue.reports import (
     QueueStats,
     StoredCounts,
@@ -160,15 +160,7 @@ class Admin:
         matcher = None if pattern is None else self._payload_matcher(pattern)
         if self.config.lanes:
             matcher = _of_type(job_type, matcher)
-        results = [
-            result
-            for tube in tubes
-            for result in self._servers.each(
-                lambda conn, tube=tube: purge_tube(
-                    self._connection(address_of(conn)), tube, matcher, progress
-                )
-            )
-        ]
+        results = [result for tube in tubes for result in self._purge(tube, matcher, progress)]
         bodies = [body for result in results for body in result.deleted_bodies]
         left_reserved = sum(result.left_reserved for result in results)
         keys = [body.key for body in map(decode_body, bodies) if body is not None and body.stored]
@@ -185,6 +177,17 @@ class Admin:
         # The count is the return value; the log line is for tracing (the CLI prints it).
         logger.debug("purged %d job(s) of type %s", deleted, job_type, extra={"job_type": job_type})
         return deleted
+
+    def _purge(
+        self,
+        tube: str,
+        matcher: Callable[[bytes], bool] | None,
+        progress: Callable[[], None] | None,
+    ) -> list[PurgeResult]:
+        """:func:`purge_tube` on every server, each on a connection of its own."""
+        return self._servers.each(
+            lambda conn: purge_tube(self._connection(address_of(conn)), tube, matcher, progress)
+        )
 
     def _tubes_of(self, job_type: str) -> list[str]:
         """Where jobs of a type wait: its tube; with lanes, its lane and its own tube (the
