@@ -17,6 +17,7 @@ from collections.abc import Callable
 from kqueue.beanstalk.commands import JobCounts
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pipeline
+from kqueue.beanstalk.wire import ReservedJob
 from kqueue.config import QueueConfig
 from kqueue.errors import KQueueError
 from kqueue.job import tube_for
@@ -24,7 +25,15 @@ from kqueue.lanes import is_lane_tube, routed_tube
 from kqueue.serialization import Body, decode_body, encode_body
 from kqueue.stores.base import BrokerRef, JobRecord, RecordStatus, Store
 
-__all__ = ["HAND_BACK_DELAY", "SUSPENDED_REFRESH", "LaneGate", "lane_gate", "release_held"]
+__all__ = [
+    "HAND_BACK_DELAY",
+    "SUSPENDED_REFRESH",
+    "LaneGate",
+    "hand_back",
+    "hold",
+    "lane_gate",
+    "release_held",
+]
 
 logger = logging.getLogger("kqueue")
 
@@ -96,20 +105,45 @@ class LaneGate:
     def diverts(
         self,
         conn: BeanstalkConnection,
-        job_id: int,
+        reserved: ReservedJob,
         body: Body,
+        counts: JobCounts | None,
         record: JobRecord | RecordStatus | None,
         *,
         runnable: bool,
     ) -> bool:
         """True when the job was held or handed back here, so it must not run."""
         if record is not None and body.job_type in self.suspended():
-            hold(conn, self.store, job_id, body, record.ref, self.prefix)
+            hold(conn, self.store, reserved.id, body, record.ref, self.prefix)
             return True
         if not runnable:
-            conn.release(job_id, priority=body.priority, delay=HAND_BACK_DELAY)
+            hand_back(conn, reserved, body, counts)
             return True
         return False
+
+
+def hand_back(
+    conn: BeanstalkConnection, reserved: ReservedJob, body: Body, counts: JobCounts | None
+) -> None:
+    """Give back a job this worker has no handler for, ready again in
+    :data:`HAND_BACK_DELAY` seconds, without counting an attempt.
+
+    A stored job is released (its attempts are counted on its record). A job without a store
+    counts its failed attempts by beanstalkd's releases, so one never released or lost
+    before goes back as a new copy (put, then the original deleted); one with a history (or
+    whose counters were not read: ``count_lost_attempts=False``) is released, which counts.
+    """
+    fresh = counts is not None and (counts.reserves, counts.releases, counts.buries) == (1, 0, 0)
+    if body.stored or not fresh:
+        conn.release(reserved.id, priority=body.priority, delay=HAND_BACK_DELAY)
+        return
+    assert counts is not None
+    pipe = Pipeline(conn)
+    pipe.use(counts.tube)
+    put = pipe.put(reserved.body, priority=body.priority, delay=HAND_BACK_DELAY, ttr=body.ttr)
+    pipe.execute()
+    put.result()  # raises if the copy was refused: the original then stays reserved here
+    conn.delete(reserved.id)
 
 
 def hold(

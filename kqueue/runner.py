@@ -319,7 +319,9 @@ class JobRunner:
         runnable = body.job_type in self.handlers and (
             self.only is None or body.job_type in self.only
         )
-        return self.lanes.diverts(conn, reserved.job.id, body, record, runnable=runnable)
+        return self.lanes.diverts(
+            conn, reserved.job, body, reserved.counts, record, runnable=runnable
+        )
 
     def _bury_unreadable(self, conn: BeanstalkConnection, job_id: int, why: str) -> None:
         stats = conn.stats_job(job_id) or {}
