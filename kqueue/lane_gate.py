@@ -69,6 +69,7 @@ class LaneGate:
         self._suspended: frozenset[str] = frozenset()
         self._read_at: float | None = None
         self._warned: set[str] = set()
+        self._lanes: dict[str, str] = {}  # job type -> its lane's tube, as this worker sees it
 
     def suspended(self) -> frozenset[str]:
         """The job types suspended in the store, read again once :attr:`refresh` passed (a
@@ -86,16 +87,20 @@ class LaneGate:
     def check_tube(self, counts: JobCounts | None, body: Body) -> None:
         """Log (once per type) a job found in another lane than this worker's ``lanes`` puts
         its type in: a producer with other lane settings (it still runs here)."""
-        if counts is None or body.job_type in self._warned:
+        if counts is None:
             return
-        if counts.tube != routed_tube(body.job_type, self.prefix, self.lanes):
+        expected = self._lanes.get(body.job_type)
+        if expected is None:
+            expected = self._lanes[body.job_type] = routed_tube(
+                body.job_type, self.prefix, self.lanes
+            )
+        if counts.tube != expected and body.job_type not in self._warned:
             self._warned.add(body.job_type)
             logger.error(
                 "lanes: a job of type %s came from tube %s, but lanes=%d puts that type in %s: "
                 "producers and workers disagree on lanes (jobs may wait in tubes no worker "
                 "watches; see docs/guide.md, Lanes)",
-                body.job_type, counts.tube, self.lanes,
-                routed_tube(body.job_type, self.prefix, self.lanes),
+                body.job_type, counts.tube, self.lanes, expected,
             )  # fmt: skip
 
     def accepts_tube(self, tube: str) -> bool:
