@@ -253,8 +253,12 @@ class Admin:
 
         Each kicked job gets a fresh retry budget: its record's attempts start again at 0 and
         its state is ``enqueued`` again (so recovery would restore it ready, not buried).
-        ``progress`` is called once per job kicked.
+        ``progress`` is called once per job kicked. With lanes, the buried jobs of a type are
+        found through its records (a lane's buried jobs are of several types): that needs a
+        store.
         """
+        if self.config.lanes:
+            return self._kick_by_records(job_type, count, progress)
         kicked = 0
         for conn in self._conns:
             if count is not None and kicked >= count:
@@ -301,6 +305,28 @@ class Admin:
         logger.debug(
             "kicked %d buried job(s) of type %s", kicked, job_type, extra={"job_type": job_type}
         )
+        return kicked
+
+    def _kick_by_records(
+        self, job_type: str, count: int | None, progress: Callable[[], None] | None
+    ) -> int:
+        """:meth:`kick_buried` with lanes: each buried record's job, if beanstalkd still holds
+        it buried under the id its reference names."""
+        if self.store is None:
+            raise ConfigurationError("kick by job type with lanes needs a bulk store")
+        kicked = 0
+        for record in iter_records(self.store, job_type=job_type):
+            if count is not None and kicked >= count:
+                break
+            ref = record.ref
+            if record.state != "buried" or ref is None or is_claim(ref):
+                continue
+            found = self._conn.peek(ref.job_id)
+            body = None if found is None else decode_body(found.body)
+            if body is not None and body.key == record.key and self.kick_job(ref.job_id):
+                kicked += 1
+                if progress is not None:
+                    progress()
         return kicked
 
     def kick_job(self, job_id: int) -> bool:
@@ -555,10 +581,25 @@ class Admin:
         }
         if state not in peeks:
             raise ValidationError(f"state must be one of {sorted(peeks)}, not {state!r}")
+        if self.config.lanes:
+            return self._peek_lane(job_type, peeks[state])
         tube = tube_for(job_type, self.tube_prefix)
         for conn in self._conns:  # of a bonded queue: the first server that has one
             found = self._servers.each_one(conn, lambda c: peek_in(c, tube, peeks[state]))
             if found is not None:
+                return found
+        return None
+
+    def _peek_lane(
+        self, job_type: str, peek: Callable[[BeanstalkConnection], ReservedJob | None]
+    ) -> ReservedJob | None:
+        """:meth:`peek_next` with lanes: beanstalkd shows only the next job of a tube, so this
+        is the next of the type's lane (or of its own tube, jobs held while suspended) when
+        that one is of the type; None otherwise."""
+        for tube in self._tubes_of(job_type):
+            found = peek_in(self._conn, tube, peek)
+            body = None if found is None else decode_body(found.body)
+            if body is not None and body.job_type == job_type:
                 return found
         return None
 

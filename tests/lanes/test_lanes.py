@@ -284,3 +284,44 @@ def test_suspend_and_resume_with_lanes_on_redis(
         assert store.count() == 0
     finally:
         store.close()
+
+
+# -- kick, peek, stats -------------------------------------------------------------------
+
+
+def test_kick_by_type_kicks_only_that_types_buried_jobs_of_a_shared_lane(
+    make_queue: Callable[..., KQueue], store: MemoryStore, client: greenstalk.Client[bytes]
+) -> None:
+    queue = make_queue(lanes=1, bulk_store=store)
+    for job_type in ("dead", "other"):
+        queue.add_handler(job_type, lambda job: queue.bury_job(job))
+        queue.add_jobs(job_type, [1, 2])
+    assert queue.run_jobs(time_limit_ms=300) == 4
+    assert tube_stats(client, lane_tube(0, "kq-"))["current-jobs-buried"] == 4
+    assert queue.kick_buried("dead") == 2
+    lane = tube_stats(client, lane_tube(0, "kq-"))
+    assert (lane["current-jobs-buried"], lane["current-jobs-ready"]) == (2, 2)
+    with pytest.raises(ConfigurationError, match="needs a bulk store"):
+        make_queue(lanes=1).kick_buried("dead")
+
+
+def test_peek_by_type_shows_a_job_of_that_type_or_none(make_queue: Callable[..., KQueue]) -> None:
+    queue = make_queue(lanes=1)
+    queue.add_job("first", 1)
+    queue.add_job("second", 2)
+    found = queue.admin.peek_next("first", "ready")
+    assert found is not None and b"first" in found.body
+    assert queue.admin.peek_next("second", "ready") is None  # behind a job of another type
+
+
+def test_stats_with_lanes_count_per_lane(
+    make_queue: Callable[..., KQueue], store: MemoryStore
+) -> None:
+    queue = make_queue(lanes=2, bulk_store=store)
+    for job_type in ("a", "b", "c"):
+        queue.add_job(job_type, 1)
+    stats = queue.stats()
+    lanes = {lane_tube(lane_index(t, 2), "") for t in ("a", "b", "c")}
+    assert set(stats.job_types) == lanes
+    assert sum(s["current-jobs-ready"] for s in stats.job_types.values()) == 3
+    assert store.count("a") == 1  # per type: the store's figures
