@@ -27,6 +27,7 @@ from kqueue.errors import (
     ValidationError,
 )
 from kqueue.job import SUSPEND_SECONDS, tube_for
+from kqueue.lane_admin import buried_ids, of_type, peek_of_type, tubes_of
 from kqueue.lane_gate import SUSPENDED_REFRESH, release_held
 from kqueue.middleware.base import Middleware
 from kqueue.purge import PurgeResult, purge_tube
@@ -156,10 +157,10 @@ class Admin:
         deletes every waiting job of the type. Jobs reserved by workers are left alone, and
         logged. Their stored records go with the deleted jobs.
         """
-        tubes = self._tubes_of(job_type)
+        tubes = tubes_of(self.config, job_type)
         matcher = None if pattern is None else self._payload_matcher(pattern)
         if self.config.lanes:
-            matcher = _of_type(job_type, matcher)
+            matcher = of_type(job_type, matcher)
         results = [result for tube in tubes for result in self._purge(tube, matcher, progress)]
         bodies = [body for result in results for body in result.deleted_bodies]
         left_reserved = sum(result.left_reserved for result in results)
@@ -188,13 +189,6 @@ class Admin:
         return self._servers.each(
             lambda conn: purge_tube(self._connection(address_of(conn)), tube, matcher, progress)
         )
-
-    def _tubes_of(self, job_type: str) -> list[str]:
-        """Where jobs of a type wait: its tube; with lanes, its lane and its own tube (the
-        jobs held while it is suspended)."""
-        own = tube_for(job_type, self.tube_prefix)
-        routed = self.config.tube_of(job_type)
-        return [own] if routed == own else [routed, own]
 
     def _purge_lost_records(
         self, job_type: str, pattern: str | bytes | re.Pattern[Any] | None
@@ -310,20 +304,14 @@ class Admin:
     def _kick_by_records(
         self, job_type: str, count: int | None, progress: Callable[[], None] | None
     ) -> int:
-        """:meth:`kick_buried` with lanes: each buried record's job, if beanstalkd still holds
-        it buried under the id its reference names."""
+        """:meth:`kick_buried` with lanes: the type's buried jobs found through its records."""
         if self.store is None:
             raise ConfigurationError("kick by job type with lanes needs a bulk store")
         kicked = 0
-        for record in iter_records(self.store, job_type=job_type):
+        for job_id in buried_ids(self._conn, self.store, job_type):
             if count is not None and kicked >= count:
                 break
-            ref = record.ref
-            if record.state != "buried" or ref is None or is_claim(ref):
-                continue
-            found = self._conn.peek(ref.job_id)
-            body = None if found is None else decode_body(found.body)
-            if body is not None and body.key == record.key and self.kick_job(ref.job_id):
+            if self.kick_job(job_id):
                 kicked += 1
                 if progress is not None:
                     progress()
@@ -582,24 +570,11 @@ class Admin:
         if state not in peeks:
             raise ValidationError(f"state must be one of {sorted(peeks)}, not {state!r}")
         if self.config.lanes:
-            return self._peek_lane(job_type, peeks[state])
+            return peek_of_type(self._conn, self.config, job_type, peeks[state])
         tube = tube_for(job_type, self.tube_prefix)
         for conn in self._conns:  # of a bonded queue: the first server that has one
             found = self._servers.each_one(conn, lambda c: peek_in(c, tube, peeks[state]))
             if found is not None:
-                return found
-        return None
-
-    def _peek_lane(
-        self, job_type: str, peek: Callable[[BeanstalkConnection], ReservedJob | None]
-    ) -> ReservedJob | None:
-        """:meth:`peek_next` with lanes: beanstalkd shows only the next job of a tube, so this
-        is the next of the type's lane (or of its own tube, jobs held while suspended) when
-        that one is of the type; None otherwise."""
-        for tube in self._tubes_of(job_type):
-            found = peek_in(self._conn, tube, peek)
-            body = None if found is None else decode_body(found.body)
-            if body is not None and body.job_type == job_type:
                 return found
         return None
 
@@ -615,15 +590,3 @@ class Admin:
                 self.store.delete(body.key)
             return conn.delete(job_id)
         return False
-
-
-def _of_type(job_type: str, matcher: Callable[[bytes], bool] | None) -> Callable[[bytes], bool]:
-    """A purge matcher that only takes bodies of ``job_type`` (lanes hold several types)."""
-
-    def matches(raw: bytes) -> bool:
-        body = decode_body(raw)
-        if body is None or body.job_type != job_type:
-            return False
-        return matcher is None or matcher(raw)
-
-    return matches
