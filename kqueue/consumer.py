@@ -252,6 +252,8 @@ class Consumer:
                 before_wait=self.runner.drain,
             )
         self._sync_watches(self._conn, wanted)
+        if self.runner.lanes is not None:
+            self.runner.lanes.look_for_strays(self._conn, list(self._handlers))
         return self._window.reserve(
             self._conn, wait, wakeup=self._wakeup.fd, room=room, before_wait=self.runner.drain
         )

@@ -69,6 +69,7 @@ class LaneGate:
         self._suspended: frozenset[str] = frozenset()
         self._read_at: float | None = None
         self._warned: set[str] = set()
+        self._looked = False
         self._lanes: dict[str, str] = {}  # job type -> its lane's tube, as this worker sees it
 
     def suspended(self) -> frozenset[str]:
@@ -102,6 +103,24 @@ class LaneGate:
                 "watches; see docs/guide.md, Lanes)",
                 body.job_type, counts.tube, self.lanes, expected,
             )  # fmt: skip
+
+    def look_for_strays(self, conn: BeanstalkConnection, job_types: list[str]) -> None:
+        """Once per worker: log the handled types whose own tube holds ready jobs while not
+        paused (put there by a producer without lanes: no worker with lanes reserves them).
+        One ``list-tubes``, and one ``stats-tube`` per such tube."""
+        if self._looked:
+            return
+        self._looked = True
+        tubes = set(conn.list_tubes())
+        for job_type in job_types:
+            own = self.prefix + job_type
+            stats = conn.stats_tube(own) if own in tubes else None
+            if stats and stats.get("current-jobs-ready", 0) and not stats.get("pause", 0):
+                logger.error(
+                    "lanes: %d job(s) of type %s wait in tube %s, which no worker with lanes "
+                    "watches: a producer without lanes=%d? (see docs/guide.md, Lanes)",
+                    stats.get("current-jobs-ready", 0), job_type, own, self.lanes,
+                )  # fmt: skip
 
     def accepts_tube(self, tube: str) -> bool:
         """True when a job reserved from ``tube`` may be a lane's (of any number of lanes)."""

@@ -325,3 +325,14 @@ def test_stats_with_lanes_count_per_lane(
     assert set(stats.job_types) == lanes
     assert sum(s["current-jobs-ready"] for s in stats.job_types.values()) == 3
     assert store.count("a") == 1  # per type: the store's figures
+
+
+def test_a_worker_with_lanes_reports_jobs_of_its_types_left_in_their_own_tubes(
+    make_queue: Callable[..., KQueue], caplog: pytest.LogCaptureFixture
+) -> None:
+    make_queue().add_job("stray", 1)  # a producer without lanes
+    worker = make_queue(lanes=4)
+    worker.add_handler("stray", lambda job: None)
+    with caplog.at_level(logging.ERROR, logger="kqueue"):
+        assert worker.run_jobs(time_limit_ms=200) == 0
+    assert "wait in tube kq-stray" in caplog.text
