@@ -45,7 +45,8 @@ Every command but demo takes the application's queue (MODULE:ATTR) first: it the
 the application's beanstalkd, store, key prefix, tube prefix and codecs. Without one, the
 flags and environment say where to go: KQUEUE_BEANSTALKD=host:port  KQUEUE_STORE=redis://...|
 postgresql+psycopg://...|sqlite:///path (?prefix=KEYPREFIX in the URL, or KQUEUE_STORE_PREFIX)
-KQUEUE_PREFIX=kq- (the tube prefix)  KQUEUE_APP=myapp.jobs:queue. Flags win over the
+KQUEUE_PREFIX=kq- (the tube prefix)  KQUEUE_LANES=N (job types share N tubes)
+KQUEUE_APP=myapp.jobs:queue. Flags win over the
 environment, and both over the application's own settings.
 exit codes: 0 ok, 1 kqueue error, 2 bad usage or input, 3 worker forced to stop, 130 Ctrl-C
 """

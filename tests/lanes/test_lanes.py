@@ -12,7 +12,7 @@ import pytest
 
 from kqueue import ConfigurationError, InvalidJobTypeError, KQueue
 from kqueue.aio import AsyncKQueue
-from kqueue.cli.config import Settings
+from kqueue.cli.config import Settings, rebind
 from kqueue.lane_gate import HAND_BACK_DELAY, SUSPENDED_REFRESH
 from kqueue.lanes import lane_index, lane_tube
 from kqueue.stores.memory import MemoryStore
@@ -55,6 +55,16 @@ def test_lanes_come_from_the_flag_over_the_environment() -> None:
     assert Settings.from_args(argparse.Namespace(lanes="16"), {"KQUEUE_LANES": "8"}).lanes == 16
     with pytest.raises(ConfigurationError, match="whole number"):
         Settings.from_args(none, {"KQUEUE_LANES": "many"})
+
+
+def test_the_command_line_rebinds_an_application_queue_to_its_lanes() -> None:
+    app = KQueue(tube_prefix="app-")
+    app.add_handler("t", lambda job: None)
+    given = Settings.from_args(argparse.Namespace(lanes="8"), {})
+    rebound = rebind(app, given)
+    assert (rebound.config.lanes, rebound.config.tube_prefix) == (8, "app-")
+    assert "t" in rebound.handlers
+    assert rebind(app, Settings.from_args(argparse.Namespace(), {})) is app
 
 
 def test_a_job_type_named_like_a_lane_is_refused_only_with_lanes(
