@@ -346,3 +346,31 @@ def test_a_worker_with_lanes_reports_jobs_of_its_types_left_in_their_own_tubes(
     with caplog.at_level(logging.ERROR, logger="kqueue"):
         assert worker.run_jobs(time_limit_ms=200) == 0
     assert "wait in tube kq-stray" in caplog.text
+
+
+def test_a_move_to_the_held_tube_gives_way_when_the_record_changed_meanwhile(
+    make_queue: Callable[..., KQueue],
+    beanstalkd: BeanstalkdProcess,
+    client: greenstalk.Client[bytes],
+    store: MemoryStore,
+) -> None:
+    from kqueue.beanstalk.connection import BeanstalkConnection
+    from kqueue.lane_gate import hold
+    from kqueue.serialization import decode_body
+    from kqueue.stores.base import BrokerRef
+
+    queue = make_queue(lanes=1, bulk_store=store)
+    queue.add_job("s", 1)
+    conn = BeanstalkConnection(beanstalkd.host, beanstalkd.port)
+    try:
+        conn.watch(lane_tube(0, "kq-"))
+        reserved = conn.reserve(timeout=1)
+        assert reserved is not None
+        body = decode_body(reserved.body)
+        assert body is not None
+        stale = BrokerRef(conn.server_id(), reserved.id + 1000)  # not the record's reference
+        hold(conn, store, reserved.id, body, stale, "kq-")
+    finally:
+        conn.close()
+    assert tube_stats(client, "kq-s")["current-jobs-ready"] == 0  # the copy went again
+    assert tube_stats(client, lane_tube(0, "kq-"))["current-jobs-delayed"] == 1
