@@ -539,8 +539,14 @@ class Admin:
             return each[0]
         return cast(TubeStats, sum_stats(each))
 
-    def _tube_stats_each(self, job_type: str) -> list[TubeStats]:
-        tube = tube_for(job_type, self.tube_prefix)
+    def put_tube_stats(self, job_type: str) -> TubeStats:
+        """:meth:`tube_stats` of the tube a type's jobs are put into: its own, or with lanes
+        its lane (shared with other types: ``current-watching`` counts the lane's workers)."""
+        each = self._tube_stats_each(job_type, self.config.tube_of(job_type))
+        return each[0] if len(each) == 1 else cast(TubeStats, sum_stats(each))
+
+    def _tube_stats_each(self, job_type: str, tube: str | None = None) -> list[TubeStats]:
+        tube = tube or tube_for(job_type, self.tube_prefix)
         return [stats for stats in self._servers.each(lambda conn: conn.stats_tube(tube)) if stats]
 
     def peek_job(self, job_id: int) -> ReservedJob | None:
