@@ -377,12 +377,11 @@ def test_a_move_to_the_held_tube_gives_way_when_the_record_changed_meanwhile(
 
 
 def test_the_command_lines_typo_warning_looks_at_the_lane(
-    make_queue: Callable[..., KQueue],
+    make_queue: Callable[..., KQueue], client: greenstalk.Client[bytes]
 ) -> None:
     from kqueue.cli.lookup import unwatched_type_warning
 
-    producer, worker = make_queue(lanes=1), make_queue(lanes=1)
+    producer = make_queue(lanes=1)
     assert unwatched_type_warning(producer, "x") is not None  # nobody watches the lane yet
-    worker.add_handler("y", lambda job: None)
-    assert worker.run_jobs(time_limit_ms=50) == 0  # its connection now watches lane 0
+    client.watch(lane_tube(0, "kq-"))  # a worker of another type of the lane
     assert unwatched_type_warning(producer, "x") is None
