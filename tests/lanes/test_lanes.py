@@ -385,3 +385,22 @@ def test_the_command_lines_typo_warning_looks_at_the_lane(
     assert unwatched_type_warning(producer, "x") is not None  # nobody watches the lane yet
     client.watch(lane_tube(0, "kq-"))  # a worker of another type of the lane
     assert unwatched_type_warning(producer, "x") is None
+
+
+def test_held_jobs_lost_with_the_broker_come_back_through_the_lane_and_stay_held(
+    make_queue: Callable[..., KQueue],
+    beanstalkd: BeanstalkdProcess,
+    store: MemoryStore,
+) -> None:
+    admin, worker = make_queue(lanes=2, bulk_store=store), make_queue(lanes=2, bulk_store=store)
+    ran: list[int] = []
+    worker.add_handler("held", lambda job: ran.append(job.data))
+    admin.suspend("held")
+    admin.add_jobs("held", [1, 2])
+    assert worker.run_jobs(time_limit_ms=300) == 0  # both moved into kq-held
+    beanstalkd.restart(binlog_dir=False)
+    assert admin.sweep().requeued == 2  # into the lane; the suspension paused again
+    assert worker.run_jobs(time_limit_ms=300) == 0, "a suspended type's job ran"
+    admin.resume("held")
+    assert worker.run_jobs(time_limit_ms=500) == 2
+    assert sorted(ran) == [1, 2]
