@@ -27,9 +27,11 @@ from kqueue.stores.base import BrokerRef, JobRecord, RecordStatus, Store
 
 __all__ = [
     "HAND_BACK_DELAY",
+    "HAND_BACK_MAX",
     "SUSPENDED_REFRESH",
     "LaneGate",
     "hand_back",
+    "hand_back_delay",
     "hold",
     "lane_gate",
     "release_held",
@@ -38,7 +40,12 @@ __all__ = [
 logger = logging.getLogger("kqueue")
 
 HAND_BACK_DELAY = 1
-"""Seconds a job handed back by a worker without its handler waits before it is ready again."""
+"""Seconds a job handed back by a worker without its handler waits before it is ready again
+(the first time; doubled with each release of the job, up to :data:`HAND_BACK_MAX`)."""
+
+HAND_BACK_MAX = 32
+"""The longest hand-back delay: a backlog of a type no worker runs costs the lane's workers
+a reserve and a release per job about every 32 s, not every second."""
 
 SUSPENDED_REFRESH = 1.0
 """A worker reads the store's suspended job types at most this often (seconds)."""
@@ -159,7 +166,7 @@ def hand_back(
     """
     fresh = counts is not None and (counts.reserves, counts.releases, counts.buries) == (1, 0, 0)
     if body.stored or not fresh:
-        conn.release(reserved.id, priority=body.priority, delay=HAND_BACK_DELAY)
+        conn.release(reserved.id, priority=body.priority, delay=hand_back_delay(counts))
         return
     assert counts is not None
     pipe = Pipeline(conn)
@@ -168,6 +175,13 @@ def hand_back(
     pipe.execute()
     put.result()  # raises if the copy was refused: the original then stays reserved here
     conn.delete(reserved.id)
+
+
+def hand_back_delay(counts: JobCounts | None) -> int:
+    """:data:`HAND_BACK_DELAY` doubled for each earlier release of the job (its counters
+    read), at most :data:`HAND_BACK_MAX`."""
+    releases = 0 if counts is None else min(counts.releases, 5)
+    return min(HAND_BACK_MAX, HAND_BACK_DELAY << releases)
 
 
 def hold(

@@ -404,3 +404,13 @@ def test_held_jobs_lost_with_the_broker_come_back_through_the_lane_and_stay_held
     admin.resume("held")
     assert worker.run_jobs(time_limit_ms=500) == 2
     assert sorted(ran) == [1, 2]
+
+
+def test_the_hand_back_delay_doubles_with_each_release_up_to_its_cap() -> None:
+    from kqueue.beanstalk.commands import JobCounts
+    from kqueue.lane_gate import HAND_BACK_MAX, hand_back_delay
+
+    delays = [hand_back_delay(JobCounts("t", n + 1, n, 0)) for n in range(8)]
+    assert delays == [1, 2, 4, 8, 16, 32, 32, 32]
+    assert HAND_BACK_MAX == 32
+    assert hand_back_delay(None) == HAND_BACK_DELAY
