@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from kqueue.beanstalk.commands import JobCounts
+from kqueue.beanstalk.commands import JobCounts, Pending
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pipeline
 from kqueue.beanstalk.wire import ReservedJob
@@ -77,6 +77,7 @@ class LaneGate:
         self._read_at: float | None = None
         self._warned: set[str] = set()
         self._looked = False
+        self._back: list[tuple[ReservedJob, Body, JobCounts | None]] = []  # to hand back
         self._lanes: dict[str, str] = {}  # job type -> its lane's tube, as this worker sees it
 
     def suspended(self) -> frozenset[str]:
@@ -148,33 +149,50 @@ class LaneGate:
             hold(conn, self.store, reserved.id, body, record.ref, self.prefix)
             return True
         if not runnable:
-            hand_back(conn, reserved, body, counts)
+            self._back.append((reserved, body, counts))
             return True
         return False
 
+    def flush(self, conn: BeanstalkConnection) -> None:
+        """Hand back the jobs :meth:`diverts` set aside for it, in one burst."""
+        back, self._back = self._back, []
+        if back:
+            hand_back(conn, back)
+
 
 def hand_back(
-    conn: BeanstalkConnection, reserved: ReservedJob, body: Body, counts: JobCounts | None
+    conn: BeanstalkConnection, jobs: list[tuple[ReservedJob, Body, JobCounts | None]]
 ) -> None:
-    """Give back a job this worker has no handler for, ready again in
-    :data:`HAND_BACK_DELAY` seconds, without counting an attempt.
+    """Give back jobs this worker has no handler for (reserved on ``conn``), ready again
+    after :func:`hand_back_delay`, without counting an attempt; one pipelined burst.
 
     A stored job is released (its attempts are counted on its record). A job without a store
     counts its failed attempts by beanstalkd's releases, so one never released or lost
-    before goes back as a new copy (put, then the original deleted); one with a history (or
-    whose counters were not read: ``count_lost_attempts=False``) is released, which counts.
+    before goes back as a new copy (put, then the original deleted once the put succeeded);
+    one with a history (or whose counters were not read: ``count_lost_attempts=False``) is
+    released, which counts.
     """
-    fresh = counts is not None and (counts.reserves, counts.releases, counts.buries) == (1, 0, 0)
-    if body.stored or not fresh:
-        conn.release(reserved.id, priority=body.priority, delay=hand_back_delay(counts))
-        return
-    assert counts is not None
     pipe = Pipeline(conn)
-    pipe.use(counts.tube)
-    put = pipe.put(reserved.body, priority=body.priority, delay=HAND_BACK_DELAY, ttr=body.ttr)
+    copies: list[tuple[int, Pending[int]]] = []
+    for reserved, body, counts in jobs:
+        if body.stored or not _fresh(counts):
+            pipe.release(reserved.id, priority=body.priority, delay=hand_back_delay(counts))
+            continue
+        assert counts is not None
+        pipe.use(counts.tube)
+        put = pipe.put(reserved.body, priority=body.priority, delay=HAND_BACK_DELAY, ttr=body.ttr)
+        copies.append((reserved.id, put))
     pipe.execute()
-    put.result()  # raises if the copy was refused: the original then stays reserved here
-    conn.delete(reserved.id)
+    for job_id, put in copies:
+        if put.error is None:  # a refused copy leaves the original reserved here
+            pipe.delete(job_id)
+    pipe.execute()
+
+
+def _fresh(counts: JobCounts | None) -> bool:
+    """True when beanstalkd's counters show a job reserved once, never released, buried or
+    lost before (None: not read, so not known to be)."""
+    return counts is not None and (counts.reserves, counts.releases, counts.buries) == (1, 0, 0)
 
 
 def hand_back_delay(counts: JobCounts | None) -> int:

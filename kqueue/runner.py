@@ -209,10 +209,14 @@ class JobRunner:
             raise
         self._trust_copies(window, bodies, records, server_id)
         dropped: dict[int, DropReason] = {}
-        jobs = [
-            self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
-            for reserved, body, count in zip(window, bodies, counts, strict=True)
-        ]
+        try:
+            jobs = [
+                self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
+                for reserved, body, count in zip(window, bodies, counts, strict=True)
+            ]
+        finally:
+            if self.lanes is not None:
+                self.lanes.flush(conn)  # the window's hand-backs, in one burst
         delete_jobs(conn, list(dropped))  # their records are gone: never run them
         stale = sum(reason == "stale" for reason in dropped.values())
         if stale:
