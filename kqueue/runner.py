@@ -209,14 +209,8 @@ class JobRunner:
             raise
         self._trust_copies(window, bodies, records, server_id)
         dropped: dict[int, DropReason] = {}
-        try:
-            jobs = [
-                self._prepare(conn, _Reserved(reserved, body, count), records, server_id, dropped)
-                for reserved, body, count in zip(window, bodies, counts, strict=True)
-            ]
-        finally:
-            if self.lanes is not None:
-                self.lanes.flush(conn)  # the window's hand-backs, in one burst
+        reserved = [_Reserved(*job) for job in zip(window, bodies, counts, strict=True)]
+        jobs = self._prepare_all(conn, reserved, records, server_id, dropped)
         delete_jobs(conn, list(dropped))  # their records are gone: never run them
         stale = sum(reason == "stale" for reason in dropped.values())
         if stale:
@@ -227,6 +221,22 @@ class JobRunner:
                 stale,
             )
         return jobs
+
+    def _prepare_all(
+        self,
+        conn: BeanstalkConnection,
+        window: list[_Reserved],
+        records: dict[str, _Record],
+        server_id: str,
+        dropped: dict[int, DropReason],
+    ) -> list[Job | None]:
+        """:meth:`_prepare` for each job of a window; with lanes, the jobs to hand back go
+        in one burst at the end."""
+        try:
+            return [self._prepare(conn, job, records, server_id, dropped) for job in window]
+        finally:
+            if self.lanes is not None:
+                self.lanes.flush(conn)
 
     def _inspector_for(
         self, conn: BeanstalkConnection, server_id: str
