@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from kqueue.beanstalk import commands as beanstalk_commands
@@ -42,7 +42,9 @@ from kqueue.reports import (
 from kqueue.results import worker_name
 from kqueue.serialization import decode_body
 from kqueue.servers import ServerConnections, address_of, connected, peek_in, sum_stats
+from kqueue.sightings import note_answering, sighted_at
 from kqueue.stores.base import BrokerRef, JobRecord, Store, iter_records
+from kqueue.suspensions import SuspensionHolders
 from kqueue.sweeper import Sweep, SweepReport, is_claim
 
 __all__ = ["UNIQUE_PAGE", "Admin", "QueueStats", "StoredCounts", "sweep_advice", "sweep_summary"]
@@ -77,11 +79,13 @@ class Admin:
         self._conn = self._conns[0]
         self._claims_after: str | None = None  # where the next pass frees unique keys from
         self._sweeps = 0
+        self._holders = SuspensionHolders(lambda conn: self._connection(address_of(conn)))
 
     def close(self) -> None:
         """Close the admin connections (a suspension outlives them: see :meth:`suspend`)."""
         for conn in self._conns:
             conn.close()
+        self._holders.close()
 
     def _connection(self, address: tuple[str, int] | None = None) -> BeanstalkConnection:
         return self.config.new_connection(address)
@@ -131,6 +135,7 @@ class Admin:
             conn.ignore(tube)
 
         self._servers.each(unpause)
+        self._holders.release(tube)  # the tube need no longer be kept
         logger.debug("job type %s resumed", job_type, extra={"job_type": job_type})
 
     def _release_held(self, job_type: str) -> None:
@@ -358,6 +363,8 @@ class Admin:
         if self.store is None:
             raise ConfigurationError("recovery needs a bulk store: KQueue(bulk_store=...)")
         conns = self._servers.each(lambda admin: connected(self._connection(address_of(admin))))
+        suspended = [tube_for(job_type, self.tube_prefix) for job_type in self.store.suspended()]
+        self._holders.hold(suspended, conns)  # see kqueue.suspensions
         try:
             report = self._sweep(self.store, conns, grace, verify).run(progress)
         finally:
@@ -386,8 +393,14 @@ class Admin:
             events=self.events,
             verify=verify,
             others=[(other, other.server_id()) for other in others],
-            wait_for=self._servers.down_for_now(conns),
+            wait_for=self._servers.down_for_now(conns, store),
         )
+
+    def note_answering(self, answering: Mapping[str, str]) -> None:
+        """Keep in the store that these servers (address -> server id) answer now; of a
+        bonded queue with a store only. A store that fails costs a log line."""
+        if len(self._conns) > 1 and self.store is not None:
+            note_answering(self.store, answering)
 
     def _keep_report(self, store: Store, report: SweepReport) -> None:
         """Leave the pass's report in the store for operators (the dashboard, any process);
@@ -438,9 +451,12 @@ class Admin:
         if self.store is not None:
             store = self.store_counts(job_types)
             stored = {job_type: counts.records for job_type, counts in store.items()}
-        servers = self._servers.stats() if len(self._conns) > 1 else None
+        servers = server_ids = None
+        if len(self._conns) > 1:
+            servers = self.each_server_stats()
+            server_ids = sighted_at(self.store) if self.store is not None else None
         return QueueStats(
-            self.server_stats(), job_types, stored, dict(self.counters), store, servers
+            self.server_stats(), job_types, stored, dict(self.counters), store, servers, server_ids
         )
 
     def store_counts(self, tubes: dict[str, TubeStats] | None = None) -> dict[str, StoredCounts]:
@@ -513,6 +529,11 @@ class Admin:
         if stats is None:
             raise JobNotFoundError(f"job {job_id} not in beanstalkd at {self.config.address}")
         return stats
+
+    def each_server_stats(self) -> dict[str, ServerStats | str]:
+        """Each server's stats by address, or the error of one that did not answer (of one
+        server: that one)."""
+        return self._servers.stats()
 
     def broker_state(self, ref: BrokerRef) -> str | None:
         """beanstalkd's state of the job a reference names (``ready``, ``delayed``,

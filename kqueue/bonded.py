@@ -87,6 +87,13 @@ class BondedReserver:
         self.lanes = [Lane(config.new_connection(address), first) for address in config.addresses]
         self._turn = 0
 
+    def live_ids(self) -> frozenset[str]:
+        """The server ids of the lanes connected now (what a record naming one of them proves:
+        see :func:`kqueue.runner.why_not_runnable`)."""
+        return frozenset(
+            server for lane in self.lanes if (server := lane.conn.known_server_id()) is not None
+        )
+
     def close(self) -> None:
         """Close every lane (abandoning outstanding reserves: their jobs go back)."""
         for lane in self.lanes:

@@ -267,7 +267,12 @@ class Consumer:
             )
         else:
             parts = cast(list[Part], reserved)
-            ran = self.runner.run_parts(parts, reserved_at=started, should_stop=self._stopping)
+            ran = self.runner.run_parts(
+                parts,
+                reserved_at=started,
+                should_stop=self._stopping,
+                bond=self._bonded.live_ids(),
+            )
         jobs = len(reserved) if self._bonded is None else sum(len(p[1]) for p in reserved)
         self._window.observe(jobs, time.monotonic() - started)
         return ran

@@ -4,6 +4,7 @@
 
     KQueueError
     ├── ConfigurationError          bad settings; a missing optional extra
+    │   └── NotSupportedError       settings valid, but not for this part of kqueue yet
     ├── ValidationError (ValueError) bad input, rejected before anything is written
     │   ├── InvalidJobTypeError     a job type name beanstalkd cannot take
     │   ├── PayloadError            a payload the codec cannot encode or decode
@@ -36,6 +37,11 @@ class KQueueError(Exception):
 
 class ConfigurationError(KQueueError):
     """A setting is invalid, or an optional extra is not installed."""
+
+
+class NotSupportedError(ConfigurationError):
+    """Valid settings that this part of kqueue cannot serve yet (e.g. the asyncio worker
+    on several beanstalkd servers)."""
 
 
 class ValidationError(KQueueError, ValueError):

@@ -194,6 +194,12 @@ class KQueue:
         """A new connection to each beanstalkd server of the queue (the caller closes them)."""
         return [self.config.new_connection(address) for address in self.config.addresses]
 
+    def note_answering(self, answering: Mapping[str, str]) -> None:
+        """Keep in the store that these servers (address -> server id) answer now, for
+        recovery passes started later (see :mod:`kqueue.sightings`); of a bonded queue with
+        a store only. A background sweeper calls it between passes."""
+        self.admin.note_answering(answering)
+
     def add_middleware(self, middleware: Middleware) -> None:
         """Add one more middleware (after those given to the constructor)."""
         self.middleware.add(middleware)

@@ -57,6 +57,10 @@ class QueueStats:
     servers: dict[str, ServerStats | str] | None = None
     """Of a bonded queue: each server's stats by address (or why it did not answer);
     ``server`` and ``job_types`` then hold their sums (see :func:`kqueue.servers.sum_stats`)."""
+    server_ids: dict[str, str] | None = None
+    """Of a bonded queue with a store: every server id recovery passes saw answering, with
+    the address it was last seen at (see :mod:`kqueue.sightings`); the records' references
+    name these ids."""
 
     @property
     def all_job_types(self) -> list[str]:

@@ -147,14 +147,17 @@ class JobRunner:
         *,
         reserved_at: float,
         should_stop: Callable[[], bool] = lambda: False,
+        bond: frozenset[str] = frozenset(),
     ) -> int:
         """:meth:`run_window` for a window reserved on several servers (each part on its
         own connection): every part prepared (one store read each), then all its jobs run
-        most urgent first (a stable sort: each server's own order among equals)."""
+        most urgent first (a stable sort: each server's own order among equals). ``bond``:
+        the ids of the queue's servers connected now (a copy whose record names another of
+        them is a duplicate: see :func:`why_not_runnable`)."""
         prepared: list[Job | None] = []
         try:
             for conn, window in parts:
-                prepared += self._prepare_window(conn, window)
+                prepared += self._prepare_window(conn, window, bond)
         except StoreError:
             self._hand_back(prepared)  # released, not closed: no attempt counted (see above)
             raise
@@ -187,7 +190,10 @@ class JobRunner:
     # -- before the handlers: records, stale references, unreadable bodies ----------------
 
     def _prepare_window(
-        self, conn: BeanstalkConnection, window: Sequence[ReservedJob]
+        self,
+        conn: BeanstalkConnection,
+        window: Sequence[ReservedJob],
+        bond: frozenset[str] = frozenset(),
     ) -> list[Job | None]:
         bodies = [decode_body(reserved.body) for reserved in window]
         server_id = conn.server_id()
@@ -210,7 +216,7 @@ class JobRunner:
         self._trust_copies(window, bodies, records, server_id)
         dropped: dict[int, DropReason] = {}
         reserved = [_Reserved(*job) for job in zip(window, bodies, counts, strict=True)]
-        jobs = self._prepare_all(conn, reserved, records, server_id, dropped)
+        jobs = self._prepare_all(conn, reserved, records, server_id, bond, dropped)
         delete_jobs(conn, list(dropped))  # their records are gone: never run them
         stale = sum(reason == "stale" for reason in dropped.values())
         if stale:
@@ -228,12 +234,13 @@ class JobRunner:
         window: list[_Reserved],
         records: dict[str, _Record],
         server_id: str,
+        bond: frozenset[str],
         dropped: dict[int, DropReason],
     ) -> list[Job | None]:
         """:meth:`_prepare` for each job of a window; with lanes, the jobs to hand back go
         in one burst at the end."""
         try:
-            return [self._prepare(conn, job, records, server_id, dropped) for job in window]
+            return [self._prepare(conn, job, records, server_id, bond, dropped) for job in window]
         finally:
             if self.lanes is not None:
                 self.lanes.flush(conn)
@@ -292,6 +299,7 @@ class JobRunner:
         reserved: _Reserved,
         records: dict[str, _Record],
         server_id: str,
+        bond: frozenset[str],
         dropped: dict[int, DropReason],
     ) -> Job | None:
         job_id, body, counts = reserved.job.id, reserved.body, reserved.counts
@@ -305,7 +313,7 @@ class JobRunner:
         assert body is not None
         record = records.get(body.key) if body.stored else None
         if body.stored:
-            reason = why_not_runnable(job_id, body.key, record, server_id)
+            reason = why_not_runnable(job_id, body.key, record, server_id, bond)
             if reason is not None:
                 dropped[job_id] = reason
                 self.events.on_dropped(job_id, body.key, reason)
@@ -601,10 +609,15 @@ def why_unreadable(
 
 
 def why_not_runnable(
-    job_id: int, key: str, record: JobRecord | RecordStatus | None, server_id: str
+    job_id: int,
+    key: str,
+    record: JobRecord | RecordStatus | None,
+    server_id: str,
+    bond: frozenset[str] = frozenset(),
 ) -> DropReason | None:
     """Why a stored job must not run: its record is gone, or the record names another
-    job on this server (a duplicate delivery); None if it may run."""
+    job on this server or on another server of ``bond`` (the ids of a bonded queue's servers
+    connected now): a duplicate delivery; None if it may run."""
     if record is None:
         # Done or purged already: the reference is stale. Never run it.
         logger.debug("job %s key=%s: record gone, reference dropped", job_id, key)
@@ -615,6 +628,13 @@ def why_not_runnable(
         # while this one was thought lost): this one is a duplicate delivery. A reference
         # naming another server proves nothing (a binlog restart renames the server).
         logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)
+        return "duplicate"
+    if current is not None and current.server_id != server_id and current.server_id in bond:
+        # The record was moved to a job on another live server of the queue (a put retried
+        # there after this server froze, a recovery or a drain that moved it): that job is
+        # the one to run. Only an id the queue is connected to now counts: a server that
+        # restarted answers with a new id, so its renamed jobs are never taken for copies.
+        logger.warning("job %s key=%s: copy of a job now on %s dropped", job_id, key, current)
         return "duplicate"
     return None
 

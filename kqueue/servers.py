@@ -22,7 +22,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -31,6 +30,8 @@ from kqueue.beanstalk.wire import ReservedJob, ServerStats
 from kqueue.config import QueueConfig, format_address
 from kqueue.errors import BrokerError
 from kqueue.health import BrokerHealth
+from kqueue.sightings import ServerWatch
+from kqueue.stores.base import Store
 
 __all__ = ["BeanstalkServer", "ServerConnections", "ServerSet", "sum_stats"]
 
@@ -152,8 +153,7 @@ class ServerConnections:
     def __init__(self, config: QueueConfig) -> None:
         self.config = config
         self.conns = [config.new_connection(address) for address in config.addresses]
-        self._seen: dict[str, str] = {}  # address -> the server id it last answered with
-        self._down_since: dict[str, float] = {}  # address -> when a pass first missed it
+        self._watch = ServerWatch([conn.address for conn in self.conns], config.server_down_grace)
 
     def each(self, do: Callable[[BeanstalkConnection], T]) -> list[T]:
         """``do`` on every server's connection; what each returned. Of a bonded queue, a
@@ -210,24 +210,15 @@ class ServerConnections:
         held = {address for address, _ in self.locate(job_id)}
         return [conn for conn in self.conns if conn.address in held]
 
-    def down_for_now(self, live: Sequence[BeanstalkConnection]) -> set[str]:
-        """The last ids of the servers that do not answer now but did, less than
-        ``server_down_grace`` seconds ago: their jobs are left to them this pass (a server
-        that comes back with its binlog still holds them). The id of a server never seen
-        answering here cannot be told from that of a server gone for good."""
-        now = time.monotonic()
-        up = {conn.address for conn in live}
-        for conn in live:
-            self._seen[conn.address] = conn.server_id()
-            self._down_since.pop(conn.address, None)
-        waiting: set[str] = set()
-        for address, server_id in self._seen.items():
-            if address in up:
-                continue
-            since = self._down_since.setdefault(address, now)
-            if now - since < self.config.server_down_grace:
-                waiting.add(server_id)
-        return waiting
+    def down_for_now(self, live: Sequence[BeanstalkConnection], store: Store | None) -> set[str]:
+        """The ids of the servers that do not answer now but did, less than
+        ``server_down_grace`` seconds ago (as this process or the store remembers, see
+        :mod:`kqueue.sightings`): their jobs are left to them this pass (a server that comes
+        back with its binlog still holds them). Of a bonded queue only; the live servers'
+        sightings are noted in ``store``."""
+        if len(self.conns) == 1:
+            return set()
+        return self._watch.down_for_now({c.address: c.server_id() for c in live}, store)
 
 
 def peek_in(

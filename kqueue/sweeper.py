@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -428,11 +428,18 @@ def _delay(record: JobRecord, now: float) -> int:
 class Sweepable(Protocol):
     """What a :class:`RecoverySweeper` needs (a KQueue has it): ``sweep`` for a pass, and
     ``new_connections`` for the connections (one per server) on which it watches the
-    brokers' server ids."""
+    brokers' server ids. Optional: ``note_answering(answering)``, to keep which server ids
+    answer at which address (address -> server id) for sweepers started later."""
 
     def sweep(self, *, grace: float | None = None, verify: bool = False) -> SweepReport: ...
 
     def new_connections(self) -> list[BeanstalkConnection]: ...
+
+
+NOTE_EVERY = 5.0
+"""Between passes, a background sweeper tells the store which servers answer this often (see
+:mod:`kqueue.sightings`): a sweeper started later waits for a server that went down since
+from the last of these, not from the last pass."""
 
 
 class RecoverySweeper:
@@ -500,6 +507,7 @@ class RecoverySweeper:
         conns = self.queue.new_connections()
         known: dict[str, str] = {}  # address -> the server id of the last pass
         due = 0.0  # the first pass runs at once
+        noted = 0.0
         try:
             while not self._stop.is_set():
                 ids = {conn.address: self._server_id(conn) for conn in conns}
@@ -515,6 +523,9 @@ class RecoverySweeper:
                             known[address],
                         )
                 answering = {a: server for a, server in ids.items() if server is not None}
+                if answering and time.monotonic() >= noted:
+                    self._note(answering)
+                    noted = time.monotonic() + NOTE_EVERY
                 if answering and (restarted or time.monotonic() >= due):
                     ran = self._pass()
                     if ran is not None:
@@ -526,6 +537,14 @@ class RecoverySweeper:
         finally:
             for conn in conns:
                 conn.close()
+
+    def _note(self, answering: Mapping[str, str]) -> None:
+        """Tell the queue which servers answer (a queue without ``note_answering``: nothing)."""
+        note: Callable[[Mapping[str, str]], None] | None = getattr(
+            self.queue, "note_answering", None
+        )
+        if note is not None:
+            note(answering)
 
     def _server_id(self, conn: BeanstalkConnection) -> str | None:
         """The broker's server id now, or None while it does not answer (said once)."""

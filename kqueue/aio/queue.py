@@ -27,7 +27,7 @@ from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.aio_connection import AsyncBeanstalkConnection
 from kqueue.beanstalk.wire import JobStats
 from kqueue.config import QueueConfig
-from kqueue.errors import ConfigurationError, JobNotFoundError
+from kqueue.errors import ConfigurationError, JobNotFoundError, NotSupportedError
 from kqueue.health import BrokerHealth
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware.base import Middleware
@@ -57,6 +57,11 @@ class AsyncKQueue:
 
     Handlers may be ``async def`` (run on the loop, up to ``concurrency`` at once) or plain
     functions (run in a worker thread).
+
+    With ``servers=[...]`` (several beanstalkd servers), adding jobs spreads them over the
+    servers as :class:`~kqueue.KQueue` does (round robin, failing over to the next healthy
+    server); running them is not supported yet (:class:`~kqueue.errors.NotSupportedError`
+    from :meth:`run_jobs` and :class:`~kqueue.aio.worker.AsyncWorker`).
     """
 
     PRIO_URGENT: ClassVar[int] = jobmod.PRIO_URGENT
@@ -89,12 +94,6 @@ class AsyncKQueue:
         return cls.from_queue(queue)
 
     def _wrap(self, queue: KQueue) -> None:
-        if queue.config.bonded:
-            raise ConfigurationError(
-                "the asyncio queue talks to one beanstalkd server for now; "
-                f"{len(queue.config.servers)} were given ({queue.config.address}): use "
-                "KQueue (or kqueue worker) for a queue over several servers"
-            )
         if queue.config.lanes:
             raise ConfigurationError(
                 f"the asyncio queue does not run lanes yet (lanes={queue.config.lanes}): use "
@@ -154,12 +153,12 @@ class AsyncKQueue:
 
     async def open(self) -> AsyncKQueue:
         """Connect now, so that an unreachable beanstalkd fails here with its address."""
-        await self.producer.conn.connect()
+        await self.producer.connect()
         return self
 
     async def close(self) -> None:
         """Close every connection (and a store this queue opened from a URL)."""
-        await self.producer.conn.aclose()
+        await self.producer.aclose()
         if self.async_store is not None:
             await self.async_store.aclose()
         self.health.close()
@@ -270,7 +269,10 @@ class AsyncKQueue:
         concurrency: int = 1,
     ) -> int:
         """Run jobs, up to ``concurrency`` at once; how many handlers ran (the limits are
-        those of :meth:`kqueue.KQueue.run_jobs`)."""
+        those of :meth:`kqueue.KQueue.run_jobs`). Of one server only, for now: over several,
+        :class:`~kqueue.errors.NotSupportedError` (run ``KQueue.run_jobs`` or ``kqueue
+        worker`` there)."""
+        check_one_server(self.config)
         only = None if job_types is None else self.queue.consumer.check_job_types(job_types)
         return await self.consumer.run_jobs(
             count_limit, time_limit_ms, job_types=only, concurrency=concurrency
@@ -359,6 +361,17 @@ class AsyncKQueue:
     async def job_stats(self, job: Job | int) -> JobStats:
         """beanstalkd's stats-job for a job (or job id); JobNotFoundError if it is gone."""
         return await asyncio.to_thread(self.queue.job_stats, job)
+
+
+def check_one_server(config: QueueConfig) -> None:
+    """Raise :class:`~kqueue.errors.NotSupportedError` for a queue over several servers: the
+    asyncio worker reserves from one server only for now."""
+    if config.bonded:
+        raise NotSupportedError(
+            "the asyncio worker reserves from one beanstalkd server for now; this queue has "
+            f"{len(config.addresses)} ({config.address}): run its jobs with KQueue.run_jobs "
+            "or kqueue worker (without --asyncio). Adding jobs from asyncio works on several."
+        )
 
 
 def _reserved(job: Job) -> AsyncBeanstalkConnection:

@@ -16,7 +16,7 @@ import signal
 import threading
 from collections.abc import Sequence
 
-from kqueue.aio.queue import AsyncKQueue
+from kqueue.aio.queue import AsyncKQueue, check_one_server
 from kqueue.errors import ConfigurationError
 from kqueue.sweeper import RecoverySweeper
 
@@ -52,6 +52,7 @@ class AsyncWorker:
         self.jobs_run = 0
         self._signals = 0
         self._task: asyncio.Task[int] | None = None
+        check_one_server(queue.config)
         if not queue.handlers:
             raise ConfigurationError("the queue has no handlers: nothing for a worker to run")
         consumer = queue.queue.consumer

@@ -595,6 +595,12 @@ class BeanstalkConnection:
         """The random ``id`` of the server process behind this connection."""
         return self.server_stats()["id"]
 
+    def known_server_id(self) -> str | None:
+        """The server's ``id`` if this connection is open and already knows it; never sends
+        anything (safe while a reserve is outstanding)."""
+        stats = self._server_stats
+        return stats["id"] if stats is not None and self.connected else None
+
     # -- a reserve left outstanding (a worker waiting on several servers at once) ---------
 
     def send_reserve(self, timeout: int) -> None:

@@ -62,20 +62,50 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     with settings.open_queue() as queue:
         note = nothing_here_note(queue)  # once: an empty store beside other prefixes' records
         while True:
-            rows = stats_rows(queue.stats())
+            stats = queue.stats()
+            rows = stats_rows(stats)
             if args.json:
-                print_json({"beanstalkd": queue.config.address, "job_types": rows})
+                print_json(
+                    {"beanstalkd": queue.config.address, "job_types": rows, **_servers_json(stats)}
+                )
             else:
                 if args.watch:
                     sys.stdout.write("\x1b[2J\x1b[H")
                     print(time.strftime("%H:%M:%S"), _where(queue))
                 print_stats_table(rows)
+                print_servers(stats)
             _note(note)
             note = None
             if not args.watch:
                 return EXIT_OK
             sys.stdout.flush()
             time.sleep(args.watch)
+
+
+def _servers_json(stats: QueueStats) -> dict[str, Any]:
+    """Of a bonded queue: each server's state by address, and where each server id lived."""
+    if stats.servers is None:
+        return {}
+    each = {
+        address: {"error": one} if isinstance(one, str) else {"id": one.get("id")}
+        for address, one in stats.servers.items()
+    }
+    return {"servers": each, "server_ids": stats.server_ids}
+
+
+def print_servers(stats: QueueStats) -> None:
+    """Of a bonded queue: one line per server: its id, or why it did not answer and the id
+    recovery last saw answering there (the id the records of its jobs name)."""
+    if stats.servers is None:
+        return
+    lived = {address: sid for sid, address in sorted((stats.server_ids or {}).items())}
+    for address, one in stats.servers.items():
+        if not isinstance(one, str):
+            print(f"server {address}: id {one.get('id')}, {one.get('current-jobs-ready')} ready")
+        elif address in lived:
+            print(f"server {address}: not answering ({one}); last seen as id {lived[address]}")
+        else:
+            print(f"server {address}: not answering ({one})")
 
 
 def _where(queue: KQueue) -> str:
@@ -120,11 +150,12 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
             return _put_many(queue, args.jobtype, payloads, options)
         since = f"{time.time_ns() // 1_000_000 - 1:012x}"  # a key prefix: see kqueue.keys
         job_id = queue.add_job(args.jobtype, payloads[0], **options)
-        key = _key_of(queue, job_id, args.jobtype, since)
+        key, server = _key_of(queue, job_id, args.jobtype, since)
     finally:
         queue.close()
     # id 0: accepted while beanstalkd was down; the producer's warning says so, once.
-    print(f"id {job_id} key {key or '-'}")
+    on = f" on {server or '?'}" if queue.config.bonded and job_id != NOT_SCHEDULED else ""
+    print(f"id {job_id}{on} key {key or '-'}")
     return EXIT_OK
 
 
@@ -152,20 +183,39 @@ def _unwatched_if_reachable(queue: KQueue, job_type: str) -> str | None:
         return None  # beanstalkd is down: add_job says so, and the store takes the job
 
 
-def _key_of(queue: KQueue, job_id: int, job_type: str, since: str) -> str | None:
-    """The record key of a job just put: read back from beanstalkd, or, for a job that did
-    not reach it, the newest unscheduled record of its type created ``since``."""
+def _key_of(queue: KQueue, job_id: int, job_type: str, since: str) -> tuple[str | None, str | None]:
+    """The record key of a job just put and the address of its server: read back from
+    beanstalkd (of a bonded queue where several servers hold that id, from the newest record
+    of its type naming it); for a job that did not reach beanstalkd, the newest unscheduled
+    record of its type created ``since``."""
     if job_id != NOT_SCHEDULED:
         located = queue.admin.locate(job_id)
-        if len(located) != 1:  # several servers hold that id: which one took it is unknown
-            return None
-        body = decode_body(located[0][1].body)
-        return body.key if body is not None else None
+        if len(located) == 1:
+            body = decode_body(located[0][1].body)
+            return (body.key if body is not None else None), located[0][0]
+        return _stored_key_of(queue, job_id, job_type, since)
     if queue.store is None:
-        return None
+        return None, None
     found = queue.store.scan_referencing(None, after=since, limit=1000)
     mine = [record.key for record in found if record.job_type == job_type]
-    return mine[-1] if mine else None
+    return (mine[-1] if mine else None), None
+
+
+def _stored_key_of(
+    queue: KQueue, job_id: int, job_type: str, since: str
+) -> tuple[str | None, str | None]:
+    """Of a bonded queue: the newest record of ``job_type`` written ``since`` naming job
+    ``job_id``, and the address of the server its reference names (None: not found)."""
+    if queue.store is None:
+        return None, None
+    found = queue.store.scan(after=since, limit=1000, job_type=job_type)
+    mine = [r for r in found if r.ref is not None and r.ref.job_id == job_id]
+    if not mine:
+        return None, None
+    ref = mine[-1].ref
+    assert ref is not None
+    held = queue.admin.peek_ref(ref)
+    return mine[-1].key, None if held is None else held[0]
 
 
 PUT_BATCH = 1000

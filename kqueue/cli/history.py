@@ -81,9 +81,11 @@ def _print_report(report: dict[str, Any]) -> None:
     job = report["job"] or {}
     print(f"key       {report['key']}")
     print(f"status    {report['status']}")
-    for name in ("id", "job_type", "priority", "attempts", "last_error", "payload"):
+    for name in ("id", "server", "job_type", "priority", "attempts", "last_error", "payload"):
         if job.get(name) is not None:
             print(f"{name:<9} {job[name]}")
+    if job.get("server_id") is not None:  # of a bonded queue, its server not answering
+        print(f"server    id {job['server_id']}, last seen at {job['server_last_seen_at']}")
     failures = [AttemptFailure(**item) for item in report["failures"]]
     print(f"failures  {len(failures)} kept (oldest first)" if failures else "failures  none")
     for failure in failures:

@@ -13,6 +13,7 @@ from kqueue.errors import JobNotFoundError, ValidationError
 from kqueue.job import PRIO_BULK, PRIO_HIGH, PRIO_LOW, PRIO_NORMAL, PRIO_URGENT
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
+from kqueue.sightings import sighted_at
 from kqueue.stores.base import JobRecord, Store
 from kqueue.sweeper import is_claim
 
@@ -110,6 +111,9 @@ def describe_job(queue: KQueue, found: FoundJob) -> dict[str, Any]:
         return info
     if found.job is None:
         info["state"] = _missing_state(record)
+        if queue.config.bonded and record.ref is not None and not is_claim(record.ref):
+            info["server_id"] = record.ref.server_id
+            info["server_last_seen_at"] = sighted_at(queue.store).get(record.ref.server_id)
     info.update(
         job_type=record.job_type,
         priority=record.priority,

@@ -17,6 +17,7 @@ from kqueue.beanstalk.wire import ReservedJob, TubeStats
 from kqueue.errors import BrokerError, JobNotFoundError, KQueueError, ValidationError
 from kqueue.queue import KQueue
 from kqueue.serialization import decode_body
+from kqueue.sightings import sighted_at
 from kqueue.stores.base import JobRecord
 from kqueue.sweeper import is_claim
 
@@ -30,6 +31,7 @@ __all__ = [
     "ServerView",
     "TypeRow",
     "dead_letters",
+    "each_server",
     "find_job",
     "overview",
     "show_payload",
@@ -55,6 +57,19 @@ SERVER_FIELDS = (
     "total-jobs",
 )
 """The beanstalkd stats the servers panel shows."""
+
+
+EACH_SERVER_FIELDS = (
+    "id",
+    "current-jobs-ready",
+    "current-jobs-reserved",
+    "current-jobs-delayed",
+    "current-jobs-buried",
+    "current-connections",
+    "current-workers",
+    "uptime",
+)
+"""The columns of the per-server table of a bonded queue's overview."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,11 @@ class Overview:
     pages: int
     total_types: int
     sweeps: list[SweepView] = field(default_factory=list)
+    each_server: list[ServerView] = field(default_factory=list)
+    """Of a queue over several servers: each server's own stats (``servers`` holds their
+    sums), or why it did not answer and the id recovery last saw there."""
+    server_columns: tuple[str, ...] = EACH_SERVER_FIELDS
+    """The stats each row of :attr:`each_server` shows, in order."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +206,24 @@ def overview(queue: KQueue, page: int = 1, per_page: int = TYPES_PER_PAGE) -> Ov
     shown = {name: server_stats.get(name) for name in SERVER_FIELDS}
     server = ServerView(queue.config.address, up=True, stats=shown)
     sweeps = recent_sweeps(queue)
-    return Overview(rows, [server], store, stored_total, page, pages, total, sweeps)
+    each = each_server(queue) if queue.config.bonded else []
+    return Overview(rows, [server], store, stored_total, page, pages, total, sweeps, each)
+
+
+def each_server(queue: KQueue) -> list[ServerView]:
+    """Every server of a bonded queue: its stats, or why it did not answer (with, from the
+    store's sightings, the id recovery last saw answering there: the id its jobs' records
+    name)."""
+    lived = {address: sid for sid, address in sorted(sighted_at(queue.store).items())}
+    views = []
+    for address, stats in queue.admin.each_server_stats().items():
+        if isinstance(stats, str):
+            last = {"id": f"last seen as {lived[address]}"} if address in lived else {}
+            views.append(ServerView(address, up=False, error=stats, stats=last))
+        else:
+            shown = {name: stats.get(name) for name in EACH_SERVER_FIELDS}
+            views.append(ServerView(address, up=True, stats=shown))
+    return views
 
 
 def type_row(queue: KQueue, job_type: str) -> TypeRow:
@@ -324,15 +361,20 @@ def find_job(queue: KQueue, target: str) -> JobView:
     """
     target = target.strip()
     if target.isdigit() and not _is_key(target):
-        job = queue.admin.peek_job(int(target))
-        if job is None:
+        located = queue.admin.locate(int(target))
+        if not located:
             raise JobNotFoundError(f"no job {target} in beanstalkd at {queue.config.address}")
+        (server, job), also = located[0], [address for address, _ in located[1:]]
         body = decode_body(job.body)
+        view = None
         if body is not None and body.stored and queue.store is not None:
             record = queue.store.get(body.key)
             if record is not None:
-                return _record_view(queue, record, job)
-        return _broker_view(queue, job)
+                view = _record_view(queue, record, job, server)
+        view = view or _broker_view(queue, job, server)
+        if also:
+            view.fields["same id also on"] = ", ".join(also)
+        return view
     if not _is_key(target):
         raise ValidationError(f"{target!r} is neither a job id (digits) nor a record key")
     if queue.store is None:
@@ -340,30 +382,46 @@ def find_job(queue: KQueue, target: str) -> JobView:
     record = queue.store.get(target)
     if record is None:
         raise JobNotFoundError(f"no record {target} in the store (done, or purged?)")
-    return _record_view(queue, record, _job_of(queue, record))
+    holder, held = _job_of(queue, record)
+    return _record_view(queue, record, held, holder)
 
 
-def _job_of(queue: KQueue, record: JobRecord) -> ReservedJob | None:
+def _job_of(queue: KQueue, record: JobRecord) -> tuple[str | None, ReservedJob | None]:
+    """beanstalkd's job for a record and its server's address, if it holds it where the
+    reference says (of a bonded queue, on the server the reference names)."""
     if record.ref is None or is_claim(record.ref):
-        return None
-    job = queue.admin.peek_job(record.ref.job_id)
-    body = decode_body(job.body) if job is not None else None
-    return job if body is not None and body.key == record.key else None
+        return None, None
+    if queue.config.bonded:
+        found = queue.admin.peek_ref(record.ref)
+    else:
+        job = queue.admin.peek_job(record.ref.job_id)
+        found = None if job is None else (queue.config.address, job)
+    body = decode_body(found[1].body) if found is not None else None
+    if found is None or body is None or body.key != record.key:
+        return None, None
+    return found
 
 
-def _state_of(queue: KQueue, job: ReservedJob) -> str:
+def _state_of(queue: KQueue, job: ReservedJob, server: str | None) -> str:
     try:
-        return str(queue.admin.job_stats(job.id).get("state", "?"))
+        return str(queue.admin.job_stats(job.id, server=server).get("state", "?"))
     except JobNotFoundError:
         return "gone"
 
 
-def _broker_view(queue: KQueue, job: ReservedJob) -> JobView:
+def _where(queue: KQueue, server: str | None) -> dict[str, Any]:
+    """The field naming a job's server, on a bonded queue (ids are each server's own)."""
+    return {"server": server} if queue.config.bonded else {}
+
+
+def _broker_view(queue: KQueue, job: ReservedJob, server: str | None) -> JobView:
     body = decode_body(job.body)
-    state = _state_of(queue, job)
+    state = _state_of(queue, job, server)
     if body is None:
-        return JobView(None, job.id, state, None, {}, *show_payload(queue, "raw", job.body))
-    fields = {"priority": body.priority, "ttr": body.ttr, "stored": body.stored}
+        fields = _where(queue, server)
+        return JobView(None, job.id, state, None, fields, *show_payload(queue, "raw", job.body))
+    fields = {**_where(queue, server), "priority": body.priority, "ttr": body.ttr}
+    fields["stored"] = body.stored
     text, cut = show_payload(queue, body.codec, body.payload) if not body.stored else ("", 0)
     return JobView(body.key, job.id, state, body.job_type, fields, text, cut)
 
@@ -372,14 +430,21 @@ def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _record_view(queue: KQueue, record: JobRecord, job: ReservedJob | None) -> JobView:
+def _record_view(
+    queue: KQueue, record: JobRecord, job: ReservedJob | None, server: str | None
+) -> JobView:
+    where = _where(queue, server)
     if job is not None:
-        state = _state_of(queue, job)
+        state = _state_of(queue, job, server)
     elif record.ref is None:
         state = "accepted, not yet in beanstalkd (the sweeper delivers it)"
     else:
         state = "not in beanstalkd: awaiting recovery (a sweeper puts it back)"
+        if queue.config.bonded and not is_claim(record.ref):
+            last = sighted_at(queue.store).get(record.ref.server_id)
+            where = {"server": f"id {record.ref.server_id}, last seen at {last or 'unknown'}"}
     fields = {
+        **where,
         "priority": record.priority,
         "ttr": record.ttr,
         "attempts": record.attempts,

@@ -7,14 +7,16 @@ Python's ``sorted()`` and ``"a"`` and ``"A"`` stay two keys.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from kqueue.stores.base import BrokerRef, JobRecord, UnscheduledCursor
+from kqueue.stores.base import BrokerRef, JobRecord, ServerSighting, UnscheduledCursor
 
 SCHEMA_VERSION = 3
 """Version of the table layout, kept in the meta table under ``schema_version``.
@@ -29,6 +31,10 @@ _OLDER_VERSIONS = ("1", "2")
 indexes added, see :func:`create_schema`)."""
 
 _MYSQL = ("mysql", "mariadb")
+
+SIGHTING_PREFIX = "server:"
+"""Meta table rows named ``server:<server id>`` keep where recovery last saw that beanstalkd
+server answering (JSON ``[address, seen_at]``): rows an older kqueue ignores."""
 
 
 def _binary_string(length: int) -> sa.types.TypeEngine[str]:
@@ -294,3 +300,49 @@ def too_large(orig: BaseException | None) -> bool:
         or sqlstate.startswith("54")  # PostgreSQL: program_limit_exceeded
         or "too big" in str(orig)  # SQLite: string or blob too big
     )
+
+
+def sighting_rows(sightings: Mapping[str, ServerSighting]) -> dict[str, str]:
+    """Meta table rows (name -> value) of server sightings; those too long are left out."""
+    rows = {}
+    for server_id, sighting in sightings.items():
+        name = SIGHTING_PREFIX + server_id
+        value = json.dumps([sighting.address, sighting.seen_at])
+        if len(name) <= 64 and len(value) <= 255:
+            rows[name] = value
+    return rows
+
+
+def sightings_of(rows: Iterable[Any]) -> dict[str, ServerSighting]:
+    """Server sightings from meta table rows (name, value) named ``server:<id>``."""
+    seen = {}
+    for name, value in rows:
+        address, seen_at = json.loads(value)
+        seen[name[len(SIGHTING_PREFIX) :]] = ServerSighting(str(address), float(seen_at))
+    return seen
+
+
+def upsert_meta(conn: sa.Connection, table: sa.Table, rows: Mapping[str, str]) -> None:
+    """Insert or replace meta table rows (name -> value), by each dialect's upsert, in name
+    order (two writers lock the rows in one order)."""
+    values = [{"name": name, "value": rows[name]} for name in sorted(rows)]
+    dialect = conn.dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["name"], set_={"value": statement.excluded.value}
+        )
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=["name"], set_={"value": statement.excluded.value}
+        )
+    elif dialect in _MYSQL:
+        statement = mysql.insert(table)
+        statement = statement.on_duplicate_key_update(value=statement.inserted.value)
+    else:  # another backend: replace in the same transaction
+        conn.execute(sa.delete(table).where(table.c.name.in_(sorted(rows))))
+        statement = sa.insert(table)
+    for value in values:
+        conn.execute(statement, value)

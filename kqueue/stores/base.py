@@ -34,6 +34,10 @@ Rules every implementation follows:
   record, until its ``expires_at``; ``get_result`` never returns an expired one.
 - ``record_sweep`` keeps a recovery pass's report (JSON text), the newest :data:`SWEEPS_KEPT`;
   ``recent_sweeps`` reads them newest first (what every sweeper sharing the store did).
+- ``note_servers`` keeps, for each beanstalkd server id a recovery pass saw answering, its
+  address and when (:class:`ServerSighting`, the last write winning); ``servers_seen`` reads
+  them all, ``forget_servers`` drops some. A sweeper started while a server is down learns
+  from them that the server's id lived at an address that is down for now, not gone.
 - Driver errors become :class:`~kqueue.errors.StoreError` (or a child) with the cause chained;
   credentials never appear in messages or reprs.
 """
@@ -42,7 +46,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
@@ -66,6 +70,14 @@ class BrokerRef(NamedTuple):
 
     server_id: str
     job_id: int
+
+
+class ServerSighting(NamedTuple):
+    """Where a beanstalkd server id was last seen answering: its ``host:port`` address and
+    when (Unix seconds). Kept by recovery passes (see ``Store.note_servers``)."""
+
+    address: str
+    seen_at: float
 
 
 @dataclass(frozen=True)
@@ -389,6 +401,15 @@ class Store(Protocol):
     def recent_sweeps(self, limit: int = SWEEPS_KEPT) -> list[tuple[float, str]]:
         """The newest kept sweep reports, newest first: (when, report)."""
 
+    def note_servers(self, sightings: Mapping[str, ServerSighting]) -> None:
+        """Remember, for each server id, the address it answered at and when (overwriting)."""
+
+    def servers_seen(self) -> dict[str, ServerSighting]:
+        """Every server id remembered by :meth:`note_servers`, with its sighting."""
+
+    def forget_servers(self, server_ids: Iterable[str]) -> int:
+        """Drop the sightings of these server ids; how many there were."""
+
     def set_suspended(self, job_type: str, suspended: bool) -> None:
         """Remember that a job type is suspended (or no longer), across broker restarts."""
 
@@ -537,6 +558,17 @@ class StoreBase:
     def recent_sweeps(self, limit: int = 20) -> list[tuple[float, str]]:
         """The fallback keeps no sweep reports: []."""
         return []
+
+    def note_servers(self, sightings: Mapping[str, ServerSighting]) -> None:
+        """The fallback keeps no server sightings."""
+
+    def servers_seen(self) -> dict[str, ServerSighting]:
+        """The fallback keeps no server sightings: {}."""
+        return {}
+
+    def forget_servers(self, server_ids: Iterable[str]) -> int:
+        """The fallback keeps no server sightings: 0."""
+        return 0
 
     def put(self, record: JobRecord) -> None:
         """Write a new record; :class:`~kqueue.errors.StoreError` if the key exists."""

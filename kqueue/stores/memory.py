@@ -11,7 +11,7 @@ import collections
 import dataclasses
 import heapq
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from kqueue.errors import StoreError
 from kqueue.stores.base import (
@@ -21,6 +21,7 @@ from kqueue.stores.base import (
     JobRecord,
     RecordState,
     RefSwap,
+    ServerSighting,
     StoreBase,
     StoredResult,
     UniqueClaim,
@@ -60,6 +61,7 @@ class MemoryStore(StoreBase):
         self._by_type: dict[str, _SortedKeys] = {}
         self._by_server: dict[str | None, _SortedKeys] = {}
         self._suspended: set[str] = set()
+        self._sightings: dict[str, ServerSighting] = {}
         self._sweeps: collections.deque[tuple[float, str]] = collections.deque(maxlen=SWEEPS_KEPT)
         self._unique: dict[str, tuple[str, UniqueClaim]] = {}  # unique key -> (record key, claim)
         self._failures: dict[str, tuple[AttemptFailure, ...]] = {}
@@ -342,6 +344,24 @@ class MemoryStore(StoreBase):
         with self._lock:
             self._check_open()
             return set(self._suspended)
+
+    def note_servers(self, sightings: Mapping[str, ServerSighting]) -> None:
+        """Remember each server id's address and when it was seen answering."""
+        with self._lock:
+            self._check_open()
+            self._sightings.update(sightings)
+
+    def servers_seen(self) -> dict[str, ServerSighting]:
+        """Every remembered server id with its sighting."""
+        with self._lock:
+            self._check_open()
+            return dict(self._sightings)
+
+    def forget_servers(self, server_ids: Iterable[str]) -> int:
+        """Drop the sightings of these server ids; how many there were."""
+        with self._lock:
+            self._check_open()
+            return sum(self._sightings.pop(sid, None) is not None for sid in set(server_ids))
 
     def record_sweep(self, report: str, *, at: float) -> None:
         """Keep a recovery pass's report (the newest SWEEPS_KEPT)."""

@@ -4,8 +4,9 @@ Layout under a key prefix (default ``kq:``): ``<prefix>r:<key>`` is the record h
 raw bytes), ``<prefix>idx`` and ``<prefix>t:<job_type>`` are sorted sets of keys with score 0
 (ZRANGEBYLEX pages through them in key order), ``<prefix>s:<server id>`` and ``<prefix>u``
 index records by the server their reference names (or none), ``<prefix>servers`` is the set
-of those server ids, ``<prefix>suspended`` is a set of job types, ``<prefix>sweeps`` a list of
-the newest recovery pass reports.
+of those server ids, ``<prefix>sightings`` a hash of server id -> JSON ``[address, seen_at]``
+(where recovery last saw each answering), ``<prefix>suspended`` is a set of job types,
+``<prefix>sweeps`` a list of the newest recovery pass reports.
 Every write that touches a record and its indexes runs as one Lua script, so it is atomic; no
 command scans the keyspace. Durability is Redis's own (AOF with ``appendfsync`` as configured).
 Several logical stores may share one Redis database through different prefixes. On Redis
@@ -21,7 +22,7 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from kqueue.errors import (
@@ -44,6 +45,7 @@ from kqueue.stores.base import (
     RecordState,
     RecordStatus,
     RefSwap,
+    ServerSighting,
     StoreBase,
     StoredResult,
     UniqueClaim,
@@ -280,6 +282,7 @@ class RedisStore(StoreBase):
         self._index = f"{prefix}idx"
         self._suspended_key = f"{prefix}suspended"
         self._sweeps_key = f"{prefix}sweeps"
+        self._sightings_key = f"{prefix}sightings"
         self._client_lock = threading.Lock()
         self._client_made: redis_module.Redis | None = None
         scripts_client = self._first_client()
@@ -1078,6 +1081,32 @@ class RedisStore(StoreBase):
         with self._translate("suspended"):
             members = cast("set[bytes]", self._conn().smembers(self._suspended_key))
         return {member.decode() for member in members}
+
+    def note_servers(self, sightings: Mapping[str, ServerSighting]) -> None:
+        """Remember each server id's address and when it was seen, in one Redis hash."""
+        if not sightings:
+            return
+        fields = {sid: json.dumps([s.address, s.seen_at]) for sid, s in sightings.items()}
+        with self._translate("note_servers"):
+            self._conn().hset(self._sightings_key, mapping=fields)  # type: ignore[arg-type]
+
+    def servers_seen(self) -> dict[str, ServerSighting]:
+        """Every remembered server id with its sighting."""
+        with self._translate("servers_seen"):
+            fields = cast("dict[bytes, bytes]", self._conn().hgetall(self._sightings_key))
+        seen = {}
+        for sid, value in fields.items():
+            address, seen_at = json.loads(value)
+            seen[sid.decode()] = ServerSighting(str(address), float(seen_at))
+        return seen
+
+    def forget_servers(self, server_ids: Iterable[str]) -> int:
+        """Drop the sightings of these server ids; how many there were."""
+        ids = sorted(set(server_ids))
+        if not ids:
+            return 0
+        with self._translate("forget_servers"):
+            return int(self._conn().hdel(self._sightings_key, *ids))
 
     def record_sweep(self, report: str, *, at: float) -> None:
         """Keep a recovery pass's report at the head of a capped Redis list."""

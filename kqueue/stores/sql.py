@@ -14,7 +14,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from kqueue.errors import ConfigurationError, RecordTooLargeError, StoreConnectionError, StoreError
@@ -27,6 +27,7 @@ from kqueue.stores.base import (
     RecordState,
     RecordStatus,
     RefSwap,
+    ServerSighting,
     StoreBase,
     StoredResult,
     UniqueClaim,
@@ -597,6 +598,34 @@ class SQLStore(StoreBase):
         table = self._tables.suspended
         with self._transaction("suspended") as conn:
             return set(conn.execute(sa.select(table.c.job_type)).scalars())
+
+    def note_servers(self, sightings: Mapping[str, ServerSighting]) -> None:
+        """Remember each server id's address and when it was seen: one row of the meta table
+        per server id (``server:<id>`` -> JSON ``[address, seen_at]``; no new table, so no
+        schema version change). Ids or addresses too long for the table are not kept."""
+        rows = _sql_schema.sighting_rows(sightings)
+        if not rows:
+            return
+        with self._transaction("note_servers") as conn:
+            _sql_schema.upsert_meta(conn, self._tables.meta, rows)
+
+    def servers_seen(self) -> dict[str, ServerSighting]:
+        """Every remembered server id with its sighting."""
+        table = self._tables.meta
+        query = sa.select(table.c.name, table.c.value).where(
+            table.c.name.startswith(_sql_schema.SIGHTING_PREFIX, autoescape=True)
+        )
+        with self._transaction("servers_seen") as conn:
+            return _sql_schema.sightings_of(conn.execute(query).all())
+
+    def forget_servers(self, server_ids: Iterable[str]) -> int:
+        """Drop the sightings of these server ids; how many there were."""
+        names = sorted({_sql_schema.SIGHTING_PREFIX + sid for sid in server_ids})
+        if not names:
+            return 0
+        table = self._tables.meta
+        with self._transaction("forget_servers") as conn:
+            return int(conn.execute(sa.delete(table).where(table.c.name.in_(names))).rowcount)
 
     def record_sweep(self, report: str, *, at: float) -> None:
         """Keep a recovery pass's report; reports past the newest SWEEPS_KEPT go."""

@@ -72,9 +72,9 @@ def test_kqueue_reads_back_the_first_server() -> None:
     assert "h1:11301,h2:11302" in repr(queue)
 
 
-def test_the_asyncio_queue_refuses_several_servers_clearly() -> None:
-    with pytest.raises(ConfigurationError, match="one beanstalkd server"):
-        AsyncKQueue(servers=["h1:11300", "h2:11300"])
+def test_the_asyncio_queue_takes_several_servers_for_adding() -> None:
+    queue = AsyncKQueue(servers=["h1:11300", "h2:11300"])
+    assert [server.address for server in queue.producer.servers] == ["h1:11300", "h2:11300"]
 
 
 def _settings(flag: str | None, env: dict[str, str]) -> Settings:
