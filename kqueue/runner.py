@@ -31,7 +31,14 @@ from kqueue.middleware.base import DropReason, Fail, Failure, Middleware, SkipJo
 from kqueue.results import attempt_failure, keep_failure, keep_result, worker_name
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Body, CodecRegistry, decode_body
-from kqueue.stores.base import AttemptFailure, BrokerRef, JobRecord, RecordStatus, Store
+from kqueue.stores.base import (
+    AttemptFailure,
+    BrokerRef,
+    JobRecord,
+    RecordStatus,
+    Store,
+    read_checked,
+)
 
 logger = logging.getLogger("kqueue")
 
@@ -204,11 +211,11 @@ class JobRunner:
         counts: list[JobCounts | None]
         try:
             if inspector is None:  # not counted: the round trip saved, poison pills not caught
-                records, counts = self._records_of(bodies), [None] * len(window)
+                records, counts = self._records_of(window, bodies, server_id), [None] * len(window)
             else:
                 frames = b"".join(cmd.job_counts(reserved.id).frame for reserved in window)
                 with inspector.overlapped(frames, len(window)) as collect:
-                    records = self._records_of(bodies)
+                    records = self._records_of(window, bodies, server_id)
                     counts = [inspector.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
         except StoreError:
             self._release_unread(conn, window, bodies)
@@ -266,16 +273,25 @@ class JobRunner:
             inspector.close()  # another server process: its job ids are not these jobs'
         return inspector
 
-    def _records_of(self, bodies: list[Body | None]) -> dict[str, _Record]:
+    def _records_of(
+        self, window: Sequence[ReservedJob], bodies: list[Body | None], server_id: str
+    ) -> dict[str, _Record]:
         """One round trip for the window: payloads where only the store has them, else just
-        the statuses (the record must still exist, and its attempts count)."""
+        the statuses (the record must still exist, and its attempts count), checked against
+        the jobs held (:func:`~kqueue.stores.base.read_checked`): the whole record of a copy
+        its record does not vouch for comes in the same reply where the store can (the
+        producer's reference swap is often still on its way when a lone job's worker reads)."""
         records: dict[str, _Record] = {}
         if self.store is None:
             return records
-        copies = [body.key for body in bodies if body is not None and body.mode == "s"]
+        copies = [
+            (body.key, BrokerRef(server_id, reserved.id))
+            for reserved, body in zip(window, bodies, strict=True)
+            if body is not None and body.mode == "s"
+        ]
         refs = [body.key for body in bodies if body is not None and body.mode == "r"]
         if copies:
-            records.update(self.store.get_status_many(copies))
+            records.update(read_checked(self.store, copies))
         if refs:
             records.update(self.store.get_many(refs))
         return records

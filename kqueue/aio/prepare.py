@@ -30,7 +30,7 @@ from kqueue.runner import (
     why_unreadable,
 )
 from kqueue.serialization import Body, CodecRegistry, decode_body
-from kqueue.stores.base import JobRecord, RecordStatus
+from kqueue.stores.base import BrokerRef, JobRecord, RecordStatus
 
 __all__ = ["AsyncJob", "WindowPreparer"]
 
@@ -79,7 +79,7 @@ class WindowPreparer:
         server_id = await conn.server_id()
         conn.check_held(held)
         records, counts = await asyncio.gather(
-            self._records_of(bodies), self._counts_of(conn, window, held)
+            self._records_of(window, bodies, server_id), self._counts_of(conn, window, held)
         )
         doubtful = doubtful_copies(window, bodies, records, server_id)
         if doubtful and self.store is not None:  # copies not named by their record
@@ -105,14 +105,22 @@ class WindowPreparer:
         pending = await conn.pipeline(calls, held=held)
         return [slot.result() for slot in pending]
 
-    async def _records_of(self, bodies: list[Body | None]) -> dict[str, _Record]:
+    async def _records_of(
+        self, window: Sequence[ReservedJob], bodies: list[Body | None], server_id: str
+    ) -> dict[str, _Record]:
+        """As :meth:`kqueue.runner.JobRunner._records_of`: copies read checked against the
+        jobs held (one round trip on Redis, whether or not the record names them yet)."""
         records: dict[str, _Record] = {}
         if self.store is None:
             return records
-        copies = [body.key for body in bodies if body is not None and body.mode == "s"]
+        copies = [
+            (body.key, BrokerRef(server_id, reserved.id))
+            for reserved, body in zip(window, bodies, strict=True)
+            if body is not None and body.mode == "s"
+        ]
         refs = [body.key for body in bodies if body is not None and body.mode == "r"]
         if copies:
-            records.update(await self.store.get_status_many(copies))
+            records.update(await self.store.get_checked_many(copies))
         if refs:
             records.update(await self.store.get_many(refs))
         return records

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kqueue.aio.resp import LeanRedisConnection, lean_connection
 from kqueue.stores._redis_connect import WAITED
-from kqueue.stores.base import JobRecord, RecordState, RecordStatus, RefSwap, Store
+from kqueue.stores.base import (
+    BrokerRef,
+    JobRecord,
+    RecordState,
+    RecordStatus,
+    RefSwap,
+    Store,
+    read_checked,
+)
 
 if TYPE_CHECKING:
     from kqueue.stores.redis import RedisStore, ScriptCall
@@ -46,6 +54,12 @@ class AsyncStore(Protocol):
 
     async def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
         """The status of the records that exist among ``keys``, by key."""
+
+    async def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        """What a worker reads for jobs whose payload came inline (see
+        :func:`~kqueue.stores.base.read_checked`)."""
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         """Remove several records; the number that existed."""
@@ -79,6 +93,12 @@ class ThreadedStore:
     async def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
         """See :meth:`Store.get_status_many`."""
         return await asyncio.to_thread(self.sync.get_status_many, keys)
+
+    async def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        """See :func:`~kqueue.stores.base.read_checked`."""
+        return await asyncio.to_thread(read_checked, self.sync, expected)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         """See :meth:`Store.delete_many`."""
@@ -119,6 +139,12 @@ class DirectStore(ThreadedStore):
     async def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
         """See :meth:`Store.get_status_many`."""
         return self.sync.get_status_many(keys)
+
+    async def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        """See :func:`~kqueue.stores.base.read_checked`."""
+        return read_checked(self.sync, expected)
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         """See :meth:`Store.delete_many`."""
@@ -244,6 +270,14 @@ class AsyncRedisStore:
         """See :meth:`Store.get_status_many`."""
         call = self.sync.get_status_many_call(keys)
         found: dict[str, RecordStatus] = await self._execute(call, {})
+        return found
+
+    async def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        """See :func:`~kqueue.stores.base.read_checked`: one script call."""
+        call = self.sync.get_checked_many_call(expected)
+        found: dict[str, JobRecord | RecordStatus] = await self._execute(call, {})
         return found
 
     async def delete_many(self, keys: Sequence[str]) -> int:

@@ -140,6 +140,25 @@ end
 return table.concat(out, '\\n')
 """
 
+CHECKED_MANY = """
+-- KEYS: the hash keys; ARGV: the reference each record should name, a server id and a job id
+-- per key (ARGV[2i-1], ARGV[2i]). Per key: '-' for a missing record; its status line (as
+-- STATUS_MANY) when it names that reference; else its whole hash (HGETALL), so that a worker
+-- whose copy of the payload the record does not vouch for has the record's in the same reply.
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('HMGET', KEYS[i], 'attempts', 'state', 'ref_server', 'ref_job')
+  if not v[1] then
+    out[i] = '-'
+  elseif v[3] == ARGV[2 * i - 1] and v[4] == ARGV[2 * i] then
+    out[i] = v[1] .. ' ' .. v[2] .. ' ' .. v[3] .. ' ' .. v[4]
+  else
+    out[i] = redis.call('HGETALL', KEYS[i])
+  end
+end
+return out
+"""
+
 GET_MANY = """
 -- KEYS: the hash keys. One HGETALL reply per key (empty for a missing record), so that a
 -- batch read runs on the caller's one connection instead of a pipeline taking another.

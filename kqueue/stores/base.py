@@ -585,6 +585,14 @@ class StoreBase:
             for key, record in self.get_many(keys).items()
         }
 
+    def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        """What a worker reads for jobs whose payload came inline (see :func:`read_checked`).
+        This fallback takes two round trips when a record does not vouch for its copy
+        (:func:`read_checked_in_two`); a store that can answer in one should."""
+        return read_checked_in_two(self, expected)  # type: ignore[arg-type]
+
     def delete(self, key: str) -> bool:
         """Remove a record; True if it existed."""
         return self.delete_many([key]) == 1
@@ -630,3 +638,40 @@ def iter_records(
         if len(page) < page_size:
             return
         after = page[-1].key
+
+
+def read_checked(
+    store: Store, expected: Sequence[tuple[str, BrokerRef]]
+) -> dict[str, JobRecord | RecordStatus]:
+    """What a worker reads for jobs whose payload came inline: per ``(key, reference)`` (the
+    job the worker holds), the status of a record that names that reference, the whole
+    record of one that names another or none (a copy its record does not vouch for runs the
+    record's payload, see :func:`kqueue.runner.doubtful_copies`); nothing for a record that
+    is gone. A key given twice is checked against its first reference. One round trip on a
+    store with ``get_checked_many`` that answers in one (Redis); else
+    :func:`read_checked_in_two`."""
+    checked = getattr(store, "get_checked_many", None)
+    if checked is None:
+        return read_checked_in_two(store, expected)
+    found: dict[str, JobRecord | RecordStatus] = checked(expected)
+    return found
+
+
+def read_checked_in_two(
+    store: Store, expected: Sequence[tuple[str, BrokerRef]]
+) -> dict[str, JobRecord | RecordStatus]:
+    """:func:`read_checked` from the statuses, then the whole records of those that do not
+    name their reference (a second round trip, for those only)."""
+    refs: dict[str, BrokerRef] = {}
+    for key, ref in expected:
+        refs.setdefault(key, ref)
+    found: dict[str, JobRecord | RecordStatus] = dict(store.get_status_many(list(refs)))
+    doubtful = [key for key, status in found.items() if status.ref != refs[key]]
+    if doubtful:
+        whole = store.get_many(doubtful)
+        for key in doubtful:
+            if key in whole:
+                found[key] = whole[key]
+            else:
+                del found[key]  # gone meanwhile
+    return found

@@ -92,13 +92,14 @@ def _encode_record(record: JobRecord) -> list[str | bytes | int | float]:
 
 
 def _decode_record(key: str, fields: dict[bytes, bytes]) -> JobRecord:
-    """Rebuild a record from its hash (as HGETALL returns it)."""
+    """Rebuild a record from its hash (as HGETALL returns it), filling the instance's
+    ``__dict__`` at once as ``new_record`` does (a worker decodes one per whole read)."""
     text = {name: value.decode() for name, value in fields.items() if name != b"payload"}
     ref = None
     if b"ref_server" in text:
-        ref = BrokerRef(server_id=text[b"ref_server"], job_id=int(text[b"ref_job"]))
-    state: RecordState = "buried" if text[b"state"] == "buried" else "enqueued"
-    return JobRecord(
+        ref = BrokerRef(text[b"ref_server"], int(text[b"ref_job"]))
+    record: JobRecord = object.__new__(JobRecord)
+    record.__dict__.update(
         key=key,
         job_type=text[b"job_type"],
         payload=fields[b"payload"],
@@ -110,10 +111,11 @@ def _decode_record(key: str, fields: dict[bytes, bytes]) -> JobRecord:
         attempts=int(text[b"attempts"]),
         last_error=text.get(b"last_error"),
         ref=ref,
-        state=state,
+        state="buried" if text[b"state"] == "buried" else "enqueued",
         updated_at=float(text[b"updated_at"]),
         unique_until_start=text.get(b"unique_until_start"),
     )
+    return record
 
 
 _FIELD_ORDER = (
@@ -146,6 +148,13 @@ def _record_from_values(key: str, values: list[bytes | None]) -> JobRecord:
         unique_until_start=None if unique is None else unique.decode(),
     )
     return record
+
+
+def _status_of(line: bytes) -> RecordStatus:
+    """A record's status from its line of STATUS_MANY (or CHECKED_MANY)."""
+    attempts, state, server, job = line.decode().split(" ")
+    ref = BrokerRef(server, int(job)) if server else None
+    return RecordStatus(int(attempts), "buried" if state == "buried" else "enqueued", ref)
 
 
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
@@ -206,6 +215,18 @@ def _check_url(url: str) -> None:
             f"the password in {redact_url(url)!r} holds / ? # or @ unencoded: "
             "percent-encode them (%2F %3F %23 %40)"
         )
+
+
+def _hiredis_packer() -> Callable[[tuple[Any, ...]], bytes] | None:
+    """hiredis's command packer, or None without hiredis (redis-py then packs itself)."""
+    try:
+        from hiredis import pack_command
+    except ImportError:
+        return None
+    return cast("Callable[[tuple[Any, ...]], bytes]", pack_command)
+
+
+_pack_command = _hiredis_packer()
 
 
 def _import_redis() -> Any:
@@ -355,6 +376,7 @@ class RedisStore(StoreBase):
         self._put_packed = client.register_script(scripts.PUT_MANY_PACKED)
         self._status_many = client.register_script(scripts.STATUS_MANY)
         self._get_many = client.register_script(scripts.GET_MANY)
+        self._checked_many = client.register_script(scripts.CHECKED_MANY)
         self._delete_many = client.register_script(scripts.DELETE_MANY)
         self._swap = client.register_script(scripts.SWAP_REFERENCE)
         self._swap_many = client.register_script(scripts.SWAP_REFERENCES)
@@ -496,7 +518,14 @@ class RedisStore(StoreBase):
     @staticmethod
     def _send_script(conn: Any, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
         try:
-            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            if _pack_command is None:
+                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            else:
+                # What redis-py sends with hiredis installed (it packs with hiredis too),
+                # without its Python pass over every argument first: the cost is in
+                # docs/performance.md (two of these are on every job's way to its handler).
+                command = _pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
+                conn.send_packed_command([command])
         except BaseException:
             conn.disconnect()  # part of the command may be out: the next call reconnects
             raise
@@ -786,19 +815,48 @@ class RedisStore(StoreBase):
             return None
 
         def decode(reply: bytes) -> dict[str, RecordStatus]:
-            found: dict[str, RecordStatus] = {}
-            for key, line in zip(unique, reply.split(b"\n"), strict=True):
-                if line == b"-":
-                    continue
-                attempts, state, server, job = line.decode().split(" ")
-                ref = BrokerRef(server, int(job)) if server else None
-                found[key] = RecordStatus(
-                    int(attempts), "buried" if state == "buried" else "enqueued", ref
-                )
-            return found
+            return {
+                key: _status_of(line)
+                for key, line in zip(unique, reply.split(b"\n"), strict=True)
+                if line != b"-"
+            }
 
         script_keys = [self._record_key(key) for key in unique]
         return ScriptCall("get_status_many", self._status_many, script_keys, [], decode)
+
+    def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        """See :meth:`StoreBase.get_checked_many`: one script call, whatever the records
+        name (the whole records of those naming another reference come in the same reply)."""
+        call = self.get_checked_many_call(expected)
+        return (
+            {} if call is None else cast("dict[str, JobRecord | RecordStatus]", self.execute(call))
+        )
+
+    def get_checked_many_call(self, expected: Sequence[tuple[str, BrokerRef]]) -> ScriptCall | None:
+        """:meth:`get_checked_many` as a script call (None: no keys)."""
+        refs: dict[str, BrokerRef] = {}
+        for key, ref in expected:
+            refs.setdefault(key, ref)
+        if not refs:
+            return None
+        unique = list(refs)
+
+        def decode(replies: list[bytes | list[bytes]]) -> dict[str, JobRecord | RecordStatus]:
+            found: dict[str, JobRecord | RecordStatus] = {}
+            for key, reply in zip(unique, replies, strict=True):
+                if isinstance(reply, list):
+                    found[key] = _decode_record(key, _pairs(reply))
+                elif reply != b"-":
+                    found[key] = _status_of(reply)
+            return found
+
+        script_keys = [self._record_key(key) for key in unique]
+        args: list[str | bytes | int | float] = []
+        for ref in refs.values():
+            args += [ref.server_id, str(ref.job_id)]
+        return ScriptCall("get_checked_many", self._checked_many, script_keys, args, decode)
 
     def get(self, key: str) -> JobRecord | None:
         """The record with this key, or None."""

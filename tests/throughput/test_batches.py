@@ -12,7 +12,7 @@ import pytest
 from kqueue import KQueue, PayloadError, ValidationError
 from kqueue.job import Job
 from kqueue.stores import Store
-from kqueue.stores.base import JobRecord, RecordStatus
+from kqueue.stores.base import BrokerRef, JobRecord, RecordStatus, read_checked
 
 
 def test_add_jobs_enqueues_every_payload_and_runs_each_once(queue: KQueue, store: Store) -> None:
@@ -95,6 +95,12 @@ class CountingStore:
     def get_status_many(self, keys: Sequence[str]) -> dict[str, RecordStatus]:
         self.reads += 1
         return self.inner.get_status_many(keys)
+
+    def get_checked_many(
+        self, expected: Sequence[tuple[str, BrokerRef]]
+    ) -> dict[str, JobRecord | RecordStatus]:
+        self.reads += 1
+        return read_checked(self.inner, expected)
 
 
 def test_a_window_of_ready_jobs_reads_the_store_once(make_queue: Any, store: Store) -> None:
