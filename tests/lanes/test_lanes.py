@@ -261,7 +261,7 @@ def test_the_sweeper_puts_lost_jobs_back_into_their_lanes(
     beanstalkd.restart(binlog_dir=False)  # empty: every job lost but the records
     report = queue.sweep()
     assert report.requeued == 12
-    fresh = greenstalk.Client(beanstalkd.address)
+    fresh = greenstalk.Client(beanstalkd.address, encoding=None)
     try:
         assert kq_tubes(fresh) == sorted({lane_tube(lane_index(t, 4), "kq-") for t in types})
     finally:
