@@ -7,7 +7,10 @@ of the worker's start, O(types), in a run of only a few jobs per type). Then the
 again on the same worker, its watches in place (a worker that is already running). Rounds go
 round the counts of types in turn, so a change in the machine's load falls on every row alike;
 each figure is the best of its rounds. CPU per job: the worker process's own
-(``time.process_time``, all its threads) and beanstalkd's (from /proc).
+(``time.process_time``, all its threads) and beanstalkd's (from /proc). With several
+``lanes`` settings (0: a tube per type; N: the types share N tubes, :mod:`kqueue.lanes`),
+every setting runs in every round, in turn, and each row's ratio is to the first count of
+types of the same setting.
 """
 
 from __future__ import annotations
@@ -49,10 +52,13 @@ def _run(queue: KQueue, jobs: int) -> float:
     return ran / (time.perf_counter() - started)
 
 
-def job_types_round(types: int, jobs: int) -> TypesRound:
+def job_types_round(types: int, jobs: int, lanes: int = 0) -> TypesRound:
     """Add then run ``jobs`` jobs over ``types`` job types, then again with watches in place."""
     names = [f"t{index}" for index in range(types)]
-    with running_beanstalkd() as server, KQueue(host=server.host, port=server.port) as queue:
+    with (
+        running_beanstalkd() as server,
+        KQueue(host=server.host, port=server.port, lanes=lanes) as queue,
+    ):
         for name in names:
             queue.add_handler(name, lambda job: None)
         server0, own0 = server_cpu(server), time.process_time()
@@ -74,21 +80,28 @@ def job_types_round(types: int, jobs: int) -> TypesRound:
     )
 
 
-def measure(counts: list[int], jobs: int, rounds: int) -> list[tuple[int, TypesRound]]:
-    """Rounds interleaved over ``counts``; per count the best rate of each kind, and the CPU
-    figures of the round with the best add (add) and the best run (run)."""
-    results: dict[int, list[TypesRound]] = {types: [] for types in counts}
+Row = tuple[int, int, TypesRound]
+"""(lanes, types, the best figures)."""
+
+
+def measure(counts: list[int], jobs: int, rounds: int, lanes: list[int] | None = None) -> list[Row]:
+    """Rounds interleaved over ``counts`` (and ``lanes`` settings); per setting and count the
+    best rate of each kind, and the CPU figures of the round with the best add (add) and the
+    best run (run)."""
+    settings = [(n, types) for n in lanes or [0] for types in counts]
+    results: dict[tuple[int, int], list[TypesRound]] = {setting: [] for setting in settings}
     for _ in range(rounds):
-        for types in counts:
-            results[types].append(job_types_round(types, jobs))
+        for n, types in settings:
+            results[n, types].append(job_types_round(types, jobs, n))
     rows = []
-    for types in counts:
-        got = results[types]
+    for n, types in settings:
+        got = results[n, types]
         best_add = max(got, key=lambda r: r.add)
         best_run = max(got, key=lambda r: r.run)
         warm = max(r.warm_run for r in got)
         rows.append(
             (
+                n,
                 types,
                 TypesRound(
                     best_add.add,
@@ -104,19 +117,25 @@ def measure(counts: list[int], jobs: int, rounds: int) -> list[tuple[int, TypesR
     return rows
 
 
-def print_job_types(rows: list[tuple[int, TypesRound]]) -> None:
-    """The table, rates as ratios to the first row."""
+def print_job_types(rows: list[Row]) -> None:
+    """The table, rates as ratios to the first row of the same lanes setting."""
     print("\nJob types (one worker process, no store, jobs spread evenly, add then run):")
     print(
-        f"{'types':>6} | {'add_job':>16} | {'run_jobs':>16} | {'run, watches in place':>21} |"
-        " CPU us per job, add / run: kqueue's | beanstalkd's"
+        f"{'lanes':>5} | {'types':>6} | {'add_job':>16} | {'run_jobs':>16} |"
+        f" {'run, watches in place':>21} | CPU us per job, add / run: kqueue's | beanstalkd's"
+        " | lanes vs none, same types: add / run"
     )
-    first = rows[0][1]
-    for types, row in rows:
+    firsts: dict[int, TypesRound] = {}
+    plain = {types: row for n, types, row in rows if n == 0}
+    for n, types, row in rows:
+        first = firsts.setdefault(n, row)
+        base = plain.get(types)
+        versus = f"{row.add / base.add:.2f}x / {row.run / base.run:.2f}x" if n and base else ""
         print(
-            f"{types:>6} | {row.add:>7,.0f}/s {row.add / first.add:.2f}x"
+            f"{n or '-':>5} | {types:>6} | {row.add:>7,.0f}/s {row.add / first.add:.2f}x"
             f" | {row.run:>7,.0f}/s {row.run / first.run:.2f}x"
             f" | {row.warm_run:>12,.0f}/s {row.warm_run / first.warm_run:.2f}x"
             f" | {row.add_own:.0f} / {row.run_own:.0f}"
             f" | {row.add_server:.0f} / {row.run_server:.0f}"
+            f" | {versus}"
         )

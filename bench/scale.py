@@ -2,7 +2,7 @@
 
 Run from the repository root (beanstalkd installed, Redis at 127.0.0.1:6379)::
 
-    python -m bench.scale [--records 10000 100000 1000000] [--types 10 100 1000]
+    python -m bench.scale [--records 10000 100000 1000000] [--types 10 100 1000] [--lanes 0 16]
 
 Recovery: for each N, N jobs are added with ``add_jobs`` (RedisStore, batches of 1000: the
 same store for every N, no faster setup), then a recovery pass runs while beanstalkd holds all
@@ -187,12 +187,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--types", type=int, nargs="*", default=[10, 100, 1000])
+    parser.add_argument(
+        "--lanes", type=int, nargs="*", default=[0], help="lanes settings (0: a tube per type)"
+    )
     parser.add_argument("--type-jobs", type=int, default=2000)
     parser.add_argument("--type-rounds", type=int, default=5, help="best of this many runs")
     parser.add_argument("--floor-jobs", type=int, default=20_000, help="0: no raw floor")
     args = parser.parse_args()
     if args.types:
-        print_job_types(measure(args.types, args.type_jobs, args.type_rounds))
+        print_job_types(measure(args.types, args.type_jobs, args.type_rounds, args.lanes))
     if args.types and args.floor_jobs:
         print_floor([floor_row(types, args.floor_jobs) for types in args.types])
     rows = [

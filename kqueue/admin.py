@@ -27,8 +27,10 @@ from kqueue.errors import (
     ValidationError,
 )
 from kqueue.job import SUSPEND_SECONDS, tube_for
+from kqueue.lane_admin import buried_ids, of_type, peek_of_type, tubes_of
+from kqueue.lane_gate import SUSPENDED_REFRESH, release_held
 from kqueue.middleware.base import Middleware
-from kqueue.purge import purge_tube
+from kqueue.purge import PurgeResult, purge_tube
 from kqueue.reports import (
     QueueStats,
     StoredCounts,
@@ -95,8 +97,17 @@ class Admin:
 
         beanstalkd forgets an empty tube nobody watches, and its pause with it, so this queue
         keeps watching the tube (without ever reserving from it) while it is open.
+
+        With lanes, the type's own tube is paused all the same, and workers move the type's
+        jobs they reserve from its lane into it (within ``SUSPENDED_REFRESH`` seconds of this
+        call, as they read the suspended types from the store): that needs a store.
         """
         tube = tube_for(job_type, self.tube_prefix)
+        if self.config.lanes and self.store is None:
+            raise ConfigurationError(
+                "suspend with lanes needs a bulk store (workers learn of it there)"
+            )
+        self.config.tube_of(job_type)  # with lanes: no lane's name
         if self.store is not None:
             self.store.set_suspended(job_type, True)
 
@@ -108,10 +119,16 @@ class Admin:
         logger.debug("job type %s suspended", job_type, extra={"job_type": job_type})
 
     def resume(self, job_type: str) -> None:
-        """Deliver the jobs of a suspended type again."""
+        """Deliver the jobs of a suspended type again.
+
+        With lanes, the jobs held in the type's own tube go back to its lane, in a second
+        pass too once every worker has read the store's suspended types again.
+        """
         tube = tube_for(job_type, self.tube_prefix)
         if self.store is not None:
             self.store.set_suspended(job_type, False)
+        if self.config.lanes and self.store is not None:
+            self._release_held(job_type)
 
         def unpause(conn: BeanstalkConnection) -> None:
             conn.pause_tube(tube, 0)
@@ -120,6 +137,16 @@ class Admin:
         self._servers.each(unpause)
         self._holders.release(tube)  # the tube need no longer be kept
         logger.debug("job type %s resumed", job_type, extra={"job_type": job_type})
+
+    def _release_held(self, job_type: str) -> None:
+        """Move a resumed type's held jobs back to its lane, then again after the workers'
+        refresh (a worker may still have moved one in after the first pass)."""
+        assert self.store is not None
+        store, prefix, lanes = self.store, self.tube_prefix, self.config.lanes
+        moved = release_held(self._conn, store, job_type, prefix=prefix, lanes=lanes)
+        time.sleep(SUSPENDED_REFRESH + 0.2)
+        moved += release_held(self._conn, store, job_type, prefix=prefix, lanes=lanes)
+        logger.debug("resume %s: %d held job(s) back in the lane", job_type, moved)
 
     def purge_jobs(
         self,
@@ -135,11 +162,11 @@ class Admin:
         deletes every waiting job of the type. Jobs reserved by workers are left alone, and
         logged. Their stored records go with the deleted jobs.
         """
-        tube = tube_for(job_type, self.tube_prefix)
+        tubes = tubes_of(self.config, job_type)
         matcher = None if pattern is None else self._payload_matcher(pattern)
-        results = self._servers.each(
-            lambda conn: purge_tube(self._connection(address_of(conn)), tube, matcher, progress)
-        )
+        if self.config.lanes:
+            matcher = of_type(job_type, matcher)
+        results = [result for tube in tubes for result in self._purge(tube, matcher, progress)]
         bodies = [body for result in results for body in result.deleted_bodies]
         left_reserved = sum(result.left_reserved for result in results)
         keys = [body.key for body in map(decode_body, bodies) if body is not None and body.stored]
@@ -156,6 +183,17 @@ class Admin:
         # The count is the return value; the log line is for tracing (the CLI prints it).
         logger.debug("purged %d job(s) of type %s", deleted, job_type, extra={"job_type": job_type})
         return deleted
+
+    def _purge(
+        self,
+        tube: str,
+        matcher: Callable[[bytes], bool] | None,
+        progress: Callable[[], None] | None,
+    ) -> list[PurgeResult]:
+        """:func:`purge_tube` on every server, each on a connection of its own."""
+        return self._servers.each(
+            lambda conn: purge_tube(self._connection(address_of(conn)), tube, matcher, progress)
+        )
 
     def _purge_lost_records(
         self, job_type: str, pattern: str | bytes | re.Pattern[Any] | None
@@ -214,8 +252,12 @@ class Admin:
 
         Each kicked job gets a fresh retry budget: its record's attempts start again at 0 and
         its state is ``enqueued`` again (so recovery would restore it ready, not buried).
-        ``progress`` is called once per job kicked.
+        ``progress`` is called once per job kicked. With lanes, the buried jobs of a type are
+        found through its records (a lane's buried jobs are of several types): that needs a
+        store.
         """
+        if self.config.lanes:
+            return self._kick_by_records(job_type, count, progress)
         kicked = 0
         for conn in self._conns:
             if count is not None and kicked >= count:
@@ -262,6 +304,22 @@ class Admin:
         logger.debug(
             "kicked %d buried job(s) of type %s", kicked, job_type, extra={"job_type": job_type}
         )
+        return kicked
+
+    def _kick_by_records(
+        self, job_type: str, count: int | None, progress: Callable[[], None] | None
+    ) -> int:
+        """:meth:`kick_buried` with lanes: the type's buried jobs found through its records."""
+        if self.store is None:
+            raise ConfigurationError("kick by job type with lanes needs a bulk store")
+        kicked = 0
+        for job_id in buried_ids(self._conn, self.store, job_type):
+            if count is not None and kicked >= count:
+                break
+            if self.kick_job(job_id):
+                kicked += 1
+                if progress is not None:
+                    progress()
         return kicked
 
     def kick_job(self, job_id: int) -> bool:
@@ -330,6 +388,7 @@ class Admin:
             store,
             conn,
             tube_prefix=self.tube_prefix,
+            lanes=self.config.lanes,
             grace=self.config.recovery_grace if grace is None else grace,
             events=self.events,
             verify=verify,
@@ -501,8 +560,14 @@ class Admin:
             return each[0]
         return cast(TubeStats, sum_stats(each))
 
-    def _tube_stats_each(self, job_type: str) -> list[TubeStats]:
-        tube = tube_for(job_type, self.tube_prefix)
+    def put_tube_stats(self, job_type: str) -> TubeStats:
+        """:meth:`tube_stats` of the tube a type's jobs are put into: its own, or with lanes
+        its lane (shared with other types: ``current-watching`` counts the lane's workers)."""
+        each = self._tube_stats_each(job_type, self.config.tube_of(job_type))
+        return each[0] if len(each) == 1 else cast(TubeStats, sum_stats(each))
+
+    def _tube_stats_each(self, job_type: str, tube: str | None = None) -> list[TubeStats]:
+        tube = tube or tube_for(job_type, self.tube_prefix)
         return [stats for stats in self._servers.each(lambda conn: conn.stats_tube(tube)) if stats]
 
     def peek_job(self, job_id: int) -> ReservedJob | None:
@@ -531,6 +596,8 @@ class Admin:
         }
         if state not in peeks:
             raise ValidationError(f"state must be one of {sorted(peeks)}, not {state!r}")
+        if self.config.lanes:
+            return peek_of_type(self._conn, self.config, job_type, peeks[state])
         tube = tube_for(job_type, self.tube_prefix)
         for conn in self._conns:  # of a bonded queue: the first server that has one
             found = self._servers.each_one(conn, lambda c: peek_in(c, tube, peeks[state]))

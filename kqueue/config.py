@@ -16,6 +16,7 @@ from typing import Any
 from kqueue.beanstalk.connection import BeanstalkConnection, SocketFactory
 from kqueue.errors import ConfigurationError
 from kqueue.job import DEFAULT_TUBE_PREFIX, check_u32, validate_tube_prefix
+from kqueue.lanes import check_lanes, routed_tube
 from kqueue.retry import RetryPolicy
 from kqueue.serialization import Codec, JsonCodec
 
@@ -105,7 +106,11 @@ class QueueConfig:
     - ``count_lost_attempts``: attempts that never finished (the TTR ran out, the worker died)
       count against a job's retry budget, so a job that kills its worker is buried after its
       budget instead of starving its type; costs one beanstalkd round trip per window (see
-      docs/performance.md), which False saves.
+      docs/performance.md), which False saves;
+    - ``lanes``: 0 (the default) gives each job type its own tube; N puts the jobs of every
+      type into one of N shared tubes (see :mod:`kqueue.lanes`): beanstalkd's cost per job
+      then stays flat with thousands of types. Producers and workers of a queue must agree on
+      it. Not with several servers (``servers``).
     """
 
     host: str = "127.0.0.1"
@@ -126,6 +131,7 @@ class QueueConfig:
     connect: SocketFactory | None = field(default=None, compare=False)
     servers: tuple[str, ...] = ()
     server_down_grace: float = 60.0
+    lanes: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -146,6 +152,11 @@ class QueueConfig:
         self._set_servers()
         check_u32("window", self.window, minimum=1)
         check_u32("inline_copy_max", self.inline_copy_max)
+        check_lanes(self.lanes, self.tube_prefix)
+        if self.lanes and self.bonded:
+            raise ConfigurationError(
+                "lanes are not supported with several beanstalkd servers: give lanes=0"
+            )
 
     def _set_seconds(self) -> None:
         set_ = object.__setattr__  # frozen: converted once, here
@@ -208,6 +219,11 @@ class QueueConfig:
             if settings.get(name) is None:
                 settings[name] = default
         return cls(**settings)
+
+    def tube_of(self, job_type: str) -> str:
+        """The tube the jobs of ``job_type`` are put into (its own, or its lane with lanes),
+        after checking the name (InvalidJobTypeError)."""
+        return routed_tube(job_type, self.tube_prefix, self.lanes)
 
     @property
     def address(self) -> str:

@@ -25,7 +25,7 @@ from kqueue.beanstalk.wire import ReservedJob
 from kqueue.bonded import BondedReserver, Part
 from kqueue.config import QueueConfig
 from kqueue.errors import BrokerError, ConfigurationError, StoreError, ValidationError
-from kqueue.job import tube_for
+from kqueue.lane_gate import lane_gate
 from kqueue.middleware.base import Middleware
 from kqueue.middleware.touch import AutoTouch
 from kqueue.retry import RetryPolicy
@@ -70,6 +70,7 @@ class Consumer:
             codecs=codecs,
             handlers=self._handlers,
             tube_prefix=config.tube_prefix,
+            lanes=lane_gate(config, store),
             retry=config.retry,
             events=events,
             inspector=config.new_connection() if config.count_lost_attempts else None,
@@ -100,7 +101,7 @@ class Consumer:
         keep_result: float | None = None,
     ) -> None:
         """Register the one handler of a job type (see KQueue.add_handler)."""
-        tube_for(job_type, self.config.tube_prefix)
+        self.config.tube_of(job_type)
         if not callable(handler):
             raise ValidationError(f"handler for {job_type!r} must be callable")
         if job_type in self._handlers:
@@ -135,9 +136,11 @@ class Consumer:
         key = (self._handlers_version, self._only)
         cached_key, tubes = self._wanted
         if cached_key != key:
-            only, prefix = self._only, self.config.tube_prefix
-            tubes = [prefix + t for t in list(self._handlers) if only is None or t in only]
+            only, tube_of = self._only, self.config.tube_of
+            types = [t for t in list(self._handlers) if only is None or t in only]
+            tubes = list(dict.fromkeys(tube_of(t) for t in types))  # lanes: one per lane
             self._wanted = (key, tubes)
+            self.runner.only = only
         return tubes
 
     def check_job_types(self, job_types: Collection[str]) -> frozenset[str]:
@@ -249,6 +252,8 @@ class Consumer:
                 before_wait=self.runner.drain,
             )
         self._sync_watches(self._conn, wanted)
+        if self.runner.lanes is not None:
+            self.runner.lanes.look_for_strays(self._conn, list(self._handlers))
         return self._window.reserve(
             self._conn, wait, wakeup=self._wakeup.fd, room=room, before_wait=self.runner.drain
         )

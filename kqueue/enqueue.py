@@ -23,8 +23,9 @@ from kqueue.errors import (
     StoreOutcomeUnknownError,
     ValidationError,
 )
-from kqueue.job import check_delay, check_u32, tube_for
+from kqueue.job import check_delay, check_u32
 from kqueue.keys import new_keys
+from kqueue.lanes import routed_tube
 from kqueue.serialization import CodecRegistry, encode_body
 from kqueue.stores.base import BrokerRef, JobRecord, RefSwap, UniqueClaim, new_record
 
@@ -69,10 +70,11 @@ class JobOptions(NamedTuple):
 
 
 def job_options(
-    job_type: str, priority: int, delay: float, ttr: int, *, tube_prefix: str
+    job_type: str, priority: int, delay: float, ttr: int, *, tube_prefix: str, lanes: int = 0
 ) -> JobOptions:
-    """The checked options of an add; ValidationError before anything is written."""
-    tube = tube_for(job_type, tube_prefix)
+    """The checked options of an add; ValidationError before anything is written. With
+    ``lanes``, the tube is the type's lane (see :mod:`kqueue.lanes`)."""
+    tube = routed_tube(job_type, tube_prefix, lanes)
     check_u32("priority", priority)
     whole_delay = check_delay(delay)
     check_u32("ttr", ttr, minimum=1)

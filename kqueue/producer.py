@@ -103,7 +103,10 @@ class Producer:
 
     def options(self, job_type: str, priority: int, delay: float, ttr: int) -> JobOptions:
         """The checked options of an add; ValidationError before anything is written."""
-        return job_options(job_type, priority, delay, ttr, tube_prefix=self.config.tube_prefix)
+        return job_options(
+            job_type, priority, delay, ttr, tube_prefix=self.config.tube_prefix,
+            lanes=self.config.lanes,
+        )  # fmt: skip
 
     def add_job(
         self,

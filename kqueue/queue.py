@@ -93,6 +93,7 @@ class KQueue:
         heartbeat: float | timedelta = 30.0,
         count_lost_attempts: bool = True,
         connect: SocketFactory | None = None,
+        lanes: int = 0,
     ) -> None:
         # Every parameter but the store and the middleware is a QueueConfig field of the same
         # name: they go there as they are (named once, here), and are checked there.

@@ -69,7 +69,7 @@ def drain_server(
             target = targets[turn % len(targets)]
             turn += 1
             sweep = Sweep(store, target, tube_prefix=config.tube_prefix, grace=0,
-                          claim_lease=grace_claim)  # fmt: skip
+                          claim_lease=grace_claim, lanes=config.lanes)  # fmt: skip
             _move_page(store, drained, sweep, page, report)
         report.unmoved = _count_left(drained, config.tube_prefix) - report.running
     finally:

@@ -26,6 +26,7 @@ from kqueue.beanstalk.pipeline import Pipeline, delete_jobs
 from kqueue.beanstalk.wire import ReservedJob
 from kqueue.errors import KQueueError, PayloadError, StoreError
 from kqueue.job import Job
+from kqueue.lane_gate import LaneGate
 from kqueue.middleware.base import DropReason, Fail, Failure, Middleware, SkipJob
 from kqueue.results import attempt_failure, keep_failure, keep_result, worker_name
 from kqueue.retry import RetryPolicy
@@ -100,8 +101,13 @@ class JobRunner:
         retry: RetryPolicy,
         events: Middleware,
         inspector: BeanstalkConnection | None = None,
+        lanes: LaneGate | None = None,
     ) -> None:
         self.store = store
+        self.lanes = lanes
+        """With lanes: decides what to do with a job not to be run here."""
+        self.only: frozenset[str] | None = None
+        """The job types this run is limited to (None: every handler's)."""
         self.retry = retry
         self.inspector = inspector
         self.codecs = codecs
@@ -216,10 +222,8 @@ class JobRunner:
             raise
         self._trust_copies(window, bodies, records, server_id)
         dropped: dict[int, DropReason] = {}
-        jobs = [
-            self._prepare(conn, _Reserved(reserved, body, count), records, server_id, bond, dropped)
-            for reserved, body, count in zip(window, bodies, counts, strict=True)
-        ]
+        reserved = [_Reserved(*job) for job in zip(window, bodies, counts, strict=True)]
+        jobs = self._prepare_all(conn, reserved, records, server_id, bond, dropped)
         delete_jobs(conn, list(dropped))  # their records are gone: never run them
         stale = sum(reason == "stale" for reason in dropped.values())
         if stale:
@@ -230,6 +234,23 @@ class JobRunner:
                 stale,
             )
         return jobs
+
+    def _prepare_all(
+        self,
+        conn: BeanstalkConnection,
+        window: list[_Reserved],
+        records: dict[str, _Record],
+        server_id: str,
+        bond: frozenset[str],
+        dropped: dict[int, DropReason],
+    ) -> list[Job | None]:
+        """:meth:`_prepare` for each job of a window; with lanes, the jobs to hand back go
+        in one burst at the end."""
+        try:
+            return [self._prepare(conn, job, records, server_id, bond, dropped) for job in window]
+        finally:
+            if self.lanes is not None:
+                self.lanes.flush(conn)
 
     def _inspector_for(
         self, conn: BeanstalkConnection, server_id: str
@@ -299,8 +320,9 @@ class JobRunner:
     ) -> Job | None:
         job_id, body, counts = reserved.job.id, reserved.body, reserved.counts
         why = why_unreadable(
-            body, counts, records, self.tube_prefix, has_store=self.store is not None
-        )
+            body, counts, records, self.tube_prefix, has_store=self.store is not None,
+            lanes=self.lanes,
+        )  # fmt: skip
         if why is not None:
             self._bury_unreadable(conn, job_id, why)
             return None
@@ -312,6 +334,8 @@ class JobRunner:
                 dropped[job_id] = reason
                 self.events.on_dropped(job_id, body.key, reason)
                 return None
+        if self.lanes is not None and self._diverted(conn, reserved, record):
+            return None
         attempts = attempts_for(body, counts, record)
         payload = record.payload if isinstance(record, JobRecord) else body.payload
         if isinstance(record, JobRecord) and record.unique_until_start is not None:
@@ -322,6 +346,20 @@ class JobRunner:
             self._bury_unreadable(conn, job_id, str(exc))
             return None
         return _job(conn, job_id, body, data, attempts)
+
+    def _diverted(
+        self, conn: BeanstalkConnection, reserved: _Reserved, record: _Record | None
+    ) -> bool:
+        """With lanes: True when the job was handed back or held instead of run here."""
+        assert self.lanes is not None and reserved.body is not None
+        body = reserved.body
+        self.lanes.check_tube(reserved.counts, body)
+        runnable = body.job_type in self.handlers and (
+            self.only is None or body.job_type in self.only
+        )
+        return self.lanes.diverts(
+            conn, reserved.job, body, reserved.counts, record, runnable=runnable
+        )
 
     def _bury_unreadable(self, conn: BeanstalkConnection, job_id: int, why: str) -> None:
         stats = conn.stats_job(job_id) or {}
@@ -569,11 +607,14 @@ def why_unreadable(
     tube_prefix: str,
     *,
     has_store: bool,
+    lanes: LaneGate | None = None,
 ) -> str | None:
-    """Why a reserved body must not run at all (it is buried), or None."""
+    """Why a reserved body must not run at all (it is buried), or None. With ``lanes``, a
+    body from any lane of the prefix is readable (its type's own tube holds none)."""
     if body is None:
         return "foreign or corrupt job body"
-    if counts is not None and counts.tube != tube_prefix + body.job_type:
+    in_lane = lanes is not None and counts is not None and lanes.accepts_tube(counts.tube)
+    if counts is not None and not in_lane and counts.tube != tube_prefix + body.job_type:
         return f"body names job type {body.job_type!r}, not its tube's"
     if body.stored and not has_store:
         return "a reference, but no store here"

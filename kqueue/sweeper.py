@@ -41,6 +41,7 @@ from kqueue.claims import CLAIM_PREFIX, claim_expired, claim_running, is_claim, 
 from kqueue.errors import BrokerConnectionError, BrokerError, KQueueError
 from kqueue.held import HeldCheck
 from kqueue.job import SUSPEND_SECONDS
+from kqueue.lanes import routed_tube
 from kqueue.middleware.base import Middleware
 from kqueue.serialization import record_body
 from kqueue.stores.base import (
@@ -120,11 +121,14 @@ class Sweep:
         verify: bool = False,
         others: Sequence[tuple[BeanstalkConnection, str]] = (),
         wait_for: Collection[str] = (),
+        lanes: int = 0,
     ) -> None:
         self.store = store
         self.events = events or Middleware()
         self.conn = conn
         self.tube_prefix = tube_prefix
+        self.lanes = lanes
+        """Jobs put back go to their type's lane when above 0 (see :mod:`kqueue.lanes`)."""
         self.grace = grace
         self.claim_lease = claim_lease
         self.page_size = page_size
@@ -352,7 +356,7 @@ class Sweep:
         used = self.conn.used
         pending = []
         for record in records:
-            tube = self.tube_prefix + record.job_type
+            tube = routed_tube(record.job_type, self.tube_prefix, self.lanes)
             if tube != used:
                 pipe.use(tube)
                 used = tube

@@ -27,7 +27,7 @@ from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.aio_connection import AsyncBeanstalkConnection
 from kqueue.beanstalk.wire import JobStats
 from kqueue.config import QueueConfig
-from kqueue.errors import JobNotFoundError
+from kqueue.errors import JobNotFoundError, NotSupportedError
 from kqueue.health import BrokerHealth
 from kqueue.job import Job, check_delay, check_u32
 from kqueue.middleware.base import Middleware
@@ -94,6 +94,11 @@ class AsyncKQueue:
         return cls.from_queue(queue)
 
     def _wrap(self, queue: KQueue) -> None:
+        if queue.config.lanes:
+            raise NotSupportedError(
+                f"the asyncio queue does not run lanes yet (lanes={queue.config.lanes}): use "
+                "KQueue (or kqueue worker without --concurrency) for a queue with lanes"
+            )
         self.queue = queue
         self.config = queue.config
         self.store = queue.store

@@ -45,7 +45,8 @@ Every command but demo takes the application's queue (MODULE:ATTR) first: it the
 the application's beanstalkd, store, key prefix, tube prefix and codecs. Without one, the
 flags and environment say where to go: KQUEUE_BEANSTALKD=host:port  KQUEUE_STORE=redis://...|
 postgresql+psycopg://...|sqlite:///path (?prefix=KEYPREFIX in the URL, or KQUEUE_STORE_PREFIX)
-KQUEUE_PREFIX=kq- (the tube prefix)  KQUEUE_APP=myapp.jobs:queue. Flags win over the
+KQUEUE_PREFIX=kq- (the tube prefix)  KQUEUE_LANES=N (job types share N tubes)
+KQUEUE_APP=myapp.jobs:queue. Flags win over the
 environment, and both over the application's own settings.
 exit codes: 0 ok, 1 kqueue error, 2 bad usage or input, 3 worker forced to stop, 130 Ctrl-C
 """
@@ -97,6 +98,9 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, app: bool) -> None
         "--store-prefix", metavar="PREFIX", help="store key prefix, env KQUEUE_STORE_PREFIX"
     )
     group.add_argument("--prefix", metavar="PREFIX", help="tube prefix, env KQUEUE_PREFIX")
+    group.add_argument(
+        "--lanes", metavar="N", help="job types share N tubes (0: one each), env KQUEUE_LANES"
+    )
     group.add_argument(
         "--log-level",
         metavar="LEVEL[,LOGGER=LEVEL]",

@@ -12,6 +12,8 @@ This is the only place kqueue reads environment variables:
 - ``KQUEUE_STORE_PREFIX``: the same key prefix (Redis keys, SQL table names), when the URL
   has none;
 - ``KQUEUE_PREFIX``: tube name prefix (default ``kq-``);
+- ``KQUEUE_LANES``: job types share this many tubes (default: the application's, else 0,
+  one tube per type; see :mod:`kqueue.lanes`);
 - ``KQUEUE_DASHBOARD_TOKEN``: the token ``kqueue dashboard`` asks for (see its --token).
 """
 
@@ -58,6 +60,8 @@ class Settings:
     prefix_given: bool = False
     servers: tuple[str, ...] = ()
     """Every server when several were given (else empty: ``host:port`` alone)."""
+    lanes: int | None = None
+    """``--lanes`` / ``KQUEUE_LANES`` (None: not given, the application's own or 0)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
@@ -83,7 +87,7 @@ class Settings:
         app = getattr(args, "app", None) or environ.get("KQUEUE_APP") or None
         return cls(
             host, port, store, prefix or DEFAULT_TUBE_PREFIX, given, app, prefix is not None,
-            several,
+            several, _lanes(getattr(args, "lanes", None) or environ.get("KQUEUE_LANES")),
         )  # fmt: skip
 
     def open_queue(self, **kwargs: Any) -> KQueue:
@@ -97,8 +101,18 @@ class Settings:
             servers=self.servers,
             bulk_store=self.store_url,
             tube_prefix=self.prefix,
+            lanes=self.lanes or 0,
             **kwargs,
         )
+
+
+def _lanes(text: str | None) -> int | None:
+    """The number of lanes given on the command line or in the environment (None: not)."""
+    if text is None or text == "":
+        return None
+    if not str(text).strip().isdigit():
+        raise ConfigurationError(f"lanes (--lanes, KQUEUE_LANES) must be a whole number: {text!r}")
+    return int(text)
 
 
 def load_queue(path: str) -> KQueue:
@@ -130,7 +144,8 @@ def rebind(queue: KQueue, settings: Settings) -> KQueue:
     """The same queue (handlers, codecs, retries, middleware) on the command line's
     broker, store and tube prefix where they were given: ``dataclasses.replace`` on its
     config, so no other setting is dropped."""
-    if not (settings.beanstalkd_given or settings.prefix_given or settings.store_url):
+    given = settings.beanstalkd_given or settings.prefix_given or settings.lanes is not None
+    if not (given or settings.store_url):
         return queue
     config = queue.config
     if settings.beanstalkd_given:
@@ -139,6 +154,8 @@ def rebind(queue: KQueue, settings: Settings) -> KQueue:
         )
     if settings.prefix_given:
         config = dataclasses.replace(config, tube_prefix=settings.prefix)
+    if settings.lanes is not None:
+        config = dataclasses.replace(config, lanes=settings.lanes)
     return queue.with_config(config, bulk_store=settings.store_url)
 
 

@@ -240,7 +240,7 @@ def unwatched_type_warning(queue: KQueue, job_type: str) -> str | None:
     for it, and the store (without one: beanstalkd's tube) has never seen it: a typo?"""
     if job_type in queue.handlers:
         return None
-    tube = queue.admin.tube_stats(job_type)
+    tube = queue.admin.put_tube_stats(job_type)  # with lanes: its lane's
     if tube.get("current-watching", 0) > 0:
         return None
     if queue.store is not None and queue.store.count(job_type) > 0:
