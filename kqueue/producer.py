@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from kqueue.beanstalk.commands import settle_puts
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pending, Pipeline
 from kqueue.claims import is_claim
@@ -262,14 +263,8 @@ class Producer:
             if error is not None:
                 server.health.failed(error)
                 failure = error
-            still: list[int] = []
-            for index, slot in zip(left, pending, strict=True):
-                if slot.done and slot.error is None:
-                    ids[index] = slot.result()
-                else:
-                    still.append(index)
-                    failure = failure or slot.error
-            left = still
+            left, put_error = settle_puts(left, pending, ids)
+            failure = failure or put_error
             if not left:
                 return ids
         raise failure or BrokerError("no beanstalkd server took the jobs")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from kqueue.aio.stores import AsyncStore
 from kqueue.beanstalk.aio_connection import AsyncBeanstalkConnection, Exchange
-from kqueue.beanstalk.commands import Pending, put
+from kqueue.beanstalk.commands import Pending, put, settle_puts
 from kqueue.config import QueueConfig
 from kqueue.enqueue import (
     BATCH_SIZE,
@@ -173,14 +173,8 @@ class AsyncProducer:
             if sent.error is not None:
                 server.health.failed(sent.error)
                 failure = sent.error
-            still = []
-            for index, slot in zip(left, sent.pending, strict=True):
-                if slot.done and slot.error is None:
-                    ids[index] = slot.result()
-                else:
-                    still.append(index)
-                    failure = failure or slot.error
-            left = still
+            left, error = settle_puts(left, sent.pending, ids)
+            failure = failure or error
             if not left:
                 return ids
         raise failure or BrokerError("no beanstalkd server took the jobs")

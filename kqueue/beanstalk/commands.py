@@ -10,7 +10,7 @@ client's commands. Error replies map to exceptions through :data:`ERROR_REPLIES`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from kqueue.beanstalk.wire import (
@@ -144,6 +144,22 @@ class Pending(Generic[T]):
             name = self.call.command.name.decode()
             raise BrokerError(f"pipelined command {name!r} was never executed")
         return self._value  # type: ignore[return-value]
+
+
+def settle_puts(
+    left: Sequence[int], slots: Sequence[Pending[int]], ids: list[int]
+) -> tuple[list[int], KQueueError | None]:
+    """Write into ``ids`` the job ids of the puts of a burst that succeeded (``slots[n]`` put
+    the body at index ``left[n]``); the indexes still to put, and the first error among them."""
+    still: list[int] = []
+    error: KQueueError | None = None
+    for index, slot in zip(left, slots, strict=True):
+        if slot.done and slot.error is None:
+            ids[index] = slot.result()
+        else:
+            still.append(index)
+            error = error or slot.error
+    return still, error
 
 
 # -- converters ----------------------------------------------------------------------------
