@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from redis.connection import HiredisRespSerializer
 
-from kqueue.stores import redis as redis_store
+from kqueue.stores import _redis_wire
 from tests.servers import missing_service
 
 
@@ -21,7 +21,7 @@ from tests.servers import missing_service
     ids=["status read", "bytes, int and float", "empty values"],
 )
 def test_a_script_call_is_packed_as_redis_py_packs_it(args: tuple[object, ...]) -> None:
-    packer = redis_store._pack_command
+    packer = _redis_wire.pack_command
     if packer is None:
         missing_service("hiredis is not installed: redis-py packs every call itself")
     assert packer is not None
