@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kqueue.errors import StoreError
-from kqueue.stores.base import BrokerRef, JobRecord, RecordStatus, UniqueClaim
+from kqueue.stores.base import BrokerRef, JobRecord, RecordState, RecordStatus, UniqueClaim
 
 
 def encode_record(record: JobRecord) -> list[str | bytes | int | float]:
@@ -153,3 +153,14 @@ def claim_args(claim: UniqueClaim | None, now: float) -> list[str | int]:
 def ref_args(ref: BrokerRef | None) -> list[str | int]:
     """A reference as three script arguments: whether there is one, its server, its job."""
     return ["0", "", ""] if ref is None else ["1", ref.server_id, ref.job_id]
+
+
+def attempt_args(
+    attempts: int, last_error: str | None, state: RecordState, now: float
+) -> list[str | bytes | int | float]:
+    """The arguments of RECORD_ATTEMPT (and the first of RECORD_FAILURE): the count, whether
+    there is an error and its bytes, the state and the time."""
+    error: list[str | bytes] = (
+        ["0", ""] if last_error is None else ["1", last_error.encode("utf-8", "backslashreplace")]
+    )
+    return [attempts, *error, state, repr(float(now))]

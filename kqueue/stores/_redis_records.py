@@ -259,12 +259,7 @@ class RedisRecords(RedisStoreCore):
         self, key: str, *, attempts: int, last_error: str | None, state: RecordState, now: float
     ) -> ScriptCall:
         """:meth:`record_attempt` as a script call."""
-        error: list[str | bytes] = (
-            ["0", ""]
-            if last_error is None
-            else ["1", last_error.encode("utf-8", "backslashreplace")]
-        )
-        args: list[str | bytes | int | float] = [attempts, *error, state, repr(float(now))]
+        args = codec.attempt_args(attempts, last_error, state, now)
         script_keys = [self._record_key(key)]
         return ScriptCall("record_attempt", self._attempt, script_keys, args, _is_one)
 
@@ -279,13 +274,8 @@ class RedisRecords(RedisStoreCore):
         now: float,
     ) -> bool:
         """Store the attempt and append ``failure`` to the history, in one script."""
-        error: list[str | bytes] = (
-            ["0", ""]
-            if last_error is None
-            else ["1", last_error.encode("utf-8", "backslashreplace")]
-        )
         entry = encode_failures([failure])[1:-1].encode("utf-8", "backslashreplace")
-        args = [attempts, *error, state, repr(float(now)), entry, MAX_FAILURES]
+        args = [*codec.attempt_args(attempts, last_error, state, now), entry, MAX_FAILURES]
         with self._translate("record_failure"):
             return int(self._run(self._failure, keys=[self._record_key(key)], args=args)) == 1
 
