@@ -23,6 +23,8 @@ from kqueue.errors import (
 from kqueue.stores import _redis_client as client_of
 from kqueue.stores import _redis_connect as connect
 from kqueue.stores import _redis_scripts as scripts
+from kqueue.stores import _redis_scripts_scans as scan_scripts
+from kqueue.stores import _redis_scripts_unique as unique_scripts
 from kqueue.stores import _redis_wire as wire
 from kqueue.stores.base import JobRecord, StoreBase
 from kqueue.stores.url import redact_url, scrub
@@ -123,15 +125,15 @@ class RedisStoreCore(StoreBase):
         self._swap_between = client.register_script(scripts.SWAP_BETWEEN_SERVERS)
         self._attempt = client.register_script(scripts.RECORD_ATTEMPT)
         self._failure = client.register_script(scripts.RECORD_FAILURE)
-        self._scan = client.register_script(scripts.SCAN)
-        self._scan_fields = client.register_script(scripts.SCAN_FIELDS)
-        self._build_ref_index = client.register_script(scripts.BUILD_REF_INDEX)
-        self._put_unique = client.register_script(scripts.PUT_UNIQUE)
-        self._release_unique = client.register_script(scripts.RELEASE_UNIQUE)
-        self._prune_unique = client.register_script(scripts.PRUNE_UNIQUE)
-        self._unique_packed = client.register_script(scripts.PUT_UNIQUE_PACKED)
-        self._build_time_index = client.register_script(scripts.BUILD_TIME_INDEX)
-        self._scan_unscheduled = client.register_script(scripts.SCAN_UNSCHEDULED)
+        self._scan = client.register_script(scan_scripts.SCAN)
+        self._scan_fields = client.register_script(scan_scripts.SCAN_FIELDS)
+        self._build_ref_index = client.register_script(scan_scripts.BUILD_REF_INDEX)
+        self._put_unique = client.register_script(unique_scripts.PUT_UNIQUE)
+        self._release_unique = client.register_script(unique_scripts.RELEASE_UNIQUE)
+        self._prune_unique = client.register_script(unique_scripts.PRUNE_UNIQUE)
+        self._unique_packed = client.register_script(unique_scripts.PUT_UNIQUE_PACKED)
+        self._build_time_index = client.register_script(scan_scripts.BUILD_TIME_INDEX)
+        self._scan_unscheduled = client.register_script(scan_scripts.SCAN_UNSCHEDULED)
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where!r}, prefix={self._prefix!r})"

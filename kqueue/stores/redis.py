@@ -17,8 +17,9 @@ store lives in one hash slot and each script's keys are on one node: a cluster s
 The store's parts are private modules beside this one: ``_redis_core`` (clients, held
 connections, error translation, running a script), ``_redis_client`` (making a client),
 ``_redis_wire`` (sending and reading a script call), ``_redis_codec`` (records to hash fields
-and back), ``_redis_scripts`` (the Lua), ``_redis_records``, ``_redis_unique``,
-``_redis_scans`` and ``_redis_meta`` (the operations).
+and back), the Lua in ``_redis_scripts``, ``_redis_scripts_unique`` and
+``_redis_scripts_scans``, and the operations in ``_redis_records``, ``_redis_unique``,
+``_redis_scans`` and ``_redis_meta``.
 """
 
 from __future__ import annotations
