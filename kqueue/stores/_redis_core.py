@@ -26,6 +26,7 @@ from kqueue.stores import _redis_scripts as scripts
 from kqueue.stores import _redis_scripts_scans as scan_scripts
 from kqueue.stores import _redis_scripts_unique as unique_scripts
 from kqueue.stores import _redis_wire as wire
+from kqueue.stores._redis_wire import ScriptCall
 from kqueue.stores.base import JobRecord, StoreBase
 from kqueue.stores.url import redact_url, scrub
 
@@ -317,7 +318,7 @@ class RedisStoreCore(StoreBase):
                 f"of {MAX_BATCH_BYTES}; write them in smaller batches (nothing was written)"
             )
 
-    def execute(self, call: wire.ScriptCall) -> Any:
+    def execute(self, call: ScriptCall) -> Any:
         """Run one script call on this thread's connection; its decoded reply."""
         with self._translate(call.action):
             reply = self._run(
