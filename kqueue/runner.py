@@ -28,22 +28,53 @@ from kqueue.errors import KQueueError, PayloadError, StoreError
 from kqueue.job import Job
 from kqueue.lane_gate import LaneGate
 from kqueue.middleware.base import DropReason, Fail, Failure, Middleware, SkipJob
-from kqueue.results import attempt_failure, keep_failure, keep_result, worker_name
+from kqueue.results import attempt_failure, keep_result, record_failure, worker_name
 from kqueue.retry import RetryPolicy
+from kqueue.run_rules import (
+    MAX_ERROR_TEXT,
+    attempts_for,
+    describe_error,
+    doubtful_copies,
+    job_args,
+    job_fields,
+    log_buried,
+    log_failed,
+    log_skipped,
+    log_unreadable,
+    never_finished,
+    payload_of,
+    store_reads,
+    trust_whole,
+    why_not_runnable,
+    why_unreadable,
+)
 from kqueue.serialization import Body, CodecRegistry, decode_body
 from kqueue.stores.base import (
     AttemptFailure,
-    BrokerRef,
     JobRecord,
     RecordStatus,
     Store,
     read_checked,
 )
 
+__all__ = [
+    "MAX_ERROR_TEXT",
+    "Handler",
+    "HandlerSpec",
+    "JobRunner",
+    "attempts_for",
+    "attempts_from_broker",
+    "describe_error",
+    "doubtful_copies",
+    "job_fields",
+    "trust_whole",
+    "why_not_runnable",
+    "why_unreadable",
+]
+
 logger = logging.getLogger("kqueue")
 
 Handler = Callable[[Job], Any]
-MAX_ERROR_TEXT = 2000
 
 _Record = JobRecord | RecordStatus
 
@@ -54,20 +85,6 @@ class _Reserved(NamedTuple):
     job: ReservedJob
     body: Body | None
     counts: JobCounts | None
-
-
-def _job(conn: BeanstalkConnection, job_id: int, body: Body, data: Any, attempts: int) -> Job:
-    return Job(
-        id=job_id,
-        job_type=body.job_type,
-        data=data,
-        priority=body.priority,
-        ttr=body.ttr,
-        key=body.key,
-        stored=body.stored,
-        connection=conn,
-        known_attempts=attempts,
-    )
 
 
 @dataclass(frozen=True)
@@ -284,12 +301,7 @@ class JobRunner:
         records: dict[str, _Record] = {}
         if self.store is None:
             return records
-        copies = [
-            (body.key, BrokerRef(server_id, reserved.id))
-            for reserved, body in zip(window, bodies, strict=True)
-            if body is not None and body.mode == "s"
-        ]
-        refs = [body.key for body in bodies if body is not None and body.mode == "r"]
+        copies, refs = store_reads(window, bodies, server_id)
         if copies:
             records.update(read_checked(self.store, copies))
         if refs:
@@ -337,15 +349,14 @@ class JobRunner:
         if self.lanes is not None and self._diverted(conn, reserved, record):
             return None
         attempts = attempts_for(body, counts, record)
-        payload = record.payload if isinstance(record, JobRecord) else body.payload
         if isinstance(record, JobRecord) and record.unique_until_start is not None:
             self._release_at_start[record.key] = record.unique_until_start
         try:
-            data = self.codecs.decode(body.codec, payload)
+            data = self.codecs.decode(body.codec, payload_of(body, record))
         except PayloadError as exc:
             self._bury_unreadable(conn, job_id, str(exc))
             return None
-        return _job(conn, job_id, body, data, attempts)
+        return Job(**job_args(job_id, body, data, attempts), connection=conn)
 
     def _diverted(
         self, conn: BeanstalkConnection, reserved: _Reserved, record: _Record | None
@@ -365,7 +376,7 @@ class JobRunner:
         stats = conn.stats_job(job_id) or {}
         conn.bury(job_id, priority=stats.get("pri", 0))
         self.events.on_dropped(job_id, None, "unreadable")
-        logger.error("job %s in tube %s buried: %s", job_id, stats.get("tube", "?"), why)
+        log_unreadable(job_id, stats.get("tube", "?"), why)
 
     def _no_handler(self, conn: BeanstalkConnection, job: Job) -> None:
         """A job whose handler was removed after the reserve: handed back untouched (a body
@@ -421,14 +432,7 @@ class JobRunner:
         except Exception as exc:
             seconds = time.perf_counter() - started
             self.events.after_handler(job, exc)
-            logger.warning(
-                "job %s type=%s attempt %d failed: %s",
-                job.id,
-                job.job_type,
-                job.attempts,
-                describe_error(exc),
-                extra=job_fields(job, "failed", seconds),
-            )
+            log_failed(job, exc, seconds)
             if not job.finished:
                 self._settle_failure(conn, job, spec, exc)
             self.events.on_failure(job, exc, seconds)
@@ -468,25 +472,17 @@ class JobRunner:
         """Count the attempt and keep its failure on the record (and, once buried, as the
         outcome of a type that keeps results). The caller handles a store error."""
         assert self.store is not None
-        self.store.record_failure(
-            job.key,
-            failure,
-            attempts=attempts,
-            last_error=error,
-            state="buried" if buried else "enqueued",
-            now=failure.at,
-        )
         spec = self.handlers.get(job.job_type)
-        if buried and spec is not None and spec.keep_result is not None:
-            keep_failure(self.store, job.key, failure, spec.keep_result)
+        keep_for = None if spec is None else spec.keep_result
+        record_failure(
+            self.store, job.key, failure, attempts=attempts, error=error, buried=buried,
+            keep_for=keep_for,
+        )  # fmt: skip
 
     def _bury_poison(self, conn: BeanstalkConnection, job: Job, policy: RetryPolicy) -> None:
         """A job whose earlier attempts never finished (its TTR ran out, or its worker died:
         a handler that kills its process) is buried once they spend its budget, unrun."""
-        reason = (
-            f"never finished: {job.attempts - 1} attempt(s) ended with its TTR running out or "
-            f"its worker dying (budget {policy.max_attempts})"
-        )
+        reason = never_finished(job, policy.max_attempts)
         if job.stored and self.store is not None:
             failure = AttemptFailure(
                 time.time(), job.attempts - 1, worker_name(), "kqueue.NeverFinished", reason
@@ -494,13 +490,7 @@ class JobRunner:
             self._record_failure(job, failure, attempts=job.attempts - 1, error=reason, buried=True)
         conn.bury(job.id, priority=job.priority)
         job.outcome = "buried"
-        logger.error(
-            "job %s type=%s buried: %s",
-            job.id,
-            job.job_type,
-            reason,
-            extra=job_fields(job, "buried"),
-        )
+        log_buried(job, reason)
         self.events.on_buried(job, reason)
 
     def _stopped_before(
@@ -511,13 +501,7 @@ class JobRunner:
             job.outcome = "deleted"
             self.acks.add(conn, job)
             self.events.on_dropped(job.id, job.key, "skipped")
-            logger.info(
-                "job %s type=%s skipped: %s",
-                job.id,
-                job.job_type,
-                stopped,
-                extra=job_fields(job, "skipped"),
-            )
+            log_skipped(job, stopped)
         else:
             self._settle_failure(conn, job, spec, stopped)
             self.events.on_failure(job, stopped, 0.0)
@@ -547,123 +531,12 @@ class JobRunner:
         if failure.bury:
             conn.bury(job.id, priority=job.priority)
             job.outcome = "buried"
-            logger.error(
-                "job %s type=%s buried after %d attempts (%s): %s",
-                job.id,
-                job.job_type,
-                job.attempts,
-                failure.reason,
-                error,
-                extra=job_fields(job, "buried"),
-            )
+            log_buried(job, failure.reason, error)
             self.events.on_buried(job, failure.reason)
         else:
             conn.release(job.id, priority=job.priority, delay=failure.delay)
             job.outcome = "released"
             self.events.on_retried(job, failure.delay)
-
-
-def doubtful_copies(
-    window: Sequence[ReservedJob],
-    bodies: Sequence[Body | None],
-    records: Mapping[str, JobRecord | RecordStatus],
-    server_id: str,
-) -> list[str]:
-    """The keys of the window's copies whose record must be read whole before they run.
-
-    A body's copy of the payload is trusted only when the record names that very job. A
-    copy whose record names no job yet (the producer's reference swap may still be on its
-    way, or another client forged the body) or another job is checked against the whole
-    record, so a forged copy never runs its own payload, or another job type's handler,
-    under another job's key."""
-    return [
-        body.key
-        for reserved, body in zip(window, bodies, strict=True)
-        if body is not None
-        and body.mode == "s"
-        and isinstance(status := records.get(body.key), RecordStatus)
-        and status.ref != BrokerRef(server_id, reserved.id)
-    ]
-
-
-def trust_whole(
-    records: dict[str, JobRecord | RecordStatus],
-    doubtful: Sequence[str],
-    whole: Mapping[str, JobRecord],
-) -> None:
-    """Put the whole records read for ``doubtful`` copies in place of their statuses (a
-    record gone meanwhile: the job finished elsewhere, so its copy is stale)."""
-    for key in doubtful:
-        if key in whole:
-            records[key] = whole[key]
-        else:
-            records.pop(key, None)
-
-
-def why_unreadable(
-    body: Body | None,
-    counts: JobCounts | None,
-    records: Mapping[str, JobRecord | RecordStatus],
-    tube_prefix: str,
-    *,
-    has_store: bool,
-    lanes: LaneGate | None = None,
-) -> str | None:
-    """Why a reserved body must not run at all (it is buried), or None. With ``lanes``, a
-    body from any lane of the prefix is readable (its type's own tube holds none)."""
-    if body is None:
-        return "foreign or corrupt job body"
-    in_lane = lanes is not None and counts is not None and lanes.accepts_tube(counts.tube)
-    if counts is not None and not in_lane and counts.tube != tube_prefix + body.job_type:
-        return f"body names job type {body.job_type!r}, not its tube's"
-    if body.stored and not has_store:
-        return "a reference, but no store here"
-    record = records.get(body.key) if body.stored else None
-    if isinstance(record, JobRecord) and record.job_type != body.job_type:
-        return f"body names the record of a {record.job_type!r} job"
-    return None
-
-
-def why_not_runnable(
-    job_id: int,
-    key: str,
-    record: JobRecord | RecordStatus | None,
-    server_id: str,
-    bond: frozenset[str] = frozenset(),
-) -> DropReason | None:
-    """Why a stored job must not run: its record is gone, or the record names another
-    job on this server or on another server of ``bond`` (the ids of a bonded queue's servers
-    connected now): a duplicate delivery; None if it may run."""
-    if record is None:
-        # Done or purged already: the reference is stale. Never run it.
-        logger.debug("job %s key=%s: record gone, reference dropped", job_id, key)
-        return "stale"
-    current = record.ref
-    if current is not None and current.server_id == server_id and current.job_id != job_id:
-        # Another job on this very server carries the record (recovery re-enqueued it
-        # while this one was thought lost): this one is a duplicate delivery. A reference
-        # naming another server proves nothing (a binlog restart renames the server).
-        logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)
-        return "duplicate"
-    if current is not None and current.server_id != server_id and current.server_id in bond:
-        # The record was moved to a job on another live server of the queue (a put retried
-        # there after this server froze, a recovery or a drain that moved it): that job is
-        # the one to run. Only an id the queue is connected to now counts: a server that
-        # restarted answers with a new id, so its renamed jobs are never taken for copies.
-        logger.warning("job %s key=%s: copy of a job now on %s dropped", job_id, key, current)
-        return "duplicate"
-    return None
-
-
-def attempts_for(
-    body: Body, counts: JobCounts | None, record: JobRecord | RecordStatus | None
-) -> int:
-    """This run's attempt number: failures counted on the record (by beanstalkd's releases
-    for an inline job), plus earlier reserves that never finished, plus this one."""
-    unfinished = 0 if counts is None else counts.unfinished
-    if record is None:
-        return (0 if counts is None else counts.releases) + unfinished + 1
-    return record.attempts + unfinished + 1
 
 
 def _finish(result: object) -> object:
@@ -681,29 +554,6 @@ def _log_done(job: Job, seconds: float) -> None:
     logger.debug(
         "job %s type=%s done in %.3f ms", job.id, job.job_type, seconds * 1000, extra=fields
     )
-
-
-def job_fields(job: Job, outcome: str, seconds: float | None = None) -> dict[str, object]:
-    """The structured fields of a job's log line (``extra=``), which JSON logs carry as keys."""
-    fields: dict[str, object] = {
-        "job_type": job.job_type,
-        "key": job.key,
-        "job_id": job.id,
-        "attempt": job.attempts,
-        "outcome": outcome,
-    }
-    if seconds is not None:
-        fields["duration_ms"] = round(seconds * 1000, 3)
-    return fields
-
-
-def describe_error(exc: BaseException) -> str:
-    """``Type: message`` for logs and records: bounded, no NUL bytes, never raises."""
-    try:
-        text = f"{type(exc).__name__}: {exc}"
-    except Exception:  # an exception whose __str__ itself fails
-        text = f"{type(exc).__name__}: <unprintable>"
-    return text.replace("\x00", "\\x00")[:MAX_ERROR_TEXT]
 
 
 def attempts_from_broker(conn: BeanstalkConnection, job_id: int) -> int:
