@@ -156,6 +156,21 @@ def why_not_runnable(
     return None
 
 
+def live_record(
+    job_id: int,
+    body: Body,
+    records: Mapping[str, JobRecord | RecordStatus],
+    server_id: str,
+    bond: frozenset[str] = frozenset(),
+) -> tuple[JobRecord | RecordStatus | None, DropReason | None]:
+    """The record a readable body runs with (None for an inline job), and why it must not
+    run (:func:`why_not_runnable`; None for an inline job or one that may run)."""
+    if not body.stored:
+        return None, None
+    record = records.get(body.key)
+    return record, why_not_runnable(job_id, body.key, record, server_id, bond)
+
+
 def attempts_for(
     body: Body, counts: JobCounts | None, record: JobRecord | RecordStatus | None
 ) -> int:

@@ -37,6 +37,7 @@ from kqueue.run_rules import (
     doubtful_copies,
     job_args,
     job_fields,
+    live_record,
     log_buried,
     log_failed,
     log_skipped,
@@ -339,13 +340,11 @@ class JobRunner:
             self._bury_unreadable(conn, job_id, why)
             return None
         assert body is not None
-        record = records.get(body.key) if body.stored else None
-        if body.stored:
-            reason = why_not_runnable(job_id, body.key, record, server_id, bond)
-            if reason is not None:
-                dropped[job_id] = reason
-                self.events.on_dropped(job_id, body.key, reason)
-                return None
+        record, reason = live_record(job_id, body, records, server_id, bond)
+        if reason is not None:
+            dropped[job_id] = reason
+            self.events.on_dropped(job_id, body.key, reason)
+            return None
         if self.lanes is not None and self._diverted(conn, reserved, record):
             return None
         attempts = attempts_for(body, counts, record)

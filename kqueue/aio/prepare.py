@@ -25,11 +25,11 @@ from kqueue.run_rules import (
     attempts_for,
     doubtful_copies,
     job_args,
+    live_record,
     log_unreadable,
     payload_of,
     store_reads,
     trust_whole,
-    why_not_runnable,
     why_unreadable,
 )
 from kqueue.serialization import Body, CodecRegistry, decode_body
@@ -147,13 +147,11 @@ class WindowPreparer:
         if why is not None or body is None:
             await self._bury_unreadable(conn, job_id, why or "unreadable")
             return None
-        record = records.get(body.key) if body.stored else None
-        if body.stored:
-            reason = why_not_runnable(job_id, body.key, record, server_id, bond)
-            if reason is not None:
-                dropped[job_id] = reason
-                self.events.on_dropped(job_id, body.key, reason)
-                return None
+        record, reason = live_record(job_id, body, records, server_id, bond)
+        if reason is not None:
+            dropped[job_id] = reason
+            self.events.on_dropped(job_id, body.key, reason)
+            return None
         try:
             data = self.codecs.decode(body.codec, payload_of(body, record))
         except PayloadError as exc:
