@@ -6,7 +6,6 @@ one more for their walk), so it never waits behind a worker's blocking reserve.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -27,13 +26,16 @@ from kqueue.errors import (
     ValidationError,
 )
 from kqueue.job import SUSPEND_SECONDS, tube_for
+from kqueue.kick import fresh_budget, kick_tube
 from kqueue.lane_admin import buried_ids, of_type, peek_of_type, tubes_of
 from kqueue.lane_gate import SUSPENDED_REFRESH, release_held
 from kqueue.middleware.base import Middleware
-from kqueue.purge import PurgeResult, purge_tube
+from kqueue.purge import PurgeResult, payload_matcher, purge_tube, record_matcher
 from kqueue.reports import (
     QueueStats,
     StoredCounts,
+    keep_sweep_report,
+    recent_sweep_reports,
     suspect_pages,
     sweep_advice,
     sweep_fields,
@@ -163,7 +165,7 @@ class Admin:
         logged. Their stored records go with the deleted jobs.
         """
         tubes = tubes_of(self.config, job_type)
-        matcher = None if pattern is None else self._payload_matcher(pattern)
+        matcher = None if pattern is None else payload_matcher(pattern, self.store)
         if self.config.lanes:
             matcher = of_type(job_type, matcher)
         results = [result for tube in tubes for result in self._purge(tube, matcher, progress)]
@@ -201,7 +203,7 @@ class Admin:
         """Delete the matching records whose job beanstalkd no longer holds (lost, or never
         put), so that the sweeper cannot bring a purged job back."""
         assert self.store is not None
-        matches = None if pattern is None else self._record_matcher(pattern)
+        matches = None if pattern is None else record_matcher(pattern)
         live = self._servers.live()
         (conn, server_id), others = live[0], live[1:]
         checker = Sweep(self.store, conn, tube_prefix=self.tube_prefix, grace=0, others=others)
@@ -212,34 +214,6 @@ class Admin:
             if not checker.holds(record, server_id):
                 doomed.append(record.key)
         return self.store.delete_many(doomed) if doomed else 0
-
-    def _payload_matcher(self, pattern: str | bytes | re.Pattern[Any]) -> Callable[[bytes], bool]:
-        """Matches a job body by its payload (read from the store for references)."""
-        matches = self._record_matcher(pattern)
-        return lambda raw: matches(self._payload_of(raw))
-
-    def _record_matcher(self, pattern: str | bytes | re.Pattern[Any]) -> Callable[[bytes], bool]:
-        """Matches an encoded payload: str patterns see it as UTF-8 text, bytes patterns raw."""
-        try:
-            compiled = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
-        except (re.error, TypeError) as exc:
-            raise ValidationError(f"invalid purge pattern {pattern!r}: {exc}") from exc
-        as_bytes = isinstance(compiled.pattern, bytes)
-
-        def matches(payload: bytes) -> bool:
-            subject: Any = payload if as_bytes else payload.decode("utf-8", "replace")
-            return compiled.search(subject) is not None
-
-        return matches
-
-    def _payload_of(self, raw: bytes) -> bytes:
-        body = decode_body(raw)
-        if body is None:
-            return raw
-        if body.mode != "r" or self.store is None:
-            return body.payload
-        record = self.store.get(body.key)
-        return record.payload if record is not None else b""
 
     def kick_buried(
         self,
@@ -281,24 +255,8 @@ class Admin:
         """:meth:`kick_buried` on one server."""
         tube = tube_for(job_type, self.tube_prefix)
         conn = self._connection(address)
-        kicked = 0
-        seen: set[int] = set()
         try:
-            conn.use(tube)
-            while count is None or kicked < count:
-                found = conn.peek_buried()
-                # A job a worker buried again meanwhile is not kicked twice in one call.
-                if found is None or found.id in seen or not conn.kick_job(found.id):
-                    break
-                seen.add(found.id)
-                kicked += 1
-                body = decode_body(found.body)
-                if body is not None and body.mode != "i" and self.store is not None:
-                    self.store.record_attempt(
-                        body.key, attempts=0, last_error=None, state="enqueued", now=time.time()
-                    )
-                if progress is not None:
-                    progress()
+            kicked = kick_tube(conn, tube, self.store, count, progress)
         finally:
             conn.close()
         logger.debug(
@@ -333,16 +291,9 @@ class Admin:
             if stats is None or stats.get("state") != "buried" or found is None:
                 continue
             if conn.kick_job(job_id):
-                self._fresh_budget(found)
+                fresh_budget(self.store, found.body)
                 return True
         return False
-
-    def _fresh_budget(self, found: ReservedJob) -> None:
-        body = decode_body(found.body)
-        if body is not None and body.mode != "i" and self.store is not None:
-            self.store.record_attempt(
-                body.key, attempts=0, last_error=None, state="enqueued", now=time.time()
-            )
 
     def sweep(
         self,
@@ -373,7 +324,7 @@ class Admin:
         self._free_unique_keys(self.store, report)
         level = logging.WARNING if report.errors else logging.INFO
         logger.log(level, "%s", sweep_summary(report), extra=sweep_fields(report))
-        self._keep_report(self.store, report)
+        keep_sweep_report(self.store, report, by=worker_name())
         return report
 
     def _sweep(
@@ -402,29 +353,11 @@ class Admin:
         if len(self._conns) > 1 and self.store is not None:
             note_answering(self.store, answering)
 
-    def _keep_report(self, store: Store, report: SweepReport) -> None:
-        """Leave the pass's report in the store for operators (the dashboard, any process);
-        a store that cannot take it costs a log line, never the pass."""
-        fields = {"by": worker_name(), "summary": sweep_summary(report), **sweep_fields(report)}
-        try:
-            store.record_sweep(json.dumps(fields, default=str), at=time.time())
-        except KQueueError as exc:
-            logger.warning("recovery pass report not kept in the store: %s", exc)
-
     def recent_sweeps(self, limit: int = 10) -> list[dict[str, Any]]:
         """The newest recovery pass reports any sweeper left in the store, newest first:
         each a dict with ``at`` (Unix seconds), ``by`` (host:pid), ``summary`` (the log
         line) and the pass's counts. [] without a store."""
-        if self.store is None:
-            return []
-        found = []
-        for at, text in self.store.recent_sweeps(limit):
-            try:
-                fields = json.loads(text)
-            except ValueError:
-                fields = {"summary": text}
-            found.append({"at": at, **(fields if isinstance(fields, dict) else {})})
-        return found
+        return [] if self.store is None else recent_sweep_reports(self.store, limit)
 
     def _free_unique_keys(self, store: Store, report: SweepReport) -> None:
         """Delete a page of unique-key claims that no longer hold (their jobs gone or their

@@ -89,7 +89,7 @@ class BondedReserver:
 
     def live_ids(self) -> frozenset[str]:
         """The server ids of the lanes connected now (what a record naming one of them proves:
-        see :func:`kqueue.runner.why_not_runnable`)."""
+        see :func:`kqueue.run_rules.why_not_runnable`)."""
         return frozenset(
             server for lane in self.lanes if (server := lane.conn.known_server_id()) is not None
         )

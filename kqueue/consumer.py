@@ -151,6 +151,19 @@ class Consumer:
             raise ConfigurationError(f"no handler for job type(s) {unknown}; handlers: {known}")
         return frozenset(job_types)
 
+    def check_worker(
+        self, job_types: Collection[str] | None, *, sweep_interval: float | None
+    ) -> frozenset[str] | None:
+        """The job types a worker over this consumer runs (None: every handler's), after
+        checking it has a handler to run, each type named has one, and a sweeper has a
+        store (ConfigurationError); shared by the sync and the asyncio worker."""
+        if not self._handlers:
+            raise ConfigurationError("the queue has no handlers: nothing for a worker to run")
+        checked = None if job_types is None else self.check_job_types(job_types)
+        if sweep_interval is not None and self.runner.store is None:
+            raise ConfigurationError("--sweep-interval needs a bulk store (KQUEUE_STORE)")
+        return checked
+
     # -- the loop --------------------------------------------------------------------------
 
     def stop(self) -> None:

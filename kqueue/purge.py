@@ -10,18 +10,58 @@ way, closing the connection hands every job it holds back to beanstalkd (as read
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kqueue.beanstalk.connection import BeanstalkConnection
 from kqueue.beanstalk.pipeline import Pipeline
 from kqueue.beanstalk.wire import JobStats, ReservedJob
+from kqueue.errors import ValidationError
+from kqueue.serialization import decode_body
+from kqueue.stores.base import Store
 
 logger = logging.getLogger("kqueue")
 
 Matcher = Callable[[bytes], bool]
 """Decides from a job body whether the job is purged."""
+
+Pattern = str | bytes | re.Pattern[Any]
+"""What a purge searches (``re.search``) in an encoded payload."""
+
+
+def record_matcher(pattern: Pattern) -> Callable[[bytes], bool]:
+    """Matches an encoded payload: str patterns see it as UTF-8 text, bytes patterns raw
+    (an invalid pattern: ValidationError)."""
+    try:
+        compiled = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+    except (re.error, TypeError) as exc:
+        raise ValidationError(f"invalid purge pattern {pattern!r}: {exc}") from exc
+    as_bytes = isinstance(compiled.pattern, bytes)
+
+    def matches(payload: bytes) -> bool:
+        subject: Any = payload if as_bytes else payload.decode("utf-8", "replace")
+        return compiled.search(subject) is not None
+
+    return matches
+
+
+def payload_matcher(pattern: Pattern, store: Store | None) -> Matcher:
+    """Matches a job body by its payload (read from ``store`` for references)."""
+    matches = record_matcher(pattern)
+    return lambda raw: matches(_payload_of(raw, store))
+
+
+def _payload_of(raw: bytes, store: Store | None) -> bytes:
+    body = decode_body(raw)
+    if body is None:
+        return raw
+    if body.mode != "r" or store is None:
+        return body.payload
+    record = store.get(body.key)
+    return record.payload if record is not None else b""
 
 
 @dataclass

@@ -1,21 +1,30 @@
 """What administration reports: a queue's counts (:class:`QueueStats`, per job type
-:class:`StoredCounts`), the records a recovery pass looks at, and a pass's summary line."""
+:class:`StoredCounts`), the records a recovery pass looks at, a pass's summary line, and the
+pass reports kept in the store for operators."""
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kqueue.beanstalk.wire import ServerStats, TubeStats
+from kqueue.errors import KQueueError
 from kqueue.stores.base import JobRecord, Store
 
 if TYPE_CHECKING:
     from kqueue.sweeper import SweepReport
 
+logger = logging.getLogger("kqueue")
+
 __all__ = [
     "QueueStats",
     "StoredCounts",
+    "keep_sweep_report",
+    "recent_sweep_reports",
     "suspect_pages",
     "sweep_advice",
     "sweep_fields",
@@ -127,3 +136,27 @@ def sweep_fields(report: SweepReport) -> dict[str, object]:
         "requeued": report.requeued + report.requeued_buried,
         "young": report.young,
     }
+
+
+def keep_sweep_report(store: Store, report: SweepReport, by: str) -> None:
+    """Leave a pass's report (run ``by`` host:pid) in the store for operators (the
+    dashboard, any process); a store that cannot take it costs a log line, never the pass."""
+    fields = {"by": by, "summary": sweep_summary(report), **sweep_fields(report)}
+    try:
+        store.record_sweep(json.dumps(fields, default=str), at=time.time())
+    except KQueueError as exc:
+        logger.warning("recovery pass report not kept in the store: %s", exc)
+
+
+def recent_sweep_reports(store: Store, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` pass reports kept in the store, newest first, each a dict with
+    ``at`` (Unix seconds) and what :func:`keep_sweep_report` kept (a report that is not
+    JSON: its text as the ``summary``)."""
+    found = []
+    for at, text in store.recent_sweeps(limit):
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            fields = {"summary": text}
+        found.append({"at": at, **(fields if isinstance(fields, dict) else {})})
+    return found

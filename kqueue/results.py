@@ -37,7 +37,7 @@ from kqueue.errors import (
     ResultTimeoutError,
 )
 from kqueue.serialization import CodecRegistry
-from kqueue.stores.base import AttemptFailure, BrokerRef, Store, StoredResult
+from kqueue.stores.base import AttemptFailure, BrokerRef, RecordState, Store, StoredResult
 
 __all__ = [
     "JOB_STATUSES",
@@ -49,6 +49,7 @@ __all__ = [
     "job_status",
     "keep_failure",
     "keep_result",
+    "record_failure",
     "require_store",
     "wait_for_result",
     "worker_name",
@@ -115,6 +116,26 @@ def keep_failure(store: Store, key: str, failure: AttemptFailure, lifetime: floa
     """Keep a job's final failure under its key, as its outcome, for ``lifetime`` seconds."""
     data = json.dumps(asdict(failure)).encode()
     store.put_result(key, StoredResult("failed", data, "json", failure.at, failure.at + lifetime))
+
+
+def record_failure(
+    store: Store,
+    key: str,
+    failure: AttemptFailure,
+    *,
+    attempts: int,
+    error: str,
+    buried: bool,
+    keep_for: float | None,
+) -> None:
+    """Count a failed attempt and keep its failure on the record; once buried, also keep it
+    as the outcome of a type that keeps results (for ``keep_for`` seconds; None: not kept)."""
+    state: RecordState = "buried" if buried else "enqueued"
+    store.record_failure(
+        key, failure, attempts=attempts, last_error=error, state=state, now=failure.at
+    )
+    if buried and keep_for is not None:
+        keep_failure(store, key, failure, keep_for)
 
 
 def failure_error(key: str, failure: AttemptFailure | None, status: str) -> JobFailedError:

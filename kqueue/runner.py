@@ -5,7 +5,9 @@ released or buried it); a handler that raises has its job's outcome decided by t
 middleware (by default :class:`~kqueue.middleware.retries.Retries`: released with a backoff
 delay, or buried once its retry budget is spent). A body kqueue cannot read is buried and
 logged. A reference whose record is gone (done or purged already) is deleted without running
-anything. Every step is announced to the middleware (see :mod:`kqueue.middleware.base`).
+anything (the window is read and checked by :mod:`kqueue.prepare`, by the rules of
+:mod:`kqueue.run_rules`). Every step is announced to the middleware (see
+:mod:`kqueue.middleware.base`).
 """
 
 from __future__ import annotations
@@ -16,58 +18,57 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from kqueue.acks import AckFlusher
-from kqueue.beanstalk import commands as cmd
-from kqueue.beanstalk.commands import JobCounts
 from kqueue.beanstalk.connection import BeanstalkConnection
-from kqueue.beanstalk.pipeline import Pipeline, delete_jobs
+from kqueue.beanstalk.pipeline import Pipeline
 from kqueue.beanstalk.wire import ReservedJob
 from kqueue.errors import KQueueError, PayloadError, StoreError
 from kqueue.job import Job
 from kqueue.lane_gate import LaneGate
-from kqueue.middleware.base import DropReason, Fail, Failure, Middleware, SkipJob
-from kqueue.results import attempt_failure, keep_failure, keep_result, worker_name
+from kqueue.middleware.base import Fail, Failure, Middleware, SkipJob
+from kqueue.prepare import WindowPreparer
+from kqueue.results import attempt_failure, keep_result, record_failure, worker_name
 from kqueue.retry import RetryPolicy
-from kqueue.serialization import Body, CodecRegistry, decode_body
+from kqueue.run_rules import (
+    MAX_ERROR_TEXT,
+    attempts_for,
+    describe_error,
+    doubtful_copies,
+    job_fields,
+    log_buried,
+    log_failed,
+    log_skipped,
+    never_finished,
+    trust_whole,
+    why_not_runnable,
+    why_unreadable,
+)
+from kqueue.serialization import CodecRegistry
 from kqueue.stores.base import (
     AttemptFailure,
-    BrokerRef,
-    JobRecord,
-    RecordStatus,
     Store,
-    read_checked,
 )
+
+__all__ = [
+    "MAX_ERROR_TEXT",
+    "Handler",
+    "HandlerSpec",
+    "JobRunner",
+    "attempts_for",
+    "attempts_from_broker",
+    "describe_error",
+    "doubtful_copies",
+    "job_fields",
+    "trust_whole",
+    "why_not_runnable",
+    "why_unreadable",
+]
 
 logger = logging.getLogger("kqueue")
 
 Handler = Callable[[Job], Any]
-MAX_ERROR_TEXT = 2000
-
-_Record = JobRecord | RecordStatus
-
-
-class _Reserved(NamedTuple):
-    """A reserved job with its parsed body (None: unreadable) and its broker counters."""
-
-    job: ReservedJob
-    body: Body | None
-    counts: JobCounts | None
-
-
-def _job(conn: BeanstalkConnection, job_id: int, body: Body, data: Any, attempts: int) -> Job:
-    return Job(
-        id=job_id,
-        job_type=body.job_type,
-        data=data,
-        priority=body.priority,
-        ttr=body.ttr,
-        key=body.key,
-        stored=body.stored,
-        connection=conn,
-        known_attempts=attempts,
-    )
 
 
 @dataclass(frozen=True)
@@ -106,25 +107,34 @@ class JobRunner:
         self.store = store
         self.lanes = lanes
         """With lanes: decides what to do with a job not to be run here."""
-        self.only: frozenset[str] | None = None
-        """The job types this run is limited to (None: every handler's)."""
         self.retry = retry
-        self.inspector = inspector
         self.codecs = codecs
         self.handlers = handlers
-        self.tube_prefix = tube_prefix
         self.events = events
         self.acks = AckFlusher(store)
-        self._inspectors: dict[str, BeanstalkConnection] = {}
-        if inspector is not None:
-            self._inspectors[inspector.address] = inspector
-        self._release_at_start: dict[str, str] = {}  # record key -> unique key, this window
+        self.preparer = WindowPreparer(
+            store=store,
+            codecs=codecs,
+            handlers=handlers,
+            tube_prefix=tube_prefix,
+            events=events,
+            inspector=inspector,
+            lanes=lanes,
+        )
+
+    @property
+    def only(self) -> frozenset[str] | None:
+        """The job types this run is limited to (None: every handler's)."""
+        return self.preparer.only
+
+    @only.setter
+    def only(self, job_types: frozenset[str] | None) -> None:
+        self.preparer.only = job_types
 
     def close(self) -> None:
         """Send the pending deletes, stop the flusher's thread, close the inspector."""
         self.acks.close()
-        for inspector in self._inspectors.values():
-            inspector.close()
+        self.preparer.close()
 
     def drain(self) -> None:
         """Wait until the deletes of every finished job went out (before a blocking reserve,
@@ -146,7 +156,7 @@ class JobRunner:
         deletes may still be going out on return: the caller calls :meth:`drain` before a
         reserve that may block.
         """
-        return self._run_jobs(self._prepare_window(conn, window), reserved_at, should_stop)
+        return self._run_jobs(self.preparer.prepare(conn, window), reserved_at, should_stop)
 
     def run_parts(
         self,
@@ -164,7 +174,7 @@ class JobRunner:
         prepared: list[Job | None] = []
         try:
             for conn, window in parts:
-                prepared += self._prepare_window(conn, window, bond)
+                prepared += self.preparer.prepare(conn, window, bond)
         except StoreError:
             self._hand_back(prepared)  # released, not closed: no attempt counted (see above)
             raise
@@ -191,202 +201,13 @@ class JobRunner:
                 continue
             self._call_handler(conn, job, spec)
             ran += 1
-        self._release_at_start.clear()  # jobs handed back keep their keys until they start
+        self.preparer.release_at_start.clear()  # jobs handed back keep their keys until they start
         return ran
-
-    # -- before the handlers: records, stale references, unreadable bodies ----------------
-
-    def _prepare_window(
-        self,
-        conn: BeanstalkConnection,
-        window: Sequence[ReservedJob],
-        bond: frozenset[str] = frozenset(),
-    ) -> list[Job | None]:
-        bodies = [decode_body(reserved.body) for reserved in window]
-        server_id = conn.server_id()
-        inspector = self._inspector_for(conn, server_id)
-        # Each job's beanstalkd counters (earlier attempts that never finished count against
-        # its budget) come in one burst on the inspector's connection, read while the store
-        # read runs, and never holding up the deletes that go out on the worker's.
-        counts: list[JobCounts | None]
-        try:
-            if inspector is None:  # not counted: the round trip saved, poison pills not caught
-                records, counts = self._records_of(window, bodies, server_id), [None] * len(window)
-            else:
-                frames = b"".join(cmd.job_counts(reserved.id).frame for reserved in window)
-                with inspector.overlapped(frames, len(window)) as collect:
-                    records = self._records_of(window, bodies, server_id)
-                    counts = [inspector.convert(cmd.JOB_COUNTS, reply) for reply in collect()]
-        except StoreError:
-            self._release_unread(conn, window, bodies)
-            raise
-        self._trust_copies(window, bodies, records, server_id)
-        dropped: dict[int, DropReason] = {}
-        reserved = [_Reserved(*job) for job in zip(window, bodies, counts, strict=True)]
-        jobs = self._prepare_all(conn, reserved, records, server_id, bond, dropped)
-        delete_jobs(conn, list(dropped))  # their records are gone: never run them
-        stale = sum(reason == "stale" for reason in dropped.values())
-        if stale:
-            logger.warning(
-                "%d job(s) in beanstalkd had no record and were dropped unrun: finished or "
-                "purged already, or lost by the store (a Redis without appendonly forgets "
-                "everything on restart: see docs/reliability.md)",
-                stale,
-            )
-        return jobs
-
-    def _prepare_all(
-        self,
-        conn: BeanstalkConnection,
-        window: list[_Reserved],
-        records: dict[str, _Record],
-        server_id: str,
-        bond: frozenset[str],
-        dropped: dict[int, DropReason],
-    ) -> list[Job | None]:
-        """:meth:`_prepare` for each job of a window; with lanes, the jobs to hand back go
-        in one burst at the end."""
-        try:
-            return [self._prepare(conn, job, records, server_id, bond, dropped) for job in window]
-        finally:
-            if self.lanes is not None:
-                self.lanes.flush(conn)
-
-    def _inspector_for(
-        self, conn: BeanstalkConnection, server_id: str
-    ) -> BeanstalkConnection | None:
-        """The connection for the counters (None: they are not read): the inspector of the
-        server that holds the window (one per server address; after a broker restart it is
-        opened again)."""
-        if self.inspector is None:
-            return None
-        inspector = self._inspectors.get(conn.address)
-        if inspector is None:
-            inspector = self._inspectors[conn.address] = BeanstalkConnection(
-                conn.host,
-                conn.port,
-                connect_timeout=conn.connect_timeout,
-                command_timeout=conn.command_timeout,
-                socket_factory=conn.socket_factory,
-            )
-        if inspector.connected and inspector.server_id() != server_id:
-            inspector.close()  # another server process: its job ids are not these jobs'
-        return inspector
-
-    def _records_of(
-        self, window: Sequence[ReservedJob], bodies: list[Body | None], server_id: str
-    ) -> dict[str, _Record]:
-        """One round trip for the window: payloads where only the store has them, else just
-        the statuses (the record must still exist, and its attempts count), checked against
-        the jobs held (:func:`~kqueue.stores.base.read_checked`): the whole record of a copy
-        its record does not vouch for comes in the same reply where the store can (the
-        producer's reference swap is often still on its way when a lone job's worker reads)."""
-        records: dict[str, _Record] = {}
-        if self.store is None:
-            return records
-        copies = [
-            (body.key, BrokerRef(server_id, reserved.id))
-            for reserved, body in zip(window, bodies, strict=True)
-            if body is not None and body.mode == "s"
-        ]
-        refs = [body.key for body in bodies if body is not None and body.mode == "r"]
-        if copies:
-            records.update(read_checked(self.store, copies))
-        if refs:
-            records.update(self.store.get_many(refs))
-        return records
-
-    def _trust_copies(
-        self,
-        window: Sequence[ReservedJob],
-        bodies: list[Body | None],
-        records: dict[str, _Record],
-        server_id: str,
-    ) -> None:
-        """Read whole the records of copies their record does not name (see
-        :func:`doubtful_copies`; one more store round trip, for those jobs only)."""
-        doubtful = doubtful_copies(window, bodies, records, server_id)
-        if doubtful and self.store is not None:
-            trust_whole(records, doubtful, self.store.get_many(doubtful))
-
-    def _prepare(
-        self,
-        conn: BeanstalkConnection,
-        reserved: _Reserved,
-        records: dict[str, _Record],
-        server_id: str,
-        bond: frozenset[str],
-        dropped: dict[int, DropReason],
-    ) -> Job | None:
-        job_id, body, counts = reserved.job.id, reserved.body, reserved.counts
-        why = why_unreadable(
-            body, counts, records, self.tube_prefix, has_store=self.store is not None,
-            lanes=self.lanes,
-        )  # fmt: skip
-        if why is not None:
-            self._bury_unreadable(conn, job_id, why)
-            return None
-        assert body is not None
-        record = records.get(body.key) if body.stored else None
-        if body.stored:
-            reason = why_not_runnable(job_id, body.key, record, server_id, bond)
-            if reason is not None:
-                dropped[job_id] = reason
-                self.events.on_dropped(job_id, body.key, reason)
-                return None
-        if self.lanes is not None and self._diverted(conn, reserved, record):
-            return None
-        attempts = attempts_for(body, counts, record)
-        payload = record.payload if isinstance(record, JobRecord) else body.payload
-        if isinstance(record, JobRecord) and record.unique_until_start is not None:
-            self._release_at_start[record.key] = record.unique_until_start
-        try:
-            data = self.codecs.decode(body.codec, payload)
-        except PayloadError as exc:
-            self._bury_unreadable(conn, job_id, str(exc))
-            return None
-        return _job(conn, job_id, body, data, attempts)
-
-    def _diverted(
-        self, conn: BeanstalkConnection, reserved: _Reserved, record: _Record | None
-    ) -> bool:
-        """With lanes: True when the job was handed back or held instead of run here."""
-        assert self.lanes is not None and reserved.body is not None
-        body = reserved.body
-        self.lanes.check_tube(reserved.counts, body)
-        runnable = body.job_type in self.handlers and (
-            self.only is None or body.job_type in self.only
-        )
-        return self.lanes.diverts(
-            conn, reserved.job, body, reserved.counts, record, runnable=runnable
-        )
-
-    def _bury_unreadable(self, conn: BeanstalkConnection, job_id: int, why: str) -> None:
-        stats = conn.stats_job(job_id) or {}
-        conn.bury(job_id, priority=stats.get("pri", 0))
-        self.events.on_dropped(job_id, None, "unreadable")
-        logger.error("job %s in tube %s buried: %s", job_id, stats.get("tube", "?"), why)
 
     def _no_handler(self, conn: BeanstalkConnection, job: Job) -> None:
         """A job whose handler was removed after the reserve: handed back untouched (a body
         naming another tube's type was buried before, as unreadable)."""
         conn.release(job.id, priority=job.priority, delay=0)
-
-    def _release_unread(
-        self, conn: BeanstalkConnection, window: Sequence[ReservedJob], bodies: list[Body | None]
-    ) -> None:
-        """Release a window whose records the store could not give (an outage, a failover):
-        released, the reserves are no attempts that never finished, so a store outage does
-        not use up the jobs' retry budgets. A job whose body did not parse, or a release that
-        fails, is left to the connection's close (which counts it, as before)."""
-        pipe = Pipeline(conn)
-        for reserved, body in zip(window, bodies, strict=True):
-            if body is not None:
-                pipe.release(reserved.id, priority=body.priority, delay=0)
-        try:
-            pipe.execute()
-        except KQueueError:
-            logger.debug("could not release the window after a store failure", exc_info=True)
 
     def _hand_back(self, jobs: Sequence[Job | None]) -> None:
         """Release untouched jobs, each on the connection that reserved it."""
@@ -421,14 +242,7 @@ class JobRunner:
         except Exception as exc:
             seconds = time.perf_counter() - started
             self.events.after_handler(job, exc)
-            logger.warning(
-                "job %s type=%s attempt %d failed: %s",
-                job.id,
-                job.job_type,
-                job.attempts,
-                describe_error(exc),
-                extra=job_fields(job, "failed", seconds),
-            )
+            log_failed(job, exc, seconds)
             if not job.finished:
                 self._settle_failure(conn, job, spec, exc)
             self.events.on_failure(job, exc, seconds)
@@ -444,7 +258,7 @@ class JobRunner:
     def _release_unique(self, job: Job) -> None:
         """Free the unique key a job holds until it starts (a failure to is logged: the key
         then stays held until the job finishes)."""
-        unique_key = self._release_at_start.pop(job.key, None)
+        unique_key = self.preparer.release_at_start.pop(job.key, None)
         if unique_key is None or self.store is None:
             return
         try:
@@ -468,25 +282,17 @@ class JobRunner:
         """Count the attempt and keep its failure on the record (and, once buried, as the
         outcome of a type that keeps results). The caller handles a store error."""
         assert self.store is not None
-        self.store.record_failure(
-            job.key,
-            failure,
-            attempts=attempts,
-            last_error=error,
-            state="buried" if buried else "enqueued",
-            now=failure.at,
-        )
         spec = self.handlers.get(job.job_type)
-        if buried and spec is not None and spec.keep_result is not None:
-            keep_failure(self.store, job.key, failure, spec.keep_result)
+        keep_for = None if spec is None else spec.keep_result
+        record_failure(
+            self.store, job.key, failure, attempts=attempts, error=error, buried=buried,
+            keep_for=keep_for,
+        )  # fmt: skip
 
     def _bury_poison(self, conn: BeanstalkConnection, job: Job, policy: RetryPolicy) -> None:
         """A job whose earlier attempts never finished (its TTR ran out, or its worker died:
         a handler that kills its process) is buried once they spend its budget, unrun."""
-        reason = (
-            f"never finished: {job.attempts - 1} attempt(s) ended with its TTR running out or "
-            f"its worker dying (budget {policy.max_attempts})"
-        )
+        reason = never_finished(job, policy.max_attempts)
         if job.stored and self.store is not None:
             failure = AttemptFailure(
                 time.time(), job.attempts - 1, worker_name(), "kqueue.NeverFinished", reason
@@ -494,13 +300,7 @@ class JobRunner:
             self._record_failure(job, failure, attempts=job.attempts - 1, error=reason, buried=True)
         conn.bury(job.id, priority=job.priority)
         job.outcome = "buried"
-        logger.error(
-            "job %s type=%s buried: %s",
-            job.id,
-            job.job_type,
-            reason,
-            extra=job_fields(job, "buried"),
-        )
+        log_buried(job, reason)
         self.events.on_buried(job, reason)
 
     def _stopped_before(
@@ -511,13 +311,7 @@ class JobRunner:
             job.outcome = "deleted"
             self.acks.add(conn, job)
             self.events.on_dropped(job.id, job.key, "skipped")
-            logger.info(
-                "job %s type=%s skipped: %s",
-                job.id,
-                job.job_type,
-                stopped,
-                extra=job_fields(job, "skipped"),
-            )
+            log_skipped(job, stopped)
         else:
             self._settle_failure(conn, job, spec, stopped)
             self.events.on_failure(job, stopped, 0.0)
@@ -547,123 +341,12 @@ class JobRunner:
         if failure.bury:
             conn.bury(job.id, priority=job.priority)
             job.outcome = "buried"
-            logger.error(
-                "job %s type=%s buried after %d attempts (%s): %s",
-                job.id,
-                job.job_type,
-                job.attempts,
-                failure.reason,
-                error,
-                extra=job_fields(job, "buried"),
-            )
+            log_buried(job, failure.reason, error)
             self.events.on_buried(job, failure.reason)
         else:
             conn.release(job.id, priority=job.priority, delay=failure.delay)
             job.outcome = "released"
             self.events.on_retried(job, failure.delay)
-
-
-def doubtful_copies(
-    window: Sequence[ReservedJob],
-    bodies: Sequence[Body | None],
-    records: Mapping[str, JobRecord | RecordStatus],
-    server_id: str,
-) -> list[str]:
-    """The keys of the window's copies whose record must be read whole before they run.
-
-    A body's copy of the payload is trusted only when the record names that very job. A
-    copy whose record names no job yet (the producer's reference swap may still be on its
-    way, or another client forged the body) or another job is checked against the whole
-    record, so a forged copy never runs its own payload, or another job type's handler,
-    under another job's key."""
-    return [
-        body.key
-        for reserved, body in zip(window, bodies, strict=True)
-        if body is not None
-        and body.mode == "s"
-        and isinstance(status := records.get(body.key), RecordStatus)
-        and status.ref != BrokerRef(server_id, reserved.id)
-    ]
-
-
-def trust_whole(
-    records: dict[str, JobRecord | RecordStatus],
-    doubtful: Sequence[str],
-    whole: Mapping[str, JobRecord],
-) -> None:
-    """Put the whole records read for ``doubtful`` copies in place of their statuses (a
-    record gone meanwhile: the job finished elsewhere, so its copy is stale)."""
-    for key in doubtful:
-        if key in whole:
-            records[key] = whole[key]
-        else:
-            records.pop(key, None)
-
-
-def why_unreadable(
-    body: Body | None,
-    counts: JobCounts | None,
-    records: Mapping[str, JobRecord | RecordStatus],
-    tube_prefix: str,
-    *,
-    has_store: bool,
-    lanes: LaneGate | None = None,
-) -> str | None:
-    """Why a reserved body must not run at all (it is buried), or None. With ``lanes``, a
-    body from any lane of the prefix is readable (its type's own tube holds none)."""
-    if body is None:
-        return "foreign or corrupt job body"
-    in_lane = lanes is not None and counts is not None and lanes.accepts_tube(counts.tube)
-    if counts is not None and not in_lane and counts.tube != tube_prefix + body.job_type:
-        return f"body names job type {body.job_type!r}, not its tube's"
-    if body.stored and not has_store:
-        return "a reference, but no store here"
-    record = records.get(body.key) if body.stored else None
-    if isinstance(record, JobRecord) and record.job_type != body.job_type:
-        return f"body names the record of a {record.job_type!r} job"
-    return None
-
-
-def why_not_runnable(
-    job_id: int,
-    key: str,
-    record: JobRecord | RecordStatus | None,
-    server_id: str,
-    bond: frozenset[str] = frozenset(),
-) -> DropReason | None:
-    """Why a stored job must not run: its record is gone, or the record names another
-    job on this server or on another server of ``bond`` (the ids of a bonded queue's servers
-    connected now): a duplicate delivery; None if it may run."""
-    if record is None:
-        # Done or purged already: the reference is stale. Never run it.
-        logger.debug("job %s key=%s: record gone, reference dropped", job_id, key)
-        return "stale"
-    current = record.ref
-    if current is not None and current.server_id == server_id and current.job_id != job_id:
-        # Another job on this very server carries the record (recovery re-enqueued it
-        # while this one was thought lost): this one is a duplicate delivery. A reference
-        # naming another server proves nothing (a binlog restart renames the server).
-        logger.warning("job %s key=%s: duplicate reference dropped", job_id, key)
-        return "duplicate"
-    if current is not None and current.server_id != server_id and current.server_id in bond:
-        # The record was moved to a job on another live server of the queue (a put retried
-        # there after this server froze, a recovery or a drain that moved it): that job is
-        # the one to run. Only an id the queue is connected to now counts: a server that
-        # restarted answers with a new id, so its renamed jobs are never taken for copies.
-        logger.warning("job %s key=%s: copy of a job now on %s dropped", job_id, key, current)
-        return "duplicate"
-    return None
-
-
-def attempts_for(
-    body: Body, counts: JobCounts | None, record: JobRecord | RecordStatus | None
-) -> int:
-    """This run's attempt number: failures counted on the record (by beanstalkd's releases
-    for an inline job), plus earlier reserves that never finished, plus this one."""
-    unfinished = 0 if counts is None else counts.unfinished
-    if record is None:
-        return (0 if counts is None else counts.releases) + unfinished + 1
-    return record.attempts + unfinished + 1
 
 
 def _finish(result: object) -> object:
@@ -681,29 +364,6 @@ def _log_done(job: Job, seconds: float) -> None:
     logger.debug(
         "job %s type=%s done in %.3f ms", job.id, job.job_type, seconds * 1000, extra=fields
     )
-
-
-def job_fields(job: Job, outcome: str, seconds: float | None = None) -> dict[str, object]:
-    """The structured fields of a job's log line (``extra=``), which JSON logs carry as keys."""
-    fields: dict[str, object] = {
-        "job_type": job.job_type,
-        "key": job.key,
-        "job_id": job.id,
-        "attempt": job.attempts,
-        "outcome": outcome,
-    }
-    if seconds is not None:
-        fields["duration_ms"] = round(seconds * 1000, 3)
-    return fields
-
-
-def describe_error(exc: BaseException) -> str:
-    """``Type: message`` for logs and records: bounded, no NUL bytes, never raises."""
-    try:
-        text = f"{type(exc).__name__}: {exc}"
-    except Exception:  # an exception whose __str__ itself fails
-        text = f"{type(exc).__name__}: <unprintable>"
-    return text.replace("\x00", "\\x00")[:MAX_ERROR_TEXT]
 
 
 def attempts_from_broker(conn: BeanstalkConnection, job_id: int) -> int:

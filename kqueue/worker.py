@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from kqueue.errors import ConfigurationError
 from kqueue.queue import KQueue
 from kqueue.sweeper import RecoverySweeper
 
@@ -61,11 +60,7 @@ class Worker:
         self._stopping = threading.Event()
         self._grace_timer: threading.Timer | None = None
         self._main_ident = threading.main_thread().ident or 0
-        if not queue.handlers:
-            raise ConfigurationError("the queue has no handlers: nothing for a worker to run")
-        self.job_types = None if job_types is None else queue.consumer.check_job_types(job_types)
-        if sweep_interval is not None and queue.store is None:
-            raise ConfigurationError("--sweep-interval needs a bulk store (KQUEUE_STORE)")
+        self.job_types = queue.consumer.check_worker(job_types, sweep_interval=sweep_interval)
 
     def run(self) -> int:
         """Run until stopped (or, in burst mode, until nothing is ready); the exit code."""

@@ -290,7 +290,7 @@ class AsyncConsumer:
 
     def _live_ids(self) -> frozenset[str]:
         """The ids of the servers answering now (a copy whose record names another of them
-        is a duplicate: see :func:`kqueue.runner.why_not_runnable`)."""
+        is a duplicate: see :func:`kqueue.run_rules.why_not_runnable`)."""
         return frozenset(lane.server_id for lane in self._lanes if lane.server_id is not None)
 
     def _let_go_in_hand(self, count: int) -> None:

@@ -1,9 +1,9 @@
 """A reserved window, ready to run on asyncio: bodies read, records fetched, stale ones dropped.
 
-The decisions are the sync runner's own (:func:`~kqueue.runner.why_unreadable`,
-:func:`~kqueue.runner.why_not_runnable`, :func:`~kqueue.runner.attempts_for`); only the I/O
-is awaited: the window's counters (``stats-job``, pipelined) and its records (one store
-round trip) are read at the same time.
+The decisions are the sync runner's own (:mod:`kqueue.run_rules`:
+:func:`~kqueue.run_rules.why_unreadable`, :func:`~kqueue.run_rules.why_not_runnable`,
+:func:`~kqueue.run_rules.attempts_for`); only the I/O is awaited: the window's counters
+(``stats-job``, pipelined) and its records (one store round trip) are read at the same time.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from kqueue.aio.stores import AsyncStore
 from kqueue.beanstalk import commands as cmd
@@ -22,15 +21,19 @@ from kqueue.beanstalk.wire import ReservedJob
 from kqueue.errors import PayloadError
 from kqueue.job import Job
 from kqueue.middleware.base import DropReason, Middleware
-from kqueue.runner import (
+from kqueue.run_rules import (
     attempts_for,
     doubtful_copies,
+    job_args,
+    live_record,
+    log_unreadable,
+    payload_of,
+    store_reads,
     trust_whole,
-    why_not_runnable,
     why_unreadable,
 )
 from kqueue.serialization import Body, CodecRegistry, decode_body
-from kqueue.stores.base import BrokerRef, JobRecord, RecordStatus
+from kqueue.stores.base import JobRecord, RecordStatus
 
 __all__ = ["AsyncJob", "WindowPreparer"]
 
@@ -78,7 +81,7 @@ class WindowPreparer:
         """The window's jobs (reserved on ``conn``'s socket of generation ``held``: never
         ask a successor about them); unreadable ones buried, stale and duplicate ones
         deleted. ``bond``: the ids of the queue's servers answering now (a copy whose record
-        names another of them is a duplicate: see :func:`~kqueue.runner.why_not_runnable`)."""
+        names another of them is a duplicate: see :func:`~kqueue.run_rules.why_not_runnable`)."""
         reserved_at = asyncio.get_running_loop().time()
         bodies = [decode_body(reserved.body) for reserved in window]
         server_id = await conn.server_id()
@@ -120,12 +123,7 @@ class WindowPreparer:
         records: dict[str, _Record] = {}
         if self.store is None:
             return records
-        copies = [
-            (body.key, BrokerRef(server_id, reserved.id))
-            for reserved, body in zip(window, bodies, strict=True)
-            if body is not None and body.mode == "s"
-        ]
-        refs = [body.key for body in bodies if body is not None and body.mode == "r"]
+        copies, refs = store_reads(window, bodies, server_id)
         if copies:
             records.update(await self.store.get_checked_many(copies))
         if refs:
@@ -149,39 +147,21 @@ class WindowPreparer:
         if why is not None or body is None:
             await self._bury_unreadable(conn, job_id, why or "unreadable")
             return None
-        record = records.get(body.key) if body.stored else None
-        if body.stored:
-            reason = why_not_runnable(job_id, body.key, record, server_id, bond)
-            if reason is not None:
-                dropped[job_id] = reason
-                self.events.on_dropped(job_id, body.key, reason)
-                return None
-        payload = record.payload if isinstance(record, JobRecord) else body.payload
+        record, reason = live_record(job_id, body, records, server_id, bond)
+        if reason is not None:
+            dropped[job_id] = reason
+            self.events.on_dropped(job_id, body.key, reason)
+            return None
         try:
-            data = self.codecs.decode(body.codec, payload)
+            data = self.codecs.decode(body.codec, payload_of(body, record))
         except PayloadError as exc:
             await self._bury_unreadable(conn, job_id, str(exc))
             return None
-        return _job(conn, job_id, body, data, attempts_for(body, counts, record))
+        attempts = attempts_for(body, counts, record)
+        return AsyncJob(**job_args(job_id, body, data, attempts), aio_connection=conn)
 
     async def _bury_unreadable(self, conn: AsyncBeanstalkConnection, job_id: int, why: str) -> None:
         stats = await conn.run(cmd.stats_job(job_id), held=conn.generation) or {}
         await conn.run(cmd.bury(job_id, priority=stats.get("pri", 0)), held=conn.generation)
         self.events.on_dropped(job_id, None, "unreadable")
-        logger.error("job %s in tube %s buried: %s", job_id, stats.get("tube", "?"), why)
-
-
-def _job(
-    conn: AsyncBeanstalkConnection, job_id: int, body: Body, data: Any, attempts: int
-) -> AsyncJob:
-    return AsyncJob(
-        id=job_id,
-        job_type=body.job_type,
-        data=data,
-        priority=body.priority,
-        ttr=body.ttr,
-        key=body.key,
-        stored=body.stored,
-        known_attempts=attempts,
-        aio_connection=conn,
-    )
+        log_unreadable(job_id, stats.get("tube", "?"), why)

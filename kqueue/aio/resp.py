@@ -20,6 +20,8 @@ import collections
 import socket
 from typing import Any
 
+from kqueue import inflight
+
 __all__ = ["LeanRedisConnection", "lean_connection"]
 
 
@@ -160,26 +162,23 @@ class LeanRedisConnection:
         """Hand ``replies`` to the oldest waiters (from the protocol's callback)."""
         if protocol is not self._protocol:
             return
-        waiters = self._waiters
-        for reply in replies:
-            if not waiters:
-                self.broken(protocol, _errors().ConnectionError("a Redis reply nobody asked for"))
-                return
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(reply)
+        if not inflight.deliver(self._waiters, replies):
+            self.broken(protocol, _errors().ConnectionError("a Redis reply nobody asked for"))
+            return
         if self.command_timeout is not None:
             self._deadline = asyncio.get_running_loop().time() + self.command_timeout
 
     def _check_deadline(self) -> None:
         self._watchdog = None
-        if not self._waiters or self.command_timeout is None:
+        if self.command_timeout is None:
             return
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._deadline:
-            self._lost(_errors().TimeoutError(f"no reply within {self.command_timeout:g} s"))
-            return
-        self._watchdog = loop.call_at(self._deadline, self._check_deadline)
+        timeout = self.command_timeout
+        self._watchdog = inflight.watch_deadline(
+            self._waiters,
+            self._deadline,
+            self._check_deadline,
+            lambda: self._lost(_errors().TimeoutError(f"no reply within {timeout:g} s")),
+        )
 
     def broken(self, protocol: _Replies, error: Exception) -> None:
         """The transport of ``protocol`` failed (if it is still this connection's)."""
@@ -188,15 +187,9 @@ class LeanRedisConnection:
 
     def _lost(self, error: Exception) -> None:
         transport, self._transport, self._protocol = self._transport, None, None
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        if transport is not None:
-            transport.abort()
+        watchdog, self._watchdog = self._watchdog, None
         waiters, self._waiters = self._waiters, collections.deque()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_exception(error)
+        inflight.abort(transport, watchdog, waiters, error)
 
     def close(self) -> None:
         """Close the socket; the commands in flight fail (the next call connects again)."""

@@ -25,11 +25,11 @@ from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.commands import Call
 from kqueue.errors import KQueueError, PayloadError, StoreError
 from kqueue.middleware.base import Fail, Failure, Middleware, SkipJob
-from kqueue.results import attempt_failure, keep_failure, keep_result
+from kqueue.results import attempt_failure, keep_result, record_failure
 from kqueue.retry import RetryPolicy
-from kqueue.runner import HandlerSpec, describe_error, job_fields
+from kqueue.run_rules import describe_error, log_buried, log_failed, log_skipped, never_finished
+from kqueue.runner import HandlerSpec
 from kqueue.serialization import CodecRegistry
-from kqueue.stores.base import RecordState
 
 __all__ = ["AsyncJobRunner", "KeyBatcher", "is_async_handler"]
 
@@ -104,12 +104,7 @@ class AsyncJobRunner:
         """Run ``job``'s handler (see the module docstring); errors are logged, not raised."""
         policy = spec.retry or self.retry
         if job.attempts > policy.max_attempts:
-            await self._bury(
-                job,
-                f"never finished: {job.attempts - 1} attempt(s) ended with "
-                f"its TTR running out or its worker dying",
-                job.attempts - 1,
-            )
+            await self._bury(job, never_finished(job), job.attempts - 1)
             return
         try:
             self.events.before_job(job)
@@ -123,14 +118,7 @@ class AsyncJobRunner:
         except Exception as exc:
             seconds = time.perf_counter() - started
             self.events.after_handler(job, exc)
-            logger.warning(
-                "job %s type=%s attempt %d failed: %s",
-                job.id,
-                job.job_type,
-                job.attempts,
-                describe_error(exc),
-                extra=job_fields(job, "failed", seconds),
-            )
+            log_failed(job, exc, seconds)
             if not job.finished:
                 await self._settle_failure(job, spec, exc)
             self.events.on_failure(job, exc, seconds)
@@ -189,13 +177,7 @@ class AsyncJobRunner:
         if isinstance(stopped, SkipJob):
             await self.complete(job)
             self.events.on_dropped(job.id, job.key, "skipped")
-            logger.info(
-                "job %s type=%s skipped: %s",
-                job.id,
-                job.job_type,
-                stopped,
-                extra=job_fields(job, "skipped"),
-            )
+            log_skipped(job, stopped)
         else:
             await self._settle_failure(job, spec, stopped)
             self.events.on_failure(job, stopped, 0.0)
@@ -204,42 +186,29 @@ class AsyncJobRunner:
         failure = Failure(job, exc, spec.retry)
         self.events.decide_failure(failure)
         error = describe_error(exc)
-        state: RecordState = "buried" if failure.bury else "enqueued"
         if job.stored and self.store is not None:
             try:
-                await asyncio.to_thread(self._record_failure, job, spec, exc, error, state)
+                await asyncio.to_thread(
+                    record_failure,
+                    self.store.sync,
+                    job.key,
+                    attempt_failure(exc, job.attempts),
+                    attempts=job.attempts,
+                    error=error,
+                    buried=failure.bury,
+                    keep_for=spec.keep_result,
+                )
             except KQueueError as store_exc:
                 logger.error("job %s: cannot record the failure: %s", job.id, store_exc)
         if failure.bury:
             await _held(job, cmd.bury(job.id, priority=job.priority))
             job.outcome = "buried"
-            logger.error(
-                "job %s type=%s buried after %d attempts (%s): %s",
-                job.id,
-                job.job_type,
-                job.attempts,
-                failure.reason,
-                error,
-                extra=job_fields(job, "buried"),
-            )
+            log_buried(job, failure.reason, error)
             self.events.on_buried(job, failure.reason)
         else:
             await _held(job, cmd.release(job.id, priority=job.priority, delay=failure.delay))
             job.outcome = "released"
             self.events.on_retried(job, failure.delay)
-
-    def _record_failure(
-        self, job: AsyncJob, spec: HandlerSpec, exc: Exception, error: str, state: RecordState
-    ) -> None:
-        """The attempt and its failure kept on the record (and, once buried, as the outcome
-        of a type that keeps results), as the sync runner keeps them; run on a thread."""
-        assert self.store is not None
-        entry = attempt_failure(exc, job.attempts)
-        self.store.sync.record_failure(
-            job.key, entry, attempts=job.attempts, last_error=error, state=state, now=entry.at
-        )
-        if state == "buried" and spec.keep_result is not None:
-            keep_failure(self.store.sync, job.key, entry, spec.keep_result)
 
     async def _bury(self, job: AsyncJob, reason: str, attempts: int) -> None:
         if job.stored and self.store is not None:
@@ -248,13 +217,7 @@ class AsyncJobRunner:
             )
         await _held(job, cmd.bury(job.id, priority=job.priority))
         job.outcome = "buried"
-        logger.error(
-            "job %s type=%s buried: %s",
-            job.id,
-            job.job_type,
-            reason,
-            extra=job_fields(job, "buried"),
-        )
+        log_buried(job, reason)
         self.events.on_buried(job, reason)
 
 

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Sequence
 
 from kqueue.aio.queue import AsyncKQueue
-from kqueue.errors import ConfigurationError
 from kqueue.sweeper import RecoverySweeper
 
 __all__ = ["EXIT_FORCED", "EXIT_OK", "AsyncWorker"]
@@ -52,12 +51,8 @@ class AsyncWorker:
         self.jobs_run = 0
         self._signals = 0
         self._task: asyncio.Task[int] | None = None
-        if not queue.handlers:
-            raise ConfigurationError("the queue has no handlers: nothing for a worker to run")
         consumer = queue.queue.consumer
-        self.job_types = None if job_types is None else consumer.check_job_types(job_types)
-        if sweep_interval is not None and queue.store is None:
-            raise ConfigurationError("--sweep-interval needs a bulk store (KQUEUE_STORE)")
+        self.job_types = consumer.check_worker(job_types, sweep_interval=sweep_interval)
 
     def run(self) -> int:
         """Run until stopped (or, in burst mode, until nothing is ready); the exit code."""

@@ -22,6 +22,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any, NamedTuple, TypeVar
 
+from kqueue import inflight
 from kqueue.beanstalk import commands as cmd
 from kqueue.beanstalk.commands import Call, Command, Pending, UnexpectedReply, result_of
 from kqueue.beanstalk.wire import MalformedReply, Reply, ReservedJob, ServerStats, parse_replies
@@ -202,15 +203,9 @@ class AsyncBeanstalkConnection:
     def _lost(self, error: KQueueError) -> None:
         transport, self._transport, self._protocol = self._transport, None, None
         self._server_stats = None
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        if transport is not None:
-            transport.abort()
+        watchdog, self._watchdog = self._watchdog, None
         waiters, self._waiters = self._waiters, collections.deque()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_exception(error)
+        inflight.abort(transport, watchdog, waiters, error)
 
     def broken(self, protocol: _Replies, error: KQueueError) -> None:
         """The transport of ``protocol`` failed (if it is still this connection's)."""
@@ -222,34 +217,30 @@ class AsyncBeanstalkConnection:
         order stays right)."""
         if protocol is not self._protocol:
             return
-        waiters = self._waiters
-        for reply in replies:
-            if not waiters:
-                self._lost(
-                    BrokerProtocolError(
-                        f"beanstalkd at {self.address}: a reply nobody asked for: {reply.word!r}"
-                    )
+        asked = len(self._waiters)
+        if not inflight.deliver(self._waiters, replies):
+            self._lost(
+                BrokerProtocolError(
+                    f"beanstalkd at {self.address}: a reply nobody asked for: "
+                    f"{replies[asked].word!r}"
                 )
-                return
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(reply)
+            )
+            return
         now = asyncio.get_running_loop().time()
         self._deadline = max(now + self.command_timeout, self._patient_until)
 
     def _check_deadline(self) -> None:
         self._watchdog = None
-        if not self._waiters:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._deadline:
-            self._lost(
-                BrokerTimeoutError(
-                    f"beanstalkd at {self.address} did not answer within {self.command_timeout:g} s"
-                )
+        self._watchdog = inflight.watch_deadline(
+            self._waiters, self._deadline, self._check_deadline, self._timed_out
+        )
+
+    def _timed_out(self) -> None:
+        self._lost(
+            BrokerTimeoutError(
+                f"beanstalkd at {self.address} did not answer within {self.command_timeout:g} s"
             )
-            return
-        self._watchdog = loop.call_at(self._deadline, self._check_deadline)
+        )
 
     # -- commands --------------------------------------------------------------------------
 
