@@ -151,6 +151,8 @@ def main() -> None:
     parser.add_argument("--adds", type=int, default=2000)
     parser.add_argument("--store", choices=sorted(STORES), default="redis")
     args = parser.parse_args()
+    if args.adds < 50:  # 20 alternating rounds of each producer, and 50 coroutines at once
+        parser.error("--adds must be at least 50")
     with running_beanstalkd() as server:
         settings = _settings(server, STORES[args.store])
         async_s = asyncio.run(async_worker(settings, args.jobs, args.sleep))
