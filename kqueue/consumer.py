@@ -17,10 +17,9 @@ from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import cast
 
-from kqueue.beanstalk import commands as beanstalk_commands
 from kqueue.beanstalk.commands import DeadlineSoon
 from kqueue.beanstalk.connection import BeanstalkConnection, Wakeup
-from kqueue.beanstalk.pipeline import Pipeline
+from kqueue.beanstalk.pipeline import watch_exactly
 from kqueue.beanstalk.wire import ReservedJob
 from kqueue.bonded import BondedReserver, Part
 from kqueue.config import QueueConfig
@@ -307,15 +306,7 @@ class Consumer:
             self._synced[conn] = wanted
             return
         self._synced.pop(conn, None)
-        have, keep = set(watched), set(wanted)
-        pipe = Pipeline(conn)
-        for tube in wanted:
-            if tube not in have:
-                pipe.add(beanstalk_commands.watch(tube))
-        for tube in watched:
-            if tube not in keep:
-                pipe.add(beanstalk_commands.ignore(tube))
-        pipe.execute()
+        watch_exactly(conn, wanted)
         self._synced[conn] = wanted
 
 

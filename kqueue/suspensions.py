@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Collection
 
 from kqueue.beanstalk.connection import BeanstalkConnection
+from kqueue.beanstalk.pipeline import watch_exactly
 from kqueue.errors import BrokerError
 
 __all__ = ["SuspensionHolders"]
@@ -66,7 +67,4 @@ def _watch_only(conn: BeanstalkConnection, tubes: set[str]) -> None:
     A ``stats`` first: a connection the server dropped (it restarted) is opened again, which
     restores what it watched, on the new process."""
     conn.stats()
-    for tube in sorted(tubes - set(conn.watched)):
-        conn.watch(tube)
-    for tube in sorted(set(conn.watched) - tubes - {"default"}):
-        conn.ignore(tube)
+    watch_exactly(conn, ["default", *sorted(tubes - {"default"})])

@@ -20,6 +20,7 @@ knows exactly which puts went through.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -160,3 +161,18 @@ def delete_jobs(conn: BeanstalkConnection, job_ids: list[int]) -> None:
     for reply in _exchange_all(conn, data, len(job_ids)):
         if reply.word != b"DELETED":
             conn.convert(cmd.DELETE, reply)
+
+
+def watch_exactly(conn: BeanstalkConnection, wanted: Sequence[str]) -> None:
+    """Make ``conn`` watch ``wanted`` and nothing else, in one pipelined burst however many
+    tubes (watches first: beanstalkd never lets a connection ignore its last tube)."""
+    watched = conn.watched
+    have, keep = set(watched), set(wanted)
+    pipe = Pipeline(conn)
+    for tube in wanted:
+        if tube not in have:
+            pipe.add(cmd.watch(tube))
+    for tube in watched:
+        if tube not in keep:
+            pipe.add(cmd.ignore(tube))
+    pipe.execute()
